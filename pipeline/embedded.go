@@ -1,0 +1,153 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// EmbeddedConfig configures the in-process Kafka-protocol broker.
+type EmbeddedConfig struct {
+	// DataDir persists the cluster; empty keeps it in memory (tests).
+	DataDir string
+	// Brokers is the number of in-process brokers (default 1).
+	Brokers int
+	// Port is the first port, on 127.0.0.1; 0 picks free ports.
+	Port int
+	// CleanerIntervalMs is how often compaction and retention run
+	// (log.cleaner.backoff.ms); kfake's default is an hour. Default 30000.
+	CleanerIntervalMs int
+	// Logger receives kfake's warnings; nil discards them.
+	Logger *slog.Logger
+}
+
+// Embedded is a kfake cluster: a real Kafka-protocol broker in this process,
+// persisted to a data directory. It is safe for concurrent use.
+type Embedded struct {
+	cfg EmbeddedConfig
+
+	mu      sync.Mutex
+	cluster *kfake.Cluster
+}
+
+// NewEmbedded returns an embedded broker; Start binds its ports.
+func NewEmbedded(cfg EmbeddedConfig) *Embedded {
+	if cfg.Brokers < 1 {
+		cfg.Brokers = 1
+	}
+	if cfg.CleanerIntervalMs <= 0 {
+		cfg.CleanerIntervalMs = 30000
+	}
+	return &Embedded{cfg: cfg}
+}
+
+// ErrPortInUse is returned by Start when a broker port is taken.
+var ErrPortInUse = errors.New("port in use")
+
+// Start binds the brokers' ports and loads any persisted state. A port that
+// is in use fails with an error naming it and wrapping ErrPortInUse.
+func (e *Embedded) Start() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cluster != nil {
+		return errors.New("embedded broker already started")
+	}
+	opts := []kfake.Opt{
+		kfake.ClusterID("spine-embedded"),
+		kfake.BrokerConfigs(map[string]string{
+			"log.cleaner.backoff.ms":     fmt.Sprint(e.cfg.CleanerIntervalMs),
+			"transaction.max.timeout.ms": "900000",
+		}),
+		kfake.ListenFn(func(network, addr string) (net.Listener, error) {
+			l, err := net.Listen(network, addr)
+			if err != nil && errors.Is(err, syscall.EADDRINUSE) {
+				return nil, fmt.Errorf("embedded Kafka broker: %s: %w (stop whatever listens there or set SPINE_KAFKA_PORT)", addr, ErrPortInUse)
+			}
+			return l, err
+		}),
+	}
+	if e.cfg.Port > 0 {
+		ports := make([]int, e.cfg.Brokers)
+		for i := range ports {
+			ports[i] = e.cfg.Port + i
+		}
+		opts = append(opts, kfake.Ports(ports...))
+	} else {
+		opts = append(opts, kfake.NumBrokers(e.cfg.Brokers))
+	}
+	if e.cfg.DataDir != "" {
+		dir := filepath.Join(e.cfg.DataDir, "kafka")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("create data directory %s: %w", dir, err)
+		}
+		opts = append(opts, kfake.DataDir(dir))
+	}
+	if e.cfg.Logger != nil {
+		opts = append(opts, kfake.WithLogger(kfakeLogger{e.cfg.Logger}))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return fmt.Errorf("start embedded Kafka broker: %w", err)
+	}
+	e.cluster = c
+	return nil
+}
+
+// Addrs returns the brokers' host:port addresses; nil before Start.
+func (e *Embedded) Addrs() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cluster == nil {
+		return nil
+	}
+	return e.cluster.ListenAddrs()
+}
+
+// Compact runs compaction and retention now.
+func (e *Embedded) Compact() {
+	e.mu.Lock()
+	c := e.cluster
+	e.mu.Unlock()
+	if c != nil {
+		c.Compact()
+	}
+}
+
+// Close stops the brokers and flushes the data directory. It is idempotent.
+func (e *Embedded) Close() {
+	e.mu.Lock()
+	c := e.cluster
+	e.cluster = nil
+	e.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+type kfakeLogger struct{ l *slog.Logger }
+
+func (k kfakeLogger) Logf(level kfake.LogLevel, msg string, args ...any) {
+	var lvl slog.Level
+	switch level {
+	case kfake.LogLevelError:
+		lvl = slog.LevelError
+	case kfake.LogLevelWarn:
+		lvl = slog.LevelWarn
+	case kfake.LogLevelInfo:
+		lvl = slog.LevelInfo
+	default:
+		lvl = slog.LevelDebug
+	}
+	if !k.l.Enabled(context.Background(), lvl) {
+		return
+	}
+	k.l.Log(context.Background(), lvl, fmt.Sprintf(msg, args...), "component", "kfake")
+}
