@@ -93,3 +93,33 @@ func IsReject(err error) (*RejectError, bool) {
 	ok := errors.As(err, &r)
 	return r, ok
 }
+
+// Codec turns thread records into canonical Go values and back, in the
+// Confluent wire format. schemas.Serde implements it. Decode returns an error
+// with an ErrorCode (see Coded) for poison input, which the loop dead-letters;
+// any other error (a registry outage, a timeout) is transient and retried.
+type Codec interface {
+	Decode(ctx context.Context, topic Topic, b []byte) (value any, writer schemas.ContractVersion, err error)
+	Encode(ctx context.Context, topic Topic, v schemas.ContractVersion, value any) ([]byte, error)
+}
+
+// Coded is implemented by errors that carry a stable code a user or a DLQ
+// consumer reads (for example "bad_magic", "illegal_transition"). The loop
+// treats every Coded error as permanent: the record goes to the DLQ.
+type Coded interface {
+	error
+	ErrorCode() string
+}
+
+// ErrorCode returns the stable code of a RejectError.
+func (e *RejectError) ErrorCode() string { return e.Code }
+
+// CodeOf returns the stable code of err, or "" if it carries none (a
+// transient error).
+func CodeOf(err error) string {
+	var c Coded
+	if errors.As(err, &c) {
+		return c.ErrorCode()
+	}
+	return ""
+}

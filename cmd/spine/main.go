@@ -1,0 +1,148 @@
+// Command spine is the one binary of Spine: the embedded stack (`spine up`),
+// each processor on its own (`spine run`), the schema registry, and the
+// user-facing tools (produce, consume, schemas, trace, replay, flags,
+// loadtest). This file is the composition root: it reads the config, builds
+// the logger and wires the subcommands; each subcommand lives in cmd_*.go.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/spinerun/spine/pipeline"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// app carries what every subcommand shares. The config is loaded once, on
+// first use, so `spine --help` works whatever the environment says.
+type app struct {
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	cfg    *pipeline.Config
+	log    *slog.Logger
+}
+
+// config loads the configuration from the environment (once) and builds the
+// logger it describes.
+func (a *app) config(ctx context.Context) (*pipeline.Config, error) {
+	if a.cfg != nil {
+		return a.cfg, nil
+	}
+	cfg, err := pipeline.LoadConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a.cfg = cfg
+	a.log = cfg.NewLogger(os.Stderr)
+	return cfg, nil
+}
+
+// usageError marks an error in how the command was called (exit code 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func newRootCmd(a *app) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "spine",
+		Short: "Spine: AI-agent orchestration as one replayable event thread on Kafka",
+		Long: `Spine turns AI-agent orchestration into one canonical, replayable event thread
+on Kafka: intents in, one Avro RuntimeEvent per state change, gate outcomes out.
+
+Start the whole embedded stack with 'spine up'. Configuration comes from the
+environment (KAFKA_BROKERS, SCHEMA_REGISTRY_URL, SPINE_*); see the README.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(a.stdin)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(
+		newUpCmd(a),
+		newVersionCmd(a),
+		newProduceCmd(a),
+		newConsumeCmd(a),
+		newSchemasCmd(a),
+		newRegistryCmd(a),
+		newTraceCmd(a),
+		newReplayCmd(a),
+		newFlagsCmd(a),
+		newLoadtestCmd(a),
+		newRunCmd(a),
+	)
+	return root
+}
+
+// execute runs the CLI and returns the process exit code.
+func execute(ctx context.Context, a *app, args []string) int {
+	root := newRootCmd(a)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(a.stderr, "spine: %v\n", err)
+	var ue usageError
+	var ce *pipeline.ConfigError
+	switch {
+	case errors.As(err, &ue), isUsage(err):
+		if cmd != nil {
+			fmt.Fprintf(a.stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		}
+		return exitUsage
+	case errors.As(err, &ce):
+		return exitUsage
+	}
+	var ec exitCodeError
+	if errors.As(err, &ec) {
+		return ec.code
+	}
+	return exitError
+}
+
+// exitCodeError carries a specific exit code (for example `schemas check`
+// exits 1 on an incompatible contract).
+type exitCodeError struct {
+	code int
+	err  error
+}
+
+func (e exitCodeError) Error() string { return e.err.Error() }
+func (e exitCodeError) Unwrap() error { return e.err }
+
+// isUsage recognizes cobra's own usage errors (unknown command, bad args).
+func isUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "accepts ", "requires at least", "requires at most", "invalid argument", "flag needs an argument"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	code := execute(ctx, a, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
