@@ -34,8 +34,10 @@ type TopicSpec struct {
 	Thread bool
 }
 
-// Gate names of the gate.* topics shipped now; more may be added.
-var GateNames = []string{"schema", "performance", "policy", "drift", "canary"}
+// GateNames are the gate.* topics: one per check (schema, performance,
+// policy, drift), the canary analysis, and the per-run verdict the
+// orchestrator completes or rejects a run on. More checks may be added.
+var GateNames = []string{"schema", "performance", "policy", "drift", "canary", "verdict"}
 
 // Layout names every topic and group under a prefix. The zero Layout uses no
 // prefix and one partition; build one with NewLayout.
