@@ -169,6 +169,7 @@ type RuntimeEvent struct {
 	ArtifactID    string            `avro:"artifact_id" json:"artifact_id,omitempty"`
 	SchemaVersion ContractVersion   `avro:"schema_version" json:"schema_version"`
 	Timestamp     time.Time         `avro:"timestamp" json:"timestamp"`
+	RunStarted    time.Time         `avro:"run_started" json:"run_started"`
 	Phase         Phase             `avro:"phase" json:"phase"`
 	EventType     string            `avro:"event_type" json:"event_type"`
 	State         string            `avro:"state" json:"state"`
