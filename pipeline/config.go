@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -119,7 +120,21 @@ func LoadConfig(ctx context.Context) (*Config, error) {
 	return LoadConfigFrom(ctx, envconfig.OsLookuper())
 }
 
-var envErrKey = regexp.MustCompile(`^([A-Z0-9_]+): `)
+// go-envconfig names the Go field in its errors ("Partitions: ...").
+var envErrField = regexp.MustCompile(`^([A-Za-z0-9_]+): `)
+
+// envKeyOf maps Config's Go field names to their variables.
+func envKeyOf(field string) (string, bool) {
+	f, ok := reflect.TypeFor[Config]().FieldByName(field)
+	if !ok {
+		return "", false
+	}
+	tag := f.Tag.Get("env")
+	if tag == "" {
+		return "", false
+	}
+	return strings.TrimSpace(strings.Split(tag, ",")[0]), true
+}
 
 // LoadConfigFrom reads the configuration through l and validates it. Every
 // missing or invalid variable is reported at once, joined in one error.
@@ -147,13 +162,17 @@ func LoadConfigFrom(ctx context.Context, l envconfig.Lookuper) (*Config, error) 
 		if err == nil {
 			break
 		}
-		m := envErrKey.FindStringSubmatch(err.Error())
-		if m == nil || hidden[m[1]] {
-			errs = append(errs, err)
-			break
+		m := envErrField.FindStringSubmatch(err.Error())
+		key, ok := "", false
+		if m != nil {
+			key, ok = envKeyOf(m[1])
 		}
-		hidden[m[1]] = true
-		errs = append(errs, fmt.Errorf("invalid %w", err))
+		if !ok || hidden[key] {
+			return nil, &ConfigError{Errs: append(errs, err)}
+		}
+		v, _ := lk.Lookup(key)
+		hidden[key] = true
+		errs = append(errs, fmt.Errorf("%s: %q is invalid: %v", key, v, errors.Unwrap(err)))
 	}
 	errs = append(errs, cfg.validate()...)
 	if len(errs) > 0 {
