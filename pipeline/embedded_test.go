@@ -1,0 +1,195 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// A second start on the same data directory finds every record of the first.
+func TestEmbeddedRestartKeepsRecords(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	const n = 500
+	layout := Layout{Partitions: 3, RetentionMs: time.Hour.Milliseconds()}
+
+	e := NewEmbedded(EmbeddedConfig{DataDir: dir})
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := EnsureTopics(t.Context(), kadm.NewClient(cl), layout, -1); err != nil {
+		t.Fatal(err)
+	}
+	var rs []*kgo.Record
+	for i := range n {
+		rs = append(rs, &kgo.Record{Topic: string(layout.Intents()), Key: fmt.Appendf(nil, "trace-%d", i), Value: fmt.Appendf(nil, "v%d", i)})
+	}
+	if err := cl.ProduceSync(t.Context(), rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	e.Close()
+	e.Close() // idempotent
+
+	e2 := NewEmbedded(EmbeddedConfig{DataDir: dir})
+	if err := e2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer e2.Close()
+	got := readAll(t, e2.Addrs(), string(layout.Intents()))
+	if len(got) != n {
+		t.Fatalf("after restart read %d records, want %d", len(got), n)
+	}
+	for i := range n {
+		if v := got[fmt.Sprintf("trace-%d", i)]; v != fmt.Sprintf("v%d", i) {
+			t.Fatalf("trace-%d = %q after restart", i, v)
+		}
+	}
+	// The topic configs survive too.
+	adm := kadm.NewClient(kgoClient(t, e2.Addrs()))
+	rc, err := adm.DescribeTopicConfigs(t.Context(), string(layout.Flags()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := rc.On(string(layout.Flags()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var policy string
+	for _, kv := range c.Configs {
+		if kv.Key == "cleanup.policy" && kv.Value != nil {
+			policy = *kv.Value
+		}
+	}
+	if policy != "compact" {
+		t.Errorf("flags topic cleanup.policy = %q after restart, want compact", policy)
+	}
+}
+
+func TestEmbeddedPortInUse(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	e := NewEmbedded(EmbeddedConfig{Port: port})
+	err = e.Start()
+	if err == nil {
+		e.Close()
+		t.Fatal("start on a used port succeeded")
+	}
+	if !errors.Is(err, ErrPortInUse) || !strings.Contains(err.Error(), fmt.Sprint(port)) {
+		t.Fatalf("error %q does not name port %d as in use", err, port)
+	}
+}
+
+func TestEnsureTopicsPoliciesAndCoPartitioning(t *testing.T) {
+	t.Parallel()
+	e := NewEmbedded(EmbeddedConfig{})
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	adm := kadm.NewClient(kgoClient(t, e.Addrs()))
+	l := Layout{Prefix: "x.", Partitions: 4, RetentionMs: 1000, RetentionBytes: 1 << 20}
+	if err := EnsureTopics(t.Context(), adm, l, -1); err != nil {
+		t.Fatal(err)
+	}
+	// Idempotent.
+	if err := EnsureTopics(t.Context(), adm, l, -1); err != nil {
+		t.Fatalf("second EnsureTopics: %v", err)
+	}
+	td, err := adm.ListTopics(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range l.Specs() {
+		d, ok := td[string(s.Name)]
+		if !ok {
+			t.Errorf("topic %s missing", s.Name)
+			continue
+		}
+		if !strings.HasPrefix(string(s.Name), "x.") {
+			t.Errorf("topic %s lacks the prefix", s.Name)
+		}
+		if int32(len(d.Partitions)) != s.Partitions {
+			t.Errorf("topic %s has %d partitions, want %d", s.Name, len(d.Partitions), s.Partitions)
+		}
+	}
+	// A thread topic with the wrong partition count is refused.
+	l2 := l
+	l2.Partitions = 2
+	if err := EnsureTopics(t.Context(), adm, l2, -1); err == nil || !strings.Contains(err.Error(), "co-partitioned") {
+		t.Errorf("mismatched partitions: got %v", err)
+	}
+	rc, err := adm.DescribeTopicConfigs(t.Context(), string(l.Intents()), string(l.State("orchestrator")), string(l.Schemas()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{string(l.Intents()): "delete", string(l.State("orchestrator")): "compact", string(l.Schemas()): "compact"}
+	for _, c := range rc {
+		for _, kv := range c.Configs {
+			if kv.Key == "cleanup.policy" && kv.Value != nil && *kv.Value != want[c.Name] {
+				t.Errorf("%s cleanup.policy = %s, want %s", c.Name, *kv.Value, want[c.Name])
+			}
+			if c.Name == string(l.Intents()) && kv.Key == "retention.ms" && (kv.Value == nil || *kv.Value != "1000") {
+				t.Errorf("intents retention.ms = %v, want 1000", kv.Value)
+			}
+		}
+	}
+}
+
+func kgoClient(t *testing.T, brokers []string) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+func readAll(t *testing.T, brokers []string, topic string) map[string]string {
+	t.Helper()
+	cl := kgoClient(t, brokers)
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(t.Context(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
+	c, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	out := map[string]string{}
+	var n int64
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for n < total {
+		fs := c.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("read %d of %d records: %v", n, total, err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			out[string(r.Key)] = string(r.Value)
+			n++
+		})
+	}
+	return out
+}
