@@ -27,6 +27,28 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
 
+# A real Apache Kafka 4.x broker (jars from Maven Central via deploy/kafka/pom.xml)
+# on 127.0.0.1:$(KAFKA_PORT). kafka-up prints the bootstrap address.
+KAFKA_PORT   ?= 19092
+# How many test binaries run at once against the shared real broker.
+KAFKA_TEST_P ?= 2
+
+kafka-up:
+	@KAFKA_PORT=$(KAFKA_PORT) deploy/kafka/start.sh
+
+kafka-down:
+	@deploy/kafka/stop.sh
+
+# The whole integration suite against real Apache Kafka: start the broker,
+# run every test with KAFKA_BROKERS pointing at it, stop it (also when the
+# tests fail or are interrupted). Fails if the broker does not come up: no
+# fallback to the embedded broker.
+test-kafka:
+	@trap 'deploy/kafka/stop.sh' EXIT; trap 'exit 130' INT TERM; \
+	bootstrap=$$(KAFKA_PORT=$(KAFKA_PORT) deploy/kafka/start.sh) || { echo "test-kafka: Apache Kafka did not come up" >&2; exit 1; }; \
+	echo "test-kafka: running the suite against Apache Kafka at $$bootstrap"; \
+	KAFKA_BROKERS=$$bootstrap $(GO) test -race -count=1 -p $(KAFKA_TEST_P) -timeout 30m $(PKGS)
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3s ./...
 

@@ -1,0 +1,148 @@
+package kafkatest_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/spinerun/spine/pipeline/kafkatest"
+)
+
+// TestTransactions is the smoke test of the processing guarantee on the
+// selected backend (kfake, or real Apache Kafka with KAFKA_BROKERS): a
+// GroupTransactSession consumes, transforms and produces in transactions,
+// an aborted transaction stays invisible, and a read_committed consumer
+// sees every committed output exactly once.
+func TestTransactions(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+
+	brokers := kafkatest.Brokers(t)
+	p := kafkatest.Prefix(t)
+	in, out := p+"in", p+"out"
+	t.Logf("backend %s, brokers %v, prefix %s", kafkatest.Backend(), brokers, p)
+
+	adm := kadm.NewClient(kafkatest.Client(t, brokers))
+	created, err := adm.CreateTopics(ctx, 3, 1, nil, in, out)
+	if err == nil {
+		err = created.Error()
+	}
+	if err != nil {
+		t.Fatalf("create topics: %v", err)
+	}
+
+	const n = 30
+	plain := kafkatest.Client(t, brokers, kgo.DefaultProduceTopic(in))
+	for i := range n {
+		r := &kgo.Record{Key: []byte("trace-" + strconv.Itoa(i%7)), Value: []byte(strconv.Itoa(i))}
+		if err := plain.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatalf("produce input %d: %v", i, err)
+		}
+	}
+
+	// An aborted transaction: its records must never reach a read_committed
+	// consumer.
+	aborter := kafkatest.Client(t, brokers, kgo.TransactionalID(p+"aborter"), kgo.DefaultProduceTopic(out))
+	if err := aborter.BeginTransaction(); err != nil {
+		t.Fatalf("begin aborted txn: %v", err)
+	}
+	if err := aborter.ProduceSync(ctx, &kgo.Record{Value: []byte("aborted")}).FirstErr(); err != nil {
+		t.Fatalf("produce in aborted txn: %v", err)
+	}
+	if err := aborter.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatalf("abort: %v", err)
+	}
+
+	// Consume -> transform -> produce, one transaction per poll.
+	sess, err := kgo.NewGroupTransactSession(
+		kgo.SeedBrokers(brokers...),
+		kgo.TransactionalID(p+"txn"),
+		kgo.ConsumerGroup(p+"group"),
+		kgo.ConsumeTopics(in),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.DefaultProduceTopic(out),
+	)
+	if err != nil {
+		t.Fatalf("group transact session: %v", err)
+	}
+	defer sess.Close()
+	for done := 0; done < n; {
+		fs := sess.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("transformed %d of %d records before the deadline: %v", done, n, ctx.Err())
+		}
+		if err := fs.Err0(); err != nil {
+			t.Fatalf("poll: %v", err)
+		}
+		if err := sess.Begin(); err != nil {
+			t.Fatalf("begin: %v", err)
+		}
+		var outs []*kgo.Record
+		fs.EachRecord(func(r *kgo.Record) {
+			outs = append(outs, &kgo.Record{Key: r.Key, Value: []byte("out-" + string(r.Value))})
+		})
+		if err := sess.ProduceSync(ctx, outs...).FirstErr(); err != nil {
+			t.Fatalf("produce in txn: %v", err)
+		}
+		committed, err := sess.End(ctx, kgo.TryCommit)
+		if err != nil {
+			t.Fatalf("end txn: %v", err)
+		}
+		if committed {
+			done += len(outs)
+		}
+	}
+
+	// A read_committed reader sees each committed output once, no aborted
+	// record.
+	reader := kafkatest.Client(t, brokers,
+		kgo.ConsumeTopics(out),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	)
+	seen := map[string]int{}
+	for total := 0; total < n; {
+		fs := reader.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d committed outputs before the deadline: %v", total, n, ctx.Err())
+		}
+		if err := fs.Err0(); err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			seen[string(r.Value)]++
+			total++
+		})
+	}
+	for i := range n {
+		if got := seen[fmt.Sprintf("out-%d", i)]; got != 1 {
+			t.Errorf("output %d seen %d times, want exactly once", i, got)
+		}
+	}
+	if seen["aborted"] != 0 {
+		t.Errorf("read_committed consumer saw a record of an aborted transaction")
+	}
+	if len(seen) != n {
+		t.Errorf("saw %d distinct outputs, want %d: %v", len(seen), n, seen)
+	}
+
+	// The group's committed offsets cover every input (committed with the
+	// transactions, not separately).
+	offs, err := adm.FetchOffsets(ctx, p+"group")
+	if err != nil {
+		t.Fatalf("fetch group offsets: %v", err)
+	}
+	var sum int64
+	offs.Each(func(o kadm.OffsetResponse) { sum += o.At })
+	if sum != n {
+		t.Errorf("group committed offsets sum to %d, want %d", sum, n)
+	}
+}
