@@ -86,6 +86,18 @@ type Config struct {
 	// ShutdownTimeout is SPINE_SHUTDOWN_TIMEOUT, the bound on a clean
 	// shutdown. Default 10s.
 	ShutdownTimeout time.Duration `env:"SPINE_SHUTDOWN_TIMEOUT, default=10s"`
+	// InstanceID is SPINE_INSTANCE_ID, this instance's name among the
+	// instances of a processor: the transactional id is the processor's
+	// group plus "-" plus it, so it must be stable across restarts and
+	// unique among live instances. Default empty: the host name.
+	InstanceID string `env:"SPINE_INSTANCE_ID"`
+	// BatchMaxRecords is SPINE_BATCH_MAX_RECORDS, the most input records a
+	// processor handles in one transaction. Default 1000.
+	BatchMaxRecords int `env:"SPINE_BATCH_MAX_RECORDS, default=1000"`
+	// TransactionTimeout is SPINE_TRANSACTION_TIMEOUT, the Kafka
+	// transaction timeout of processors (at least 1s). Default 10s.
+	TransactionTimeout time.Duration `env:"SPINE_TRANSACTION_TIMEOUT, default=10s"`
+
 	// LogLevel is SPINE_LOG_LEVEL: debug, info, warn or error. Default info.
 	LogLevel string `env:"SPINE_LOG_LEVEL, default=info"`
 	// LogFormat is SPINE_LOG_FORMAT: text or json. Default text.
@@ -110,7 +122,8 @@ func EnvVars() []string {
 		"SPINE_THREAD_RETENTION", "SPINE_THREAD_RETENTION_BYTES",
 		"SPINE_DATA_DIR", "SPINE_EMBEDDED_BROKERS", "SPINE_KAFKA_PORT",
 		"SPINE_REGISTRY_ADDR", "SPINE_HTTP_ADDR", "SPINE_METRICS_ADDR",
-		"SPINE_SHUTDOWN_TIMEOUT", "SPINE_LOG_LEVEL", "SPINE_LOG_FORMAT",
+		"SPINE_SHUTDOWN_TIMEOUT", "SPINE_INSTANCE_ID", "SPINE_BATCH_MAX_RECORDS",
+		"SPINE_TRANSACTION_TIMEOUT", "SPINE_LOG_LEVEL", "SPINE_LOG_FORMAT",
 		"OTEL_SERVICE_NAME",
 	}
 }
@@ -265,6 +278,15 @@ func (c *Config) validate() []error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("SPINE_SHUTDOWN_TIMEOUT: %s must be positive", c.ShutdownTimeout)
+	}
+	if strings.ContainsAny(c.InstanceID, " /\\,:") {
+		bad("SPINE_INSTANCE_ID: %q must not contain spaces or separators", c.InstanceID)
+	}
+	if c.BatchMaxRecords < 1 {
+		bad("SPINE_BATCH_MAX_RECORDS: %d must be at least 1", c.BatchMaxRecords)
+	}
+	if c.TransactionTimeout < time.Second {
+		bad("SPINE_TRANSACTION_TIMEOUT: %s must be at least 1s", c.TransactionTimeout)
 	}
 	if _, err := ParseLogLevel(c.LogLevel); err != nil {
 		bad("SPINE_LOG_LEVEL: %v", err)

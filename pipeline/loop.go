@@ -1,0 +1,844 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
+	"github.com/twmb/franz-go/plugin/kslog"
+
+	"github.com/spinerun/spine/schemas"
+)
+
+// ProcessorOpt configures a Processor.
+type ProcessorOpt func(*processorConfig)
+
+type processorConfig struct {
+	kafka           []kgo.Opt
+	layout          Layout
+	inputs          []Topic
+	codec           Codec
+	log             *slog.Logger
+	reg             prometheus.Registerer
+	instance        string
+	maxBatch        int
+	txnTimeout      time.Duration
+	shutdownTimeout time.Duration
+	tick            time.Duration
+	observers       []Observer
+	retryInitial    time.Duration
+	retryMax        time.Duration
+	inPlaceRetries  int
+	sessionTimeout  time.Duration
+	rebalanceTime   time.Duration
+}
+
+func defaultProcessorConfig() processorConfig {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "0"
+	}
+	return processorConfig{
+		log:             slog.New(slog.DiscardHandler),
+		instance:        host,
+		maxBatch:        1000,
+		txnTimeout:      10 * time.Second,
+		shutdownTimeout: 10 * time.Second,
+		tick:            50 * time.Millisecond,
+		retryInitial:    100 * time.Millisecond,
+		retryMax:        10 * time.Second,
+		inPlaceRetries:  3,
+		sessionTimeout:  10 * time.Second,
+		rebalanceTime:   30 * time.Second,
+	}
+}
+
+// WithKafka sets the client options that reach the cluster: seed brokers,
+// SASL, TLS (Config.KafkaOpts). Required.
+func WithKafka(opts ...kgo.Opt) ProcessorOpt {
+	return func(c *processorConfig) { c.kafka = append(c.kafka, opts...) }
+}
+
+// WithLayout sets the topic layout (prefix; the state, DLQ topics and the
+// group name derive from it). Default: the zero Layout, no prefix.
+func WithLayout(l Layout) ProcessorOpt { return func(c *processorConfig) { c.layout = l } }
+
+// WithInputs sets the topics the processor consumes. Required. They must be
+// co-partitioned with the processor's state topic (same partition count,
+// keyed by trace_id).
+func WithInputs(topics ...Topic) ProcessorOpt {
+	return func(c *processorConfig) { c.inputs = append(c.inputs, topics...) }
+}
+
+// WithCodec sets the codec that decodes inputs and encodes outputs.
+// Required.
+func WithCodec(codec Codec) ProcessorOpt { return func(c *processorConfig) { c.codec = codec } }
+
+// WithLogger sets the logger; the Kafka client logs through it (kslog) at
+// warn and above unless it is enabled for debug. Default: discard.
+func WithLogger(l *slog.Logger) ProcessorOpt { return func(c *processorConfig) { c.log = l } }
+
+// WithRegisterer registers the loop's metrics and the Kafka client's
+// (kprom, namespace spine_kafka, const label processor) on reg. Default:
+// none. Several processors may share one registry.
+func WithRegisterer(reg prometheus.Registerer) ProcessorOpt {
+	return func(c *processorConfig) { c.reg = reg }
+}
+
+// WithInstanceID names this instance of the processor. The transactional id
+// is Layout.Group(name)+"-"+id, so it must be stable across restarts of the
+// same instance (a restart then fences its predecessor's open transaction at
+// once) and unique among live instances. Default: the host name.
+func WithInstanceID(id string) ProcessorOpt { return func(c *processorConfig) { c.instance = id } }
+
+// WithBatchSize bounds the records handled in one transaction. Default 1000.
+func WithBatchSize(n int) ProcessorOpt { return func(c *processorConfig) { c.maxBatch = n } }
+
+// WithTransactionTimeout sets the transaction timeout. Default 10s.
+func WithTransactionTimeout(d time.Duration) ProcessorOpt {
+	return func(c *processorConfig) { c.txnTimeout = d }
+}
+
+// WithShutdownTimeout bounds leaving the group and closing the client
+// after the last transaction ended. Default 10s.
+func WithShutdownTimeout(d time.Duration) ProcessorOpt {
+	return func(c *processorConfig) { c.shutdownTimeout = d }
+}
+
+// WithTimerTick sets how often due timers are looked for (and the longest a
+// poll waits). Default 50ms.
+func WithTimerTick(d time.Duration) ProcessorOpt { return func(c *processorConfig) { c.tick = d } }
+
+// WithObserver adds an Observer told of every committed transaction's
+// outputs (for example a GoldenPath).
+func WithObserver(o Observer) ProcessorOpt {
+	return func(c *processorConfig) { c.observers = append(c.observers, o) }
+}
+
+// WithRetryBackoff sets the backoff of transient errors: it starts at
+// initial and doubles up to max, while the processor stays blocked on the
+// failing record. Defaults 100ms and 10s.
+func WithRetryBackoff(initial, max time.Duration) ProcessorOpt {
+	return func(c *processorConfig) { c.retryInitial, c.retryMax = initial, max }
+}
+
+// WithGroupTimeouts sets the consumer group's session and rebalance
+// timeouts: how long a crashed member keeps its partitions, and how long a
+// rebalance waits for members. Defaults 10s and 30s.
+func WithGroupTimeouts(session, rebalance time.Duration) ProcessorOpt {
+	return func(c *processorConfig) { c.sessionTimeout, c.rebalanceTime = session, rebalance }
+}
+
+func (c *processorConfig) validate(name string, h Handler) error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if name == "" || strings.ContainsAny(name, " /\\,:") {
+		bad("processor name %q must be non-empty and a valid topic name part", name)
+	}
+	if h == nil {
+		bad("handler is nil")
+	}
+	if len(c.kafka) == 0 {
+		bad("no Kafka options: pass WithKafka(cfg.KafkaOpts(...))")
+	}
+	if len(c.inputs) == 0 {
+		bad("no input topics: pass WithInputs")
+	}
+	for _, t := range c.inputs {
+		if t == c.layout.State(name) || t == c.layout.DLQ() {
+			bad("input topic %s is the processor's own state or dead-letter topic", t)
+		}
+	}
+	if c.codec == nil {
+		bad("no codec: pass WithCodec")
+	}
+	if c.log == nil {
+		bad("logger is nil")
+	}
+	if c.instance == "" || strings.ContainsAny(c.instance, " /\\,:") {
+		bad("instance id %q must be non-empty without spaces or separators", c.instance)
+	}
+	if c.maxBatch < 1 {
+		bad("batch size %d must be at least 1", c.maxBatch)
+	}
+	if c.txnTimeout < time.Second {
+		bad("transaction timeout %s must be at least 1s", c.txnTimeout)
+	}
+	if c.shutdownTimeout <= 0 {
+		bad("shutdown timeout %s must be positive", c.shutdownTimeout)
+	}
+	if c.tick <= 0 || c.tick > time.Second {
+		bad("timer tick %s must be in (0, 1s]", c.tick)
+	}
+	if c.retryInitial <= 0 || c.retryMax < c.retryInitial {
+		bad("retry backoff %s..%s: want 0 < initial <= max", c.retryInitial, c.retryMax)
+	}
+	if c.sessionTimeout <= 0 || c.rebalanceTime <= 0 {
+		bad("group timeouts must be positive")
+	}
+	for i, o := range c.observers {
+		if o == nil {
+			bad("observer %d is nil", i)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("pipeline: invalid processor %q: %w", name, errors.Join(errs...))
+	}
+	return nil
+}
+
+// ProcessorOpts returns the options a Config implies: the cluster, the
+// layout, the instance id, batch size, transaction and shutdown timeouts.
+// brokers overrides c.Brokers (the embedded broker's addresses).
+func (c *Config) ProcessorOpts(brokers ...string) ([]ProcessorOpt, error) {
+	kopts, err := c.KafkaOpts(brokers...)
+	if err != nil {
+		return nil, err
+	}
+	opts := []ProcessorOpt{
+		WithKafka(kopts...),
+		WithLayout(NewLayout(c)),
+		WithShutdownTimeout(c.ShutdownTimeout),
+	}
+	if c.InstanceID != "" {
+		opts = append(opts, WithInstanceID(c.InstanceID))
+	}
+	if c.BatchMaxRecords > 0 {
+		opts = append(opts, WithBatchSize(c.BatchMaxRecords))
+	}
+	if c.TransactionTimeout > 0 {
+		opts = append(opts, WithTransactionTimeout(c.TransactionTimeout))
+	}
+	return opts, nil
+}
+
+// Processor runs one Handler on the transactional consume→process→produce
+// loop: it consumes its inputs in the consumer group Layout.Group(name),
+// keeps the handler's state in the compacted changelog Layout.State(name),
+// dead-letters poison input to Layout.DLQ(), and fires durable timers of a
+// Timed handler. See pipeline/DESIGN.md for goroutines and locks.
+//
+// A Processor is built with NewProcessor (no I/O) and runs with Run. Run may
+// be called once at a time.
+type Processor struct {
+	name  string
+	h     Handler
+	timed Timed
+	cfg   processorConfig
+
+	group      string
+	txnID      string
+	stateTopic Topic
+	dlqTopic   Topic
+	inputs     map[string]bool
+
+	m        *loopMetrics
+	store    *store
+	restorer *restorer // set before each session's client exists
+
+	running atomic.Bool
+	fatalMu sync.Mutex
+	fatal   error
+
+	backoff time.Duration // loop goroutine only
+}
+
+// NewProcessor returns a processor named name (it names the group, the
+// state topic and the transactional id) running h. It does no I/O.
+func NewProcessor(name string, h Handler, opts ...ProcessorOpt) (*Processor, error) {
+	cfg := defaultProcessorConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(name, h); err != nil {
+		return nil, err
+	}
+	m, err := newLoopMetrics(cfg.reg)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: register metrics of processor %s: %w", name, err)
+	}
+	p := &Processor{
+		name:       name,
+		h:          h,
+		cfg:        cfg,
+		group:      cfg.layout.Group(name),
+		stateTopic: cfg.layout.State(name),
+		dlqTopic:   cfg.layout.DLQ(),
+		inputs:     map[string]bool{},
+		m:          m,
+		store:      newStore(),
+	}
+	p.txnID = p.group + "-" + cfg.instance
+	p.timed, _ = h.(Timed)
+	for _, t := range cfg.inputs {
+		p.inputs[string(t)] = true
+	}
+	p.cfg.log = cfg.log.With("processor", name, "instance", cfg.instance)
+	return p, nil
+}
+
+// Name returns the processor's name.
+func (p *Processor) Name() string { return p.name }
+
+// TransactionalID returns the transactional id this instance uses.
+func (p *Processor) TransactionalID() string { return p.txnID }
+
+// ErrAlreadyRunning is returned by Run when the processor is running.
+var ErrAlreadyRunning = errors.New("pipeline: processor is already running")
+
+// Run consumes, processes and produces until ctx ends, then finishes the
+// transaction in flight, commits it, leaves the group and closes the client
+// within the shutdown timeout. It returns nil after a clean shutdown. A
+// failed client (fenced, or an unrecoverable transaction error) is rebuilt
+// after a backoff; only an invalid client configuration is returned as an
+// error.
+func (p *Processor) Run(ctx context.Context) error {
+	if !p.running.CompareAndSwap(false, true) {
+		return ErrAlreadyRunning
+	}
+	defer p.running.Store(false)
+	backoff := p.cfg.retryInitial
+	for {
+		err := p.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var ce *clientError
+		if errors.As(err, &ce) {
+			return err
+		}
+		p.cfg.log.Error("processor session failed; restarting it", "err", err, "backoff", backoff)
+		if !sleepCtx(ctx, backoff) {
+			return nil
+		}
+		backoff = min(backoff*2, p.cfg.retryMax)
+	}
+}
+
+// clientError is a configuration the Kafka client refused.
+type clientError struct{ err error }
+
+func (e *clientError) Error() string { return e.err.Error() }
+func (e *clientError) Unwrap() error { return e.err }
+
+func (p *Processor) setFatal(err error) {
+	p.fatalMu.Lock()
+	if p.fatal == nil {
+		p.fatal = err
+	}
+	p.fatalMu.Unlock()
+}
+
+func (p *Processor) takeFatal() error {
+	p.fatalMu.Lock()
+	defer p.fatalMu.Unlock()
+	err := p.fatal
+	p.fatal = nil
+	return err
+}
+
+// session runs one client's lifetime.
+func (p *Processor) session(ctx context.Context) error {
+	log := p.cfg.log
+	p.store.dropAll()
+	_ = p.takeFatal()
+
+	klog := kslog.New(slog.New(minLevelHandler{h: log.Handler(), min: slog.LevelWarn}))
+	base := append(slices.Clone(p.cfg.kafka), kgo.WithLogger(klog))
+	opts := append(slices.Clone(base),
+		kgo.ConsumerGroup(p.group),
+		kgo.ConsumeTopics(topicStrings(p.cfg.inputs)...),
+		kgo.Balancers(kgo.RangeBalancer()), // co-partitioned: partition p of every input goes to one member
+		kgo.BlockRebalanceOnPoll(),
+		kgo.SessionTimeout(p.cfg.sessionTimeout),
+		kgo.RebalanceTimeout(p.cfg.rebalanceTime),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.TransactionalID(p.txnID),
+		kgo.TransactionTimeout(p.cfg.txnTimeout),
+		kgo.ProducerLinger(0),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.RecordDeliveryTimeout(p.cfg.txnTimeout),
+		kgo.RecordPartitioner(statePartitioner{state: string(p.stateTopic), rest: kgo.StickyKeyPartitioner(nil)}),
+		kgo.OnPartitionsAssigned(p.onAssigned),
+		kgo.OnPartitionsRevoked(p.onRevoked),
+		kgo.OnPartitionsLost(p.onRevoked),
+	)
+	if p.cfg.reg != nil {
+		km := kprom.NewMetrics("spine_kafka",
+			kprom.Registerer(tolerantRegisterer{p.cfg.reg}),
+			kprom.WithStaticLabel(prometheus.Labels{"processor": p.name}))
+		opts = append(opts, kgo.WithHooks(km))
+	}
+
+	// The restorer reads the changelog with its own plain client; its admin
+	// requests go through a separate client too so they never queue behind
+	// the session's.
+	admCl, err := kgo.NewClient(base...)
+	if err != nil {
+		return &clientError{fmt.Errorf("pipeline: processor %s: %w", p.name, err)}
+	}
+	defer admCl.Close()
+	p.restorer = &restorer{
+		topic:   p.stateTopic,
+		opts:    base,
+		adm:     kadm.NewClient(admCl),
+		settle:  2 * p.cfg.txnTimeout,
+		timeout: 2*p.cfg.txnTimeout + 30*time.Second,
+		timed:   p.timed,
+		log:     log,
+	}
+
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return &clientError{fmt.Errorf("pipeline: processor %s: %w", p.name, err)}
+	}
+	defer p.close(sess)
+
+	// Initialising the producer id now fences a predecessor with the same
+	// transactional id and aborts its open transaction, so read_committed
+	// readers (and our own restore) need not wait out its timeout.
+	fctx, cancel := context.WithTimeout(ctx, p.cfg.txnTimeout)
+	_, _, err = sess.Client().ProducerID(fctx)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		log.Warn("could not initialise the transactional producer yet", "err", err)
+	}
+	log.Info("processor started", "group", p.group, "transactional_id", p.txnID, "inputs", p.cfg.inputs)
+
+	for {
+		if err := p.takeFatal(); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		pctx, cancel := context.WithTimeout(ctx, p.cfg.tick)
+		fs := sess.PollRecords(pctx, p.cfg.maxBatch)
+		cancel()
+		if fs.IsClientClosed() {
+			return errors.New("kafka client closed")
+		}
+		fs.EachError(func(t string, part int32, err error) {
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+				return
+			}
+			log.Warn("fetch error", "topic", t, "partition", part, "err", err)
+		})
+		recs := fs.Records()
+		var due map[int32][]timer
+		if p.timed != nil {
+			due = p.store.dueTimers(time.Now())
+		}
+		if len(recs) > 0 || len(due) > 0 {
+			if err := p.transact(ctx, sess, recs, due); err != nil {
+				sess.AllowRebalance()
+				return err
+			}
+		}
+		sess.AllowRebalance()
+	}
+}
+
+// close leaves the group and closes the client, bounded by the shutdown
+// timeout.
+func (p *Processor) close(sess *kgo.GroupTransactSession) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sess.CloseAllowingRebalance()
+	}()
+	select {
+	case <-done:
+		p.cfg.log.Info("processor stopped")
+	case <-time.After(p.cfg.shutdownTimeout):
+		p.cfg.log.Error("processor did not close within the shutdown timeout", "timeout", p.cfg.shutdownTimeout)
+	}
+	p.store.dropAll()
+}
+
+func (p *Processor) partitionsOf(m map[string][]int32) []int32 {
+	var out []int32
+	for t, ps := range m {
+		if !p.inputs[t] {
+			continue
+		}
+		for _, part := range ps {
+			if !slices.Contains(out, part) {
+				out = append(out, part)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// onAssigned restores the assigned partitions' state before fetching from
+// them begins (BlockRebalanceOnPoll keeps it serial with the loop).
+func (p *Processor) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	parts := p.partitionsOf(assigned)
+	if len(parts) == 0 {
+		return
+	}
+	states, err := p.restorer.restore(ctx, parts)
+	if err != nil {
+		p.setFatal(fmt.Errorf("restore state of partitions %v: %w", parts, err))
+		return
+	}
+	for part, ps := range states {
+		p.store.install(part, ps)
+	}
+}
+
+// onRevoked drops the state of revoked or lost partitions; their new owner
+// restores it from the changelog.
+func (p *Processor) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	parts := p.partitionsOf(revoked)
+	p.store.drop(parts)
+	if len(parts) > 0 {
+		p.cfg.log.Info("partitions revoked; state dropped", "partitions", parts)
+	}
+}
+
+// batch is one transaction's work: the uncommitted state overlay, the
+// outputs to report after commit, and what was dead-lettered.
+type batch struct {
+	ov      *overlay
+	outputs []Output
+	records int
+	dlq     map[string]int
+	fired   map[int32][]timer
+
+	mu      sync.Mutex
+	prodErr error
+}
+
+// errBlocked marks a batch aborted because a record kept failing with a
+// transient error.
+type errBlocked struct{ err error }
+
+func (e *errBlocked) Error() string { return e.err.Error() }
+func (e *errBlocked) Unwrap() error { return e.err }
+
+// transact handles recs and due timers in one transaction. It returns an
+// error only when the session is unusable.
+func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, due map[int32][]timer) error {
+	// In-flight work finishes even when ctx ends (two-step shutdown); the
+	// transaction timeout bounds it.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.txnTimeout+5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := sess.Begin(); err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	b := &batch{ov: p.store.newOverlay(), dlq: map[string]int{}, fired: due}
+	produce := func(r *kgo.Record) {
+		sess.Produce(wctx, r, func(r *kgo.Record, err error) {
+			if err != nil {
+				b.mu.Lock()
+				b.prodErr = errors.Join(b.prodErr, fmt.Errorf("produce to %s: %w", r.Topic, err))
+				b.mu.Unlock()
+			}
+		})
+	}
+
+	var blocked error
+	for _, r := range recs {
+		if err := p.record(ctx, wctx, b, r, produce); err != nil {
+			blocked = err
+			break
+		}
+	}
+	if blocked == nil && len(due) > 0 {
+		now := time.Now()
+		for part, ts := range due {
+			for _, t := range ts {
+				if err := p.fire(ctx, wctx, b, part, t, now, produce); err != nil {
+					blocked = err
+					break
+				}
+			}
+			if blocked != nil {
+				break
+			}
+		}
+	}
+	commit := blocked == nil
+	if commit {
+		if err := sess.Client().Flush(wctx); err != nil {
+			commit = false
+			blocked = fmt.Errorf("flush: %w", err)
+		}
+		b.mu.Lock()
+		if b.prodErr != nil {
+			commit = false
+			blocked = b.prodErr
+		}
+		b.mu.Unlock()
+	}
+	committed, err := sess.End(wctx, kgo.TransactionEndTry(commit))
+	p.m.txn(p.name, committed, time.Since(start))
+	if !committed {
+		p.requeue(b)
+		if err != nil {
+			return fmt.Errorf("end transaction: %w", err)
+		}
+		if blocked != nil {
+			p.block(ctx, blocked)
+		} else {
+			p.cfg.log.Info("transaction aborted by a rebalance; its records will be processed again", "records", len(recs))
+		}
+		return nil
+	}
+	b.ov.apply(p.timed)
+	if p.backoff != 0 {
+		p.cfg.log.Info("processor unblocked")
+		p.backoff = 0
+		p.m.blocked.WithLabelValues(p.name).Set(0)
+	}
+	p.m.records.WithLabelValues(p.name, "ok").Add(float64(b.records))
+	for code, n := range b.dlq {
+		p.m.records.WithLabelValues(p.name, "dlq").Add(float64(n))
+		p.m.dlq.WithLabelValues(p.name, code).Add(float64(n))
+	}
+	if len(b.outputs) > 0 {
+		for _, o := range p.cfg.observers {
+			o.Committed(b.outputs)
+		}
+	}
+	return nil
+}
+
+func (p *Processor) requeue(b *batch) {
+	for part, ts := range b.fired {
+		po, _ := b.ov.part(part)
+		p.store.requeue(part, po.base, ts)
+	}
+}
+
+// block waits out the backoff after a batch was aborted on a transient
+// error; the same records are polled again afterwards.
+func (p *Processor) block(ctx context.Context, err error) {
+	if p.backoff == 0 {
+		p.backoff = p.cfg.retryInitial
+	} else {
+		p.backoff = min(p.backoff*2, p.cfg.retryMax)
+	}
+	p.m.blocked.WithLabelValues(p.name).Set(1)
+	p.cfg.log.Warn("transient error: processor blocked, retrying the batch", "err", err, "backoff", p.backoff)
+	sleepCtx(ctx, p.backoff)
+}
+
+// record handles one input: decode, handle, encode, then stage its state
+// write and outputs (or its dead letter). It returns an error only when a
+// transient error persisted through the in-place retries.
+func (p *Processor) record(ctx, wctx context.Context, b *batch, r *kgo.Record, produce func(*kgo.Record)) error {
+	delay := p.cfg.retryInitial / 4
+	for attempt := 0; ; attempt++ {
+		err := p.try(wctx, b, r, produce)
+		if err == nil {
+			return nil
+		}
+		if code := CodeOf(err); code != "" {
+			produce(deadLetterRecord(p.dlqTopic, p.group, p.name, r, err))
+			b.dlq[code]++
+			p.cfg.log.Warn("dead-lettered a record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "code", code, "err", err)
+			return nil
+		}
+		p.m.records.WithLabelValues(p.name, "retry").Inc()
+		if attempt >= p.cfg.inPlaceRetries || ctx.Err() != nil {
+			return &errBlocked{fmt.Errorf("%s[%d]@%d: %w", r.Topic, r.Partition, r.Offset, err)}
+		}
+		if !sleepCtx(ctx, delay) {
+			return &errBlocked{err}
+		}
+		delay *= 2
+	}
+}
+
+func (p *Processor) try(ctx context.Context, b *batch, r *kgo.Record, produce func(*kgo.Record)) error {
+	topic := Topic(r.Topic)
+	value, ver, err := p.cfg.codec.Decode(ctx, topic, r.Value)
+	if err != nil {
+		return fmt.Errorf("decode: %w", err)
+	}
+	key := string(r.Key)
+	state, err := b.ov.get(r.Partition, key)
+	if err != nil {
+		return err
+	}
+	in := Input{
+		Topic: topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key,
+		Value: value, Version: ver, Timestamp: r.Timestamp,
+	}
+	if len(r.Headers) > 0 {
+		in.Headers = make(map[string]string, len(r.Headers))
+		for _, h := range r.Headers {
+			in.Headers[h.Key] = string(h.Value)
+		}
+	}
+	res, err := safeHandle(func() (Result, error) { return p.h.Handle(ctx, state, in) })
+	if err != nil {
+		return err
+	}
+	if err := p.stage(ctx, b, r.Partition, r.Key, res, produce); err != nil {
+		return err
+	}
+	b.records++
+	return nil
+}
+
+// fire runs one due timer, re-checking that the key's current state still
+// has that deadline due.
+func (p *Processor) fire(ctx, wctx context.Context, b *batch, part int32, t timer, now time.Time, produce func(*kgo.Record)) error {
+	delay := p.cfg.retryInitial / 4
+	for attempt := 0; ; attempt++ {
+		state, err := b.ov.get(part, t.key)
+		if err != nil || state == nil {
+			return nil // revoked, or the key is gone: no timer
+		}
+		at, ok := p.timed.Deadline(state)
+		if !ok || at.After(now) {
+			return nil // the state moved on; its own deadline is queued
+		}
+		res, err := safeHandle(func() (Result, error) { return p.timed.Fire(wctx, []byte(t.key), state, now) })
+		if err == nil {
+			err = p.stage(wctx, b, part, []byte(t.key), res, produce)
+		}
+		if err == nil {
+			b.records++
+			return nil
+		}
+		if code := CodeOf(err); code != "" {
+			p.cfg.log.Error("timer rejected; dropped until the key's state changes", "key", t.key, "code", code, "err", err)
+			return nil
+		}
+		p.m.records.WithLabelValues(p.name, "retry").Inc()
+		if attempt >= p.cfg.inPlaceRetries || ctx.Err() != nil {
+			return &errBlocked{fmt.Errorf("timer %q: %w", t.key, err)}
+		}
+		if !sleepCtx(ctx, delay) {
+			return &errBlocked{err}
+		}
+		delay *= 2
+	}
+}
+
+// stage encodes a result's outputs and, once all encoded, produces them and
+// the state write into the open transaction.
+func (p *Processor) stage(ctx context.Context, b *batch, part int32, key []byte, res Result, produce func(*kgo.Record)) error {
+	recs := make([]*kgo.Record, 0, len(res.Outputs)+1)
+	for i, o := range res.Outputs {
+		v := o.Version
+		if v == 0 {
+			v = schemas.V1
+		}
+		val, err := p.cfg.codec.Encode(ctx, o.Topic, v, o.Value)
+		if err != nil {
+			return fmt.Errorf("encode output %d to %s: %w", i, o.Topic, err)
+		}
+		recs = append(recs, &kgo.Record{Topic: string(o.Topic), Key: o.Key, Value: val})
+	}
+	if res.StateChanged {
+		recs = append(recs, &kgo.Record{Topic: string(p.stateTopic), Key: key, Value: res.State, Partition: part})
+		b.ov.set(part, string(key), res.State, res.State == nil)
+	}
+	for _, r := range recs {
+		produce(r)
+	}
+	b.outputs = append(b.outputs, res.Outputs...)
+	return nil
+}
+
+// PanicError is a handler panic, dead-lettered with code "handler_panic".
+type PanicError struct{ Value any }
+
+func (e *PanicError) Error() string { return fmt.Sprintf("handler panicked: %v", e.Value) }
+
+// ErrorCode returns "handler_panic".
+func (e *PanicError) ErrorCode() string { return "handler_panic" }
+
+func safeHandle(f func() (Result, error)) (res Result, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v}
+		}
+	}()
+	return f()
+}
+
+// statePartitioner writes state records to the partition the loop chose
+// (the input's partition) and partitions everything else by key hash
+// (Kafka's murmur2, as kgo's default).
+type statePartitioner struct {
+	state string
+	rest  kgo.Partitioner
+}
+
+func (s statePartitioner) ForTopic(t string) kgo.TopicPartitioner {
+	if t == s.state {
+		return manualTopicPartitioner{}
+	}
+	return s.rest.ForTopic(t)
+}
+
+type manualTopicPartitioner struct{}
+
+func (manualTopicPartitioner) RequiresConsistency(*kgo.Record) bool { return true }
+func (manualTopicPartitioner) Partition(r *kgo.Record, n int) int {
+	if int(r.Partition) >= n {
+		return -1 // kgo fails the record
+	}
+	return int(r.Partition)
+}
+
+// minLevelHandler raises a handler's minimum level, so the Kafka client's
+// per-transaction info logs stay out of an info-level process log.
+type minLevelHandler struct {
+	h   slog.Handler
+	min slog.Level
+}
+
+func (m minLevelHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	if m.h.Enabled(ctx, slog.LevelDebug) {
+		return true
+	}
+	return l >= m.min && m.h.Enabled(ctx, l)
+}
+func (m minLevelHandler) Handle(ctx context.Context, r slog.Record) error { return m.h.Handle(ctx, r) }
+func (m minLevelHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevelHandler{h: m.h.WithAttrs(as), min: m.min}
+}
+func (m minLevelHandler) WithGroup(n string) slog.Handler {
+	return minLevelHandler{h: m.h.WithGroup(n), min: m.min}
+}
+
+func topicStrings(ts []Topic) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = string(t)
+	}
+	return out
+}
+
+// sleepCtx sleeps d or until ctx ends; it reports whether d elapsed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

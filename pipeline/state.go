@@ -1,0 +1,358 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// partState is the committed state of one assigned partition: every key's
+// latest state and the pending timers. A partState is replaced, never
+// reused, when its partition is assigned again, so a pointer identifies one
+// ownership of the partition.
+type partState struct {
+	data   map[string][]byte
+	timers timerHeap
+}
+
+// store holds the committed state of the assigned partitions. It is written
+// by the rebalance callbacks (restore, drop) and by the loop after a commit,
+// and read by the loop; mu guards parts and every partState in it.
+type store struct {
+	mu    sync.Mutex
+	parts map[int32]*partState
+}
+
+func newStore() *store { return &store{parts: map[int32]*partState{}} }
+
+// install makes ps the committed state of partition p.
+func (s *store) install(p int32, ps *partState) {
+	s.mu.Lock()
+	s.parts[p] = ps
+	s.mu.Unlock()
+}
+
+// drop forgets partitions (on revoke or loss).
+func (s *store) drop(ps []int32) {
+	s.mu.Lock()
+	for _, p := range ps {
+		delete(s.parts, p)
+	}
+	s.mu.Unlock()
+}
+
+// dropAll forgets every partition.
+func (s *store) dropAll() {
+	s.mu.Lock()
+	s.parts = map[int32]*partState{}
+	s.mu.Unlock()
+}
+
+// owned returns the partitions with restored state.
+func (s *store) owned() []int32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]int32, 0, len(s.parts))
+	for p := range s.parts {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// size returns the number of keys held.
+func (s *store) size() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, ps := range s.parts {
+		n += len(ps.data)
+	}
+	return n
+}
+
+// dueTimers pops the timers due at now from every partition.
+func (s *store) dueTimers(now time.Time) map[int32][]timer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out map[int32][]timer
+	for p, ps := range s.parts {
+		if at, ok := ps.timers.next(); !ok || at.After(now) {
+			continue
+		}
+		if out == nil {
+			out = map[int32][]timer{}
+		}
+		out[p] = ps.timers.popDue(now)
+	}
+	return out
+}
+
+// requeue puts timers back after an aborted transaction, if the partition
+// is still owned by the same assignment.
+func (s *store) requeue(p int32, base *partState, ts []timer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.parts[p] != base || base == nil {
+		return
+	}
+	for _, t := range ts {
+		base.timers.add(t.at, t.key)
+	}
+}
+
+// dirty is one uncommitted state write.
+type dirty struct {
+	val []byte
+	del bool
+}
+
+// partOverlay is a batch's uncommitted writes to one partition, and the
+// ownership (base) they were made against.
+type partOverlay struct {
+	base   *partState
+	writes map[string]dirty
+}
+
+// overlay holds one transaction's uncommitted state writes. It belongs to
+// the loop goroutine. It is applied to the store only after the transaction
+// commits and is discarded when it aborts, so the in-memory state always
+// equals the committed changelog.
+type overlay struct {
+	s     *store
+	parts map[int32]*partOverlay
+}
+
+func (s *store) newOverlay() *overlay { return &overlay{s: s, parts: map[int32]*partOverlay{}} }
+
+// part returns the overlay of p, capturing its current ownership. ok is
+// false if p has no restored state.
+func (o *overlay) part(p int32) (*partOverlay, bool) {
+	if po, ok := o.parts[p]; ok {
+		return po, po.base != nil
+	}
+	o.s.mu.Lock()
+	base := o.s.parts[p]
+	o.s.mu.Unlock()
+	po := &partOverlay{base: base, writes: map[string]dirty{}}
+	o.parts[p] = po
+	return po, base != nil
+}
+
+// get returns key's current state in p: the batch's write, else the
+// committed one.
+func (o *overlay) get(p int32, key string) ([]byte, error) {
+	po, ok := o.part(p)
+	if !ok {
+		return nil, fmt.Errorf("partition %d has no restored state (rebalance in progress?)", p)
+	}
+	if d, ok := po.writes[key]; ok {
+		return d.val, nil
+	}
+	o.s.mu.Lock()
+	v := po.base.data[key]
+	o.s.mu.Unlock()
+	return v, nil
+}
+
+// set records key's new state (nil with del: a tombstone).
+func (o *overlay) set(p int32, key string, val []byte, del bool) {
+	po, _ := o.part(p)
+	po.writes[key] = dirty{val: val, del: del}
+}
+
+// apply makes the batch's writes committed state and schedules their
+// timers. Writes to a partition that was revoked (or revoked and assigned
+// again) since the batch read it are dropped: the new owner restored them
+// from the changelog.
+func (o *overlay) apply(timed Timed) {
+	o.s.mu.Lock()
+	defer o.s.mu.Unlock()
+	for p, po := range o.parts {
+		if po.base == nil || o.s.parts[p] != po.base {
+			continue
+		}
+		for k, d := range po.writes {
+			if d.del {
+				delete(po.base.data, k)
+				continue
+			}
+			po.base.data[k] = d.val
+			if timed != nil {
+				if at, ok := timed.Deadline(d.val); ok {
+					po.base.timers.add(at, k)
+				}
+			}
+		}
+	}
+}
+
+// restorer reads a processor's changelog partitions back into memory.
+type restorer struct {
+	topic Topic
+	// opts connect a plain (non-group, non-transactional) client.
+	opts []kgo.Opt
+	adm  *kadm.Client
+	// settle bounds the wait for open transactions on the changelog to end
+	// (a crashed predecessor's transaction is aborted by its timeout).
+	settle  time.Duration
+	timeout time.Duration
+	timed   Timed
+	log     *slog.Logger
+}
+
+// restore reads partitions of the changelog from the start to their end,
+// read_committed, and returns each partition's state with its timers.
+//
+// It first waits until no transaction is open on them (last stable offset
+// equals the high watermark), so a predecessor's in-flight commit is not
+// missed, then reads to that offset. Control records are kept by the
+// reading client so the end is recognisable even when it is a transaction
+// marker.
+func (r *restorer) restore(ctx context.Context, partitions []int32) (map[int32]*partState, error) {
+	out := make(map[int32]*partState, len(partitions))
+	for _, p := range partitions {
+		out[p] = &partState{data: map[string][]byte{}}
+	}
+	if len(partitions) == 0 {
+		return out, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	start := time.Now()
+	targets, starts, err := r.targets(ctx, partitions)
+	if err != nil {
+		return nil, err
+	}
+	consume := map[int32]kgo.Offset{}
+	for _, p := range partitions {
+		if targets[p] > starts[p] {
+			consume[p] = kgo.NewOffset().AtStart()
+		}
+	}
+	var n int
+	if len(consume) > 0 {
+		cl, err := kgo.NewClient(append(slices.Clone(r.opts),
+			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{string(r.topic): consume}),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+			kgo.KeepControlRecords(),
+			kgo.FetchMaxWait(100*time.Millisecond),
+		)...)
+		if err != nil {
+			return nil, fmt.Errorf("restore %s: %w", r.topic, err)
+		}
+		defer cl.Close()
+		for len(consume) > 0 {
+			fs := cl.PollFetches(ctx)
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("restore %s partitions %v: not at the end after %s (is the broker reachable?): %w", r.topic, keysOf(consume), r.timeout, err)
+			}
+			for _, fe := range fs.Errors() {
+				r.log.Warn("restore: fetch error", "topic", fe.Topic, "partition", fe.Partition, "err", fe.Err)
+			}
+			fs.EachRecord(func(rec *kgo.Record) {
+				if _, ok := consume[rec.Partition]; !ok {
+					return
+				}
+				if !rec.Attrs.IsControl() {
+					ps := out[rec.Partition]
+					if rec.Value == nil {
+						delete(ps.data, string(rec.Key))
+					} else {
+						ps.data[string(rec.Key)] = rec.Value
+					}
+					n++
+				}
+				if rec.Offset+1 >= targets[rec.Partition] {
+					delete(consume, rec.Partition)
+				}
+			})
+		}
+	}
+	if r.timed != nil {
+		for _, ps := range out {
+			for k, v := range ps.data {
+				if at, ok := r.timed.Deadline(v); ok {
+					ps.timers.add(at, k)
+				}
+			}
+		}
+	}
+	r.log.Info("state restored", "partitions", partitions, "records", n, "took", time.Since(start).Round(time.Millisecond))
+	return out, nil
+}
+
+// targets returns the offset to read each partition to, once no
+// transaction is open on it, and its log start offset.
+func (r *restorer) targets(ctx context.Context, partitions []int32) (targets, starts map[int32]int64, err error) {
+	settleBy := time.Now().Add(r.settle)
+	t := string(r.topic)
+	for {
+		ends, err := r.adm.ListEndOffsets(ctx, t)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("list end offsets of %s: %w", t, err)
+		}
+		stable, err := r.adm.ListCommittedOffsets(ctx, t)
+		if err == nil {
+			err = stable.Error()
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("list stable offsets of %s: %w", t, err)
+		}
+		targets = map[int32]int64{}
+		settled := true
+		for _, p := range partitions {
+			e, ok1 := ends.Lookup(t, p)
+			s, ok2 := stable.Lookup(t, p)
+			if !ok1 || !ok2 {
+				return nil, nil, fmt.Errorf("changelog %s has no partition %d: it must have as many partitions as the input topics", t, p)
+			}
+			targets[p] = s.Offset
+			if s.Offset != e.Offset {
+				settled = false
+			}
+		}
+		if settled || time.Now().After(settleBy) {
+			if !settled {
+				r.log.Warn("restore: a transaction is still open on the changelog; reading to the last stable offset", "topic", t)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	startOffs, err := r.adm.ListStartOffsets(ctx, t)
+	if err == nil {
+		err = startOffs.Error()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("list start offsets of %s: %w", t, err)
+	}
+	starts = map[int32]int64{}
+	for _, p := range partitions {
+		s, _ := startOffs.Lookup(t, p)
+		starts[p] = s.Offset
+	}
+	return targets, starts, nil
+}
+
+func keysOf[V any](m map[int32]V) []int32 {
+	out := make([]int32, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
