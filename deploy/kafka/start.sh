@@ -14,7 +14,8 @@
 #                       ${TMPDIR:-/tmp}/spine-kafka)
 #   KAFKA_HEAP_OPTS     JVM heap (default -Xms256m -Xmx768m)
 #   KAFKA_START_TIMEOUT seconds to wait for the broker (default 120)
-#   MVN                 Maven command (default mvn)
+#   MVN                 Maven command and options (default mvn), e.g.
+#                       "mvn -Dmaven.repo.local=/tmp/m2" for another cache
 #
 # Exit status is non-zero, with the broker log's tail on stderr, when the
 # broker does not come up: callers never fall back to the embedded broker.
@@ -27,7 +28,7 @@ cport=$((port + 1))
 work="${SPINE_KAFKA_WORK:-${TMPDIR:-/tmp}/spine-kafka}"
 heap="${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
 timeout="${KAFKA_START_TIMEOUT:-120}"
-mvn="${MVN:-mvn}"
+read -ra mvn <<<"${MVN:-mvn}"
 
 log() { echo "kafka-up: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -50,9 +51,9 @@ done
 sum="$(sha256sum "$here/pom.xml" | cut -c1-16)"
 cpfile="$work/classpath-$sum.txt"
 if [ ! -s "$cpfile" ] || ! tr ':' '\n' <"$cpfile" | while read -r j; do [ -f "$j" ] || exit 1; done; then
-	command -v "$mvn" >/dev/null || die "$mvn not found: Maven fetches the Kafka jars"
+	command -v "${mvn[0]}" >/dev/null || die "${mvn[0]} not found: Maven fetches the Kafka jars"
 	log "resolving Apache Kafka jars with Maven (first run downloads them into ~/.m2)"
-	if ! "$mvn" -B -q -f "$here/pom.xml" dependency:build-classpath \
+	if ! "${mvn[@]}" -B -q -f "$here/pom.xml" dependency:build-classpath \
 		-Dmdep.includeScope=runtime -Dmdep.outputFile="$cpfile.tmp" >"$work/mvn.log" 2>&1; then
 		tail -n 40 "$work/mvn.log" >&2
 		die "maven could not resolve the Kafka jars (log: $work/mvn.log)"

@@ -20,13 +20,19 @@ import (
 // sees every committed output exactly once.
 func TestTransactions(t *testing.T) {
 	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	t.Logf("backend %s, brokers %v", kafkatest.Backend(), brokers)
+	testTransactions(t, brokers)
+}
+
+// testTransactions runs the transaction smoke test on brokers.
+func testTransactions(t *testing.T, brokers []string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 
-	brokers := kafkatest.Brokers(t)
 	p := kafkatest.Prefix(t)
 	in, out := p+"in", p+"out"
-	t.Logf("backend %s, brokers %v, prefix %s", kafkatest.Backend(), brokers, p)
 
 	adm := kadm.NewClient(kafkatest.Client(t, brokers))
 	created, err := adm.CreateTopics(ctx, 3, 1, nil, in, out)
