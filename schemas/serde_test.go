@@ -1,0 +1,935 @@
+package schemas_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hamba/avro/v2"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/spinerun/spine/schemas"
+)
+
+// testRegistry is a small real HTTP schema registry for these tests: it
+// speaks the Confluent REST calls the serde makes (register, lookup, schema
+// by id) and stores schemas in memory. Ids are global and follow the order
+// of first registration.
+type testRegistry struct {
+	mu       sync.Mutex
+	byID     map[int]sr.Schema
+	ids      map[string]int            // schema text → id
+	subjects map[string]map[string]int // subject → schema text → version
+	failing  atomic.Bool               // answer 503 to everything
+}
+
+func newTestRegistry() *testRegistry {
+	return &testRegistry{byID: map[int]sr.Schema{}, ids: map[string]int{}, subjects: map[string]map[string]int{}}
+}
+
+func (r *testRegistry) register(subject string, s sr.Schema) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	id, ok := r.ids[s.Schema]
+	if !ok {
+		id = len(r.byID) + 1
+		r.ids[s.Schema] = id
+		r.byID[id] = s
+	}
+	if r.subjects[subject] == nil {
+		r.subjects[subject] = map[string]int{}
+	}
+	if _, ok := r.subjects[subject][s.Schema]; !ok {
+		r.subjects[subject][s.Schema] = len(r.subjects[subject]) + 1
+	}
+	return id
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/vnd.schemaregistry.v1+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func notFound(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, http.StatusNotFound, map[string]any{"error_code": code, "message": msg})
+}
+
+func (r *testRegistry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if r.failing.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error_code": 50003, "message": "unavailable"})
+		return
+	}
+	path := strings.Trim(req.URL.EscapedPath(), "/")
+	parts := strings.Split(path, "/")
+	for i := range parts {
+		parts[i], _ = urlUnescape(parts[i])
+	}
+	switch {
+	case req.Method == http.MethodPost && len(parts) == 3 && parts[0] == "subjects" && parts[2] == "versions":
+		var s sr.Schema
+		if err := json.NewDecoder(req.Body).Decode(&s); err != nil {
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error_code": 42201, "message": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int{"id": r.register(parts[1], s)})
+	case req.Method == http.MethodPost && len(parts) == 2 && parts[0] == "subjects":
+		var s sr.Schema
+		if err := json.NewDecoder(req.Body).Decode(&s); err != nil {
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error_code": 42201, "message": err.Error()})
+			return
+		}
+		r.mu.Lock()
+		versions, ok := r.subjects[parts[1]]
+		version, found := versions[s.Schema]
+		id := r.ids[s.Schema]
+		r.mu.Unlock()
+		switch {
+		case !ok:
+			notFound(w, 40401, "Subject not found")
+		case !found:
+			notFound(w, 40403, "Schema not found")
+		default:
+			writeJSON(w, http.StatusOK, sr.SubjectSchema{Subject: parts[1], Version: version, ID: id, Schema: s})
+		}
+	case req.Method == http.MethodGet && (len(parts) == 3 || len(parts) == 4) && parts[0] == "schemas" && parts[1] == "ids":
+		id, _ := strconv.Atoi(parts[2])
+		r.mu.Lock()
+		s, ok := r.byID[id]
+		r.mu.Unlock()
+		switch {
+		case !ok:
+			notFound(w, 40403, "Schema not found")
+		case len(parts) == 4 && parts[3] == "schema":
+			w.WriteHeader(http.StatusOK)
+			_, _ = io.WriteString(w, s.Schema)
+		default:
+			writeJSON(w, http.StatusOK, s)
+		}
+	default:
+		notFound(w, 404, "no such endpoint "+req.Method+" "+req.URL.Path)
+	}
+}
+
+func urlUnescape(s string) (string, error) {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			n, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+			if err != nil {
+				return s, err
+			}
+			b.WriteByte(byte(n))
+			i += 2
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String(), nil
+}
+
+// countingTransport counts the HTTP requests a registry client makes.
+type countingTransport struct {
+	calls atomic.Int64
+	byID  atomic.Int64 // GET /schemas/ids/...
+	next  http.RoundTripper
+}
+
+func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	c.calls.Add(1)
+	if strings.HasPrefix(req.URL.Path, "/schemas/ids/") {
+		c.byID.Add(1)
+	}
+	return c.next.RoundTrip(req)
+}
+
+// fixture is a registry with every contract version registered under
+// "spine.control-value" and "spine.intents-value", a client counting its
+// calls, and a serde on it.
+type fixture struct {
+	reg     *testRegistry
+	srv     *httptest.Server
+	counter *countingTransport
+	cl      *sr.Client
+	serde   *schemas.Serde
+}
+
+const (
+	eventSubject  = "spine.control-value"
+	intentSubject = "spine.intents-value"
+)
+
+func newFixture(tb testing.TB, opts ...schemas.Option) *fixture {
+	tb.Helper()
+	f := &fixture{reg: newTestRegistry()}
+	for _, v := range schemas.Versions {
+		f.reg.register(eventSubject, sr.Schema{Schema: schemas.MustSource(schemas.ContractRuntimeEvent, v)})
+		f.reg.register(intentSubject, sr.Schema{Schema: schemas.MustSource(schemas.ContractIntent, v)})
+	}
+	f.srv = httptest.NewServer(f.reg)
+	tb.Cleanup(f.srv.Close)
+	f.counter = &countingTransport{next: http.DefaultTransport}
+	cl, err := sr.NewClient(sr.URLs(f.srv.URL), sr.HTTPClient(&http.Client{Transport: f.counter, Timeout: 5 * time.Second}))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f.cl = cl
+	f.serde = f.newSerde(tb, opts...)
+	return f
+}
+
+func (f *fixture) newSerde(tb testing.TB, opts ...schemas.Option) *schemas.Serde {
+	tb.Helper()
+	s, err := schemas.NewSerde(f.cl, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// idOf returns the registry id of a contract version.
+func (f *fixture) idOf(c schemas.Contract, v schemas.ContractVersion) int {
+	f.reg.mu.Lock()
+	defer f.reg.mu.Unlock()
+	return f.reg.ids[schemas.MustSource(c, v)]
+}
+
+var t0 = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+
+func fullEvent() *schemas.RuntimeEvent {
+	errText := "upstream 503"
+	return &schemas.RuntimeEvent{
+		EventID: "ev-1", TraceID: "tr-1", SpanID: "sp-2", ParentSpanID: "sp-1",
+		Actor: "agent:planner", Intent: "summarize", ArtifactID: "art-9",
+		SchemaVersion: schemas.V2, Timestamp: t0, RunStarted: t0.Add(-time.Second),
+		Phase: schemas.PhaseData, EventType: "artifact.delivered", State: "delivered",
+		Artifact: &schemas.ArtifactSummary{ContentType: "text/plain", Summary: "héllo ✓", Score: 0.9, SizeBytes: 1234, LatencyMs: 87},
+		Gate:     &schemas.GateOutcome{Name: "drift", Passed: true, Reason: "ok", Measured: 0.1, Threshold: 0.2},
+		Route:    "canary", Attempt: 2, Error: &errText,
+		Usage:    &schemas.Usage{InputTokens: 10, OutputTokens: 20, CostUSD: 0.003},
+		Priority: 7, Tenant: "acme", Attributes: map[string]string{"model": "m-1", "ключ": "значение"},
+	}
+}
+
+func fullIntent() *schemas.Intent {
+	return &schemas.Intent{
+		IntentID: "in-1", TraceID: "tr-1", Actor: "user:ada", Kind: "summarize", Input: "read this",
+		SchemaVersion: schemas.V2, Timestamp: t0, Priority: 3, Tenant: "acme", DeadlineMs: 30000,
+		Attributes: map[string]string{"lang": "en"},
+	}
+}
+
+// v1Event is ev with every V2-only field as a V2 reader sees it in a V1
+// record: at its Avro default.
+func v1Defaults(ev schemas.RuntimeEvent) *schemas.RuntimeEvent {
+	ev.Route, ev.Attempt, ev.Error, ev.Usage, ev.Priority, ev.Tenant = "baseline", 0, nil, nil, 0, ""
+	ev.Attributes = map[string]string{}
+	return &ev
+}
+
+// v1Only is ev as a V1 reader sees it: V2-only fields at their Go zero.
+func v1Only(ev schemas.RuntimeEvent) *schemas.RuntimeEvent {
+	ev.Route, ev.Attempt, ev.Error, ev.Usage, ev.Priority, ev.Tenant, ev.Attributes = "", 0, nil, nil, 0, "", nil
+	return &ev
+}
+
+func TestRoundTripAcrossVersions(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	v1Reader := f.newSerde(t, schemas.WithReaderVersion(schemas.V1))
+	ev := fullEvent()
+	in := fullIntent()
+	in1 := *in
+	in1.Priority, in1.Tenant, in1.DeadlineMs, in1.Attributes = 0, "", 0, map[string]string{}
+	in1only := *in
+	in1only.Priority, in1only.Tenant, in1only.DeadlineMs, in1only.Attributes = 0, "", 0, nil
+
+	tests := []struct {
+		name    string
+		subject string
+		writer  schemas.ContractVersion
+		reader  *schemas.Serde
+		value   any
+		want    any
+	}{
+		{"event v2→v2 keeps every field", eventSubject, schemas.V2, f.serde, ev, ev},
+		{"event v1→v2 fills v2 defaults", eventSubject, schemas.V1, f.serde, ev, v1Defaults(*ev)},
+		{"event v2→v1 reads v1 fields", eventSubject, schemas.V2, v1Reader, ev, v1Only(*ev)},
+		{"event v1→v1", eventSubject, schemas.V1, v1Reader, ev, v1Only(*ev)},
+		{"intent v2→v2", intentSubject, schemas.V2, f.serde, in, in},
+		{"intent v1→v2 fills v2 defaults", intentSubject, schemas.V1, f.serde, in, &in1},
+		{"intent v2→v1", intentSubject, schemas.V2, v1Reader, in, &in1only},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b, err := f.serde.Encode(t.Context(), tt.subject, tt.writer, tt.value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b[0] != 0 {
+				t.Fatalf("magic byte %d", b[0])
+			}
+			c, _ := schemas.ContractOf(tt.value)
+			if id := int(binary.BigEndian.Uint32(b[1:5])); id != f.idOf(c, tt.writer) {
+				t.Fatalf("header id %d, registry has %s %s as %d", id, c, tt.writer, f.idOf(c, tt.writer))
+			}
+			got, id, ver, err := tt.reader.Decode(t.Context(), b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ver != tt.writer || id != f.idOf(c, tt.writer) {
+				t.Fatalf("writer %s id %d, want %s id %d", ver, id, tt.writer, f.idOf(c, tt.writer))
+			}
+			normalize(got)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("decoded\n%+v\nwant\n%+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// normalize puts decoded times in UTC so DeepEqual compares instants.
+func normalize(v any) {
+	switch x := v.(type) {
+	case *schemas.RuntimeEvent:
+		x.Timestamp, x.RunStarted = x.Timestamp.UTC(), x.RunStarted.UTC()
+	case *schemas.Intent:
+		x.Timestamp = x.Timestamp.UTC()
+	}
+}
+
+// TestV1SchemaAloneDropsV2Data shows the trap resolution avoids: hamba
+// "succeeds" decoding v2 bytes with the v1 schema and silently loses every
+// v2 field, while the serde reads them with the writer schema.
+func TestV1SchemaAloneDropsV2Data(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	b, err := f.serde.Encode(t.Context(), eventSubject, schemas.V2, fullEvent())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1, err := avro.ParseWithCache(schemas.MustSource(schemas.ContractRuntimeEvent, schemas.V1), "", &avro.SchemaCache{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var naive schemas.RuntimeEvent
+	if err := avro.Unmarshal(v1, b[5:], &naive); err != nil {
+		t.Fatalf("naive decode should 'succeed', got %v", err)
+	}
+	if naive.Route != "" || naive.Attributes != nil {
+		t.Fatalf("naive v1 decode kept v2 data: %+v", naive)
+	}
+	var got schemas.RuntimeEvent
+	if _, err := f.serde.DecodeInto(t.Context(), b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Route != "canary" || got.Attributes["model"] != "m-1" || got.Usage == nil || got.Usage.OutputTokens != 20 {
+		t.Fatalf("serde lost v2 data: %+v", got)
+	}
+
+	// The same v2 body under an id that claims v1 is caught, not misread.
+	v1id := f.idOf(schemas.ContractRuntimeEvent, schemas.V1)
+	lie := append(binary.BigEndian.AppendUint32([]byte{0}, uint32(v1id)), b[5:]...)
+	if _, _, _, err := f.serde.Decode(t.Context(), lie); !errors.Is(err, schemas.ErrTrailingBytes) {
+		t.Fatalf("v2 body under the v1 id: %v, want trailing_bytes", err)
+	}
+}
+
+// raw encodes v with the contract's schema straight through hamba, with no
+// validation, under id: how a buggy or hostile producer writes.
+func raw(tb testing.TB, id int, c schemas.Contract, ver schemas.ContractVersion, v any) []byte {
+	tb.Helper()
+	s, err := avro.ParseWithCache(schemas.MustSource(c, ver), "", &avro.SchemaCache{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	body, err := avro.Marshal(s, v)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return append(binary.BigEndian.AppendUint32([]byte{0}, uint32(id)), body...)
+}
+
+func header(id int) []byte { return binary.BigEndian.AppendUint32([]byte{0}, uint32(id)) }
+
+func zigzag(n int64) []byte { return binary.AppendUvarint(nil, uint64(n<<1^n>>63)) }
+
+func TestDecodeBadBytes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, schemas.WithClock(func() time.Time { return t0 }))
+	evID := f.idOf(schemas.ContractRuntimeEvent, schemas.V2)
+	inID := f.idOf(schemas.ContractIntent, schemas.V2)
+	otherID := f.reg.register("other-value", sr.Schema{Schema: `{"type":"record","name":"Other","namespace":"x","fields":[{"name":"a","type":"string"}]}`})
+	jsonID := f.reg.register("json-value", sr.Schema{Schema: `{"type":"object"}`, Type: sr.TypeJSON})
+	stringID := f.reg.register("str-value", sr.Schema{Schema: `"string"`})
+	// A RuntimeEvent whose event_id is a string field: make it incompatible.
+	badEvID := f.reg.register("bad-value", sr.Schema{Schema: `{"type":"record","name":"RuntimeEvent","namespace":"io.spine.contracts","fields":[{"name":"event_id","type":"int"}]}`})
+
+	good, err := f.serde.Encode(t.Context(), eventSubject, schemas.V2, fullEvent())
+	if err != nil {
+		t.Fatal(err)
+	}
+	goodIntent, err := f.serde.Encode(t.Context(), intentSubject, schemas.V2, fullIntent())
+	if err != nil {
+		t.Fatal(err)
+	}
+	with := func(mut func(*schemas.RuntimeEvent)) []byte {
+		ev := fullEvent()
+		mut(ev)
+		return raw(t, evID, schemas.ContractRuntimeEvent, schemas.V2, ev)
+	}
+	withIntent := func(mut func(*schemas.Intent)) []byte {
+		in := fullIntent()
+		mut(in)
+		return raw(t, inID, schemas.ContractIntent, schemas.V2, in)
+	}
+	// 2^31 as the length of event_id.
+	hugeLen := append(header(evID), zigzag(1<<31)...)
+	// schema_version enum index 7: event_id..artifact_id, then the enum.
+	badEnum := func() []byte {
+		b := header(evID)
+		for range 7 {
+			b = append(b, zigzag(1)...)
+			b = append(b, 'x')
+		}
+		return append(b, zigzag(7)...)
+	}()
+	badUnion := func() []byte {
+		// Fields up to artifact (index 13) are set; artifact's union index 5.
+		b := raw(t, evID, schemas.ContractRuntimeEvent, schemas.V1, &schemas.RuntimeEvent{
+			EventID: "e", TraceID: "t", SchemaVersion: schemas.V1, Timestamp: t0, RunStarted: t0, Phase: schemas.PhaseGate, EventType: "x",
+		})
+		// v1 body ends with artifact (null=0) and gate (null=0): make artifact 5.
+		b[len(b)-2] = 10
+		return b
+	}()
+	var bigMap = map[string]string{}
+	for i := range 20000 {
+		bigMap[strconv.Itoa(i)] = strings.Repeat("v", 50)
+	}
+	tooBig := with(func(e *schemas.RuntimeEvent) { e.Attributes = bigMap })
+	// A map block claiming 2^40 entries.
+	hugeMap := func() []byte {
+		b := raw(t, evID, schemas.ContractRuntimeEvent, schemas.V2, &schemas.RuntimeEvent{
+			EventID: "e", TraceID: "t", SchemaVersion: schemas.V1, Timestamp: t0, RunStarted: t0, Phase: schemas.PhaseGate, EventType: "x",
+		})
+		return append(b[:len(b)-1], zigzag(1<<40)...) // replace the empty map's 0 count
+	}()
+
+	tests := []struct {
+		name string
+		b    []byte
+		into any // nil: Decode
+		code schemas.ErrorCode
+	}{
+		{"empty", nil, nil, schemas.CodeEmpty},
+		{"empty slice", []byte{}, nil, schemas.CodeEmpty},
+		{"one byte", []byte{0}, nil, schemas.CodeTooShort},
+		{"four bytes", []byte{0, 0, 0, 1}, nil, schemas.CodeTooShort},
+		{"bad magic", append([]byte{1}, good[1:]...), nil, schemas.CodeBadMagic},
+		{"json text", []byte(`{"event_id":"x"}`), nil, schemas.CodeBadMagic},
+		{"unknown id", append(header(99999), good[5:]...), nil, schemas.CodeUnknownSchemaID},
+		{"id zero", append(header(0), good[5:]...), nil, schemas.CodeUnknownSchemaID},
+		{"another contract's record", append(header(otherID), 2, 'a'), nil, schemas.CodeWrongContract},
+		{"json schema id", append(header(jsonID), '{', '}'), nil, schemas.CodeWrongContract},
+		{"primitive schema id", append(header(stringID), 2, 'a'), nil, schemas.CodeWrongContract},
+		{"unresolvable contract", append(header(badEvID), 2), nil, schemas.CodeWrongContract},
+		{"intent bytes into event", goodIntent, &schemas.RuntimeEvent{}, schemas.CodeWrongContract},
+		{"event bytes into intent", good, &schemas.Intent{}, schemas.CodeWrongContract},
+		{"header only", header(evID), nil, schemas.CodeTruncated},
+		{"truncated by one", good[:len(good)-1], nil, schemas.CodeTruncated},
+		{"truncated mid-string", good[:12], nil, schemas.CodeTruncated},
+		{"truncated mid-varint", append(header(evID), 0x80), nil, schemas.CodeTruncated},
+		{"trailing byte", append(bytes.Clone(good), 0), nil, schemas.CodeTrailingBytes},
+		{"trailing record", append(bytes.Clone(good), good[5:]...), nil, schemas.CodeTrailingBytes},
+		{"length prefix 2^31", hugeLen, nil, schemas.CodeTooLarge},
+		{"record over 1 MiB", tooBig, nil, schemas.CodeTooLarge},
+		{"map of 2^40 entries", hugeMap, nil, schemas.CodeTooLarge},
+		{"negative length", append(header(evID), zigzag(-5)...), nil, schemas.CodeMalformed},
+		{"enum index out of range", badEnum, nil, schemas.CodeMalformed},
+		{"union index out of range", badUnion, nil, schemas.CodeMalformed},
+		{"overlong varint", append(header(evID), bytes.Repeat([]byte{0xff}, 11)...), nil, schemas.CodeMalformed},
+		{"invalid utf8 field", with(func(e *schemas.RuntimeEvent) { e.EventID = "ev\xff" }), nil, schemas.CodeInvalidUTF8},
+		{"invalid utf8 nested", with(func(e *schemas.RuntimeEvent) { e.Artifact.Summary = "\xc3\x28" }), nil, schemas.CodeInvalidUTF8},
+		{"invalid utf8 map key", with(func(e *schemas.RuntimeEvent) { e.Attributes = map[string]string{"k\xfe": "v"} }), nil, schemas.CodeInvalidUTF8},
+		{"invalid utf8 map value", with(func(e *schemas.RuntimeEvent) { e.Attributes = map[string]string{"k": "\xed\xa0\x80"} }), nil, schemas.CodeInvalidUTF8},
+		{"invalid utf8 error", with(func(e *schemas.RuntimeEvent) { s := "\xff"; e.Error = &s }), nil, schemas.CodeInvalidUTF8},
+		{"empty event_id", with(func(e *schemas.RuntimeEvent) { e.EventID = "" }), nil, schemas.CodeInvalidContract},
+		{"empty trace_id", with(func(e *schemas.RuntimeEvent) { e.TraceID = "" }), nil, schemas.CodeInvalidContract},
+		{"empty event_type", with(func(e *schemas.RuntimeEvent) { e.EventType = "" }), nil, schemas.CodeInvalidContract},
+		{"timestamp 2h ahead", with(func(e *schemas.RuntimeEvent) { e.Timestamp = t0.Add(2 * time.Hour) }), nil, schemas.CodeInvalidContract},
+		{"timestamp unset", with(func(e *schemas.RuntimeEvent) { e.Timestamp = time.UnixMilli(0) }), nil, schemas.CodeInvalidContract},
+		{"summary over bound", with(func(e *schemas.RuntimeEvent) { e.Artifact.Summary = strings.Repeat("s", schemas.MaxSummaryBytes+1) }), nil, schemas.CodeInvalidContract},
+		{"negative attempt", with(func(e *schemas.RuntimeEvent) { e.Attempt = -1 }), nil, schemas.CodeInvalidContract},
+		{"intent empty trace_id", withIntent(func(i *schemas.Intent) { i.TraceID = "" }), nil, schemas.CodeInvalidContract},
+		{"intent input over bound", withIntent(func(i *schemas.Intent) { i.Input = strings.Repeat("i", schemas.MaxInputBytes+1) }), nil, schemas.CodeInvalidContract},
+		{"intent timestamp ahead", withIntent(func(i *schemas.Intent) { i.Timestamp = t0.Add(61 * time.Minute) }), &schemas.Intent{}, schemas.CodeInvalidContract},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var err error
+			if tt.into != nil {
+				_, err = f.serde.DecodeInto(t.Context(), tt.b, tt.into)
+			} else {
+				var v any
+				v, _, _, err = f.serde.Decode(t.Context(), tt.b)
+				if err == nil {
+					t.Fatalf("decoded %+v, want %s", v, tt.code)
+				}
+			}
+			var de *schemas.DecodeError
+			if !errors.As(err, &de) {
+				t.Fatalf("error %v (%T), want a *DecodeError %s", err, err, tt.code)
+			}
+			if de.Code != tt.code || de.ErrorCode() != string(tt.code) || schemas.CodeOf(err) != tt.code {
+				t.Fatalf("code %s (%v), want %s", de.Code, err, tt.code)
+			}
+			if !errors.Is(err, &schemas.DecodeError{Code: tt.code}) {
+				t.Fatalf("errors.Is does not match code %s", tt.code)
+			}
+		})
+	}
+}
+
+func TestRegistryCallsSteadyState(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := t.Context()
+	values := []struct {
+		subject string
+		v       schemas.ContractVersion
+		value   any
+	}{
+		{eventSubject, schemas.V1, fullEvent()}, {eventSubject, schemas.V2, fullEvent()},
+		{intentSubject, schemas.V1, fullIntent()}, {intentSubject, schemas.V2, fullIntent()},
+	}
+	roundTrip := func() {
+		t.Helper()
+		for _, x := range values {
+			b, err := f.serde.Encode(ctx, x.subject, x.v, x.value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, _, err := f.serde.Decode(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	roundTrip() // warm-up: one lookup per (subject, version), one fetch per id
+	if got := f.counter.calls.Load(); got != 8 {
+		t.Fatalf("warm-up made %d registry calls, want 4 lookups + 4 fetches", got)
+	}
+	f.counter.calls.Store(0)
+	for range 1000 { // 4000 records each way
+		roundTrip()
+	}
+	if got := f.counter.calls.Load(); got != 0 {
+		t.Fatalf("steady state made %d registry calls, want 0", got)
+	}
+}
+
+func TestConcurrentMissesCoalesce(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	b, err := f.serde.Encode(t.Context(), eventSubject, schemas.V2, fullEvent())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := f.newSerde(t) // empty caches
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	errs := make(chan error, 64)
+	for range 64 {
+		wg.Go(func() {
+			<-start
+			if _, _, _, err := fresh.Decode(t.Context(), b); err != nil {
+				errs <- err
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if got := f.counter.byID.Load(); got != 1 {
+		t.Fatalf("64 concurrent decodes of one new id fetched it %d times, want 1", got)
+	}
+}
+
+func TestUnknownIDFetchedOnce(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	b := append(header(4242), 0)
+	for range 100 {
+		if _, _, _, err := f.serde.Decode(t.Context(), b); !errors.Is(err, schemas.ErrUnknownSchemaID) {
+			t.Fatalf("%v, want unknown_schema_id", err)
+		}
+	}
+	if got := f.counter.byID.Load(); got != 1 {
+		t.Fatalf("100 decodes of an unknown id made %d registry calls, want 1", got)
+	}
+}
+
+func TestRegistryOutageIsTransient(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	good, err := f.serde.Encode(t.Context(), eventSubject, schemas.V2, fullEvent())
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := newFixture(t)
+	down.reg.failing.Store(true)
+	closed := newFixture(t)
+	closed.srv.Close()
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+
+	tests := []struct {
+		name  string
+		serde *schemas.Serde
+		ctx   context.Context
+	}{
+		{"registry answers 503", down.serde, t.Context()},
+		{"registry is gone", closed.serde, t.Context()},
+		{"context cancelled", f.newSerde(t), cancelled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { // not parallel: recovery below flips the registry back
+			_, _, _, err := tt.serde.Decode(tt.ctx, good)
+			if err == nil || schemas.CodeOf(err) != "" {
+				t.Fatalf("decode: %v (code %q), want a transient error without a code", err, schemas.CodeOf(err))
+			}
+			var de *schemas.DecodeError
+			if errors.As(err, &de) {
+				t.Fatalf("decode: an outage is not a DecodeError: %v", err)
+			}
+			_, err = tt.serde.Encode(tt.ctx, "fresh-value", schemas.V2, fullEvent())
+			if err == nil || schemas.CodeOf(err) != "" {
+				t.Fatalf("encode: %v (code %q), want a transient error without a code", err, schemas.CodeOf(err))
+			}
+		})
+	}
+	// Recovery: once the registry answers, the same serde decodes.
+	down.reg.failing.Store(false)
+	b, err := down.serde.Encode(t.Context(), eventSubject, schemas.V2, fullEvent())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := down.serde.Decode(t.Context(), b); err != nil {
+		t.Fatalf("after recovery: %v", err)
+	}
+}
+
+func TestEncodeErrors(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, schemas.WithClock(func() time.Time { return t0 }))
+	bad := fullEvent()
+	bad.TraceID = ""
+	badUTF := fullEvent()
+	badUTF.Actor = "\xff"
+	tests := []struct {
+		name    string
+		subject string
+		v       schemas.ContractVersion
+		value   any
+		code    schemas.ErrorCode
+	}{
+		{"unsupported type", eventSubject, schemas.V2, "a string", schemas.CodeUnsupportedType},
+		{"nil value", eventSubject, schemas.V2, nil, schemas.CodeUnsupportedType},
+		{"version zero", eventSubject, 0, fullEvent(), schemas.CodeInvalidVersion},
+		{"version three", eventSubject, 3, fullEvent(), schemas.CodeInvalidVersion},
+		{"invalid value", eventSubject, schemas.V2, bad, schemas.CodeInvalidContract},
+		{"invalid utf8", eventSubject, schemas.V2, badUTF, schemas.CodeInvalidUTF8},
+		{"subject unknown", "nobody-value", schemas.V2, fullEvent(), schemas.CodeNotRegistered},
+		{"contract not under subject", intentSubject, schemas.V2, fullEvent(), schemas.CodeNotRegistered},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b, err := f.serde.Encode(t.Context(), tt.subject, tt.v, tt.value)
+			var ee *schemas.EncodeError
+			if !errors.As(err, &ee) || ee.Code != tt.code {
+				t.Fatalf("encode: %x, %v; want EncodeError %s", b, err, tt.code)
+			}
+		})
+	}
+}
+
+func TestAutoRegisterAndValueTypes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	reg := f.newSerde(t, schemas.WithAutoRegister())
+	// By value works as well as by pointer.
+	b, err := reg.Encode(t.Context(), "brand-new-value", schemas.V1, *fullEvent())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := int(binary.BigEndian.Uint32(b[1:5])); id != f.idOf(schemas.ContractRuntimeEvent, schemas.V1) {
+		t.Fatalf("registered under id %d", id)
+	}
+	// The plain serde now finds it by lookup.
+	if _, err := f.serde.Encode(t.Context(), "brand-new-value", schemas.V1, fullEvent()); err != nil {
+		t.Fatal(err)
+	}
+	// AppendEncode appends.
+	prefix := []byte("keep")
+	out, err := f.serde.AppendEncode(t.Context(), prefix, intentSubject, schemas.V2, *fullIntent())
+	if err != nil || !bytes.HasPrefix(out, []byte("keep\x00")) {
+		t.Fatalf("append: %q, %v", out, err)
+	}
+	var in schemas.Intent
+	in.Attributes = map[string]string{"stale": "x"} // DecodeInto resets
+	ver, err := f.serde.DecodeInto(t.Context(), out[4:], &in)
+	if err != nil || ver != schemas.V2 {
+		t.Fatal(ver, err)
+	}
+	if want := fullIntent().Attributes; !maps.Equal(in.Attributes, want) {
+		t.Fatalf("attributes %v, want %v", in.Attributes, want)
+	}
+}
+
+// A writer schema the serde has never seen — a later v3 with one more
+// defaulted field — decodes into the newest Go type and counts as V2.
+func TestLaterWriterVersionCountsAsNewest(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	v3 := strings.Replace(schemas.MustSource(schemas.ContractRuntimeEvent, schemas.V2),
+		`"name": "attributes"`, `"name": "shard", "type": "long", "default": 0}, {"name": "attributes"`, 1)
+	if v3 == schemas.MustSource(schemas.ContractRuntimeEvent, schemas.V2) {
+		t.Fatal("could not derive v3")
+	}
+	id := f.reg.register(eventSubject, sr.Schema{Schema: v3})
+	s, err := avro.ParseWithCache(v3, "", &avro.SchemaCache{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := fullEvent()
+	type v3Event struct {
+		schemas.RuntimeEvent
+		Shard int64 `avro:"shard"`
+	}
+	body, err := avro.Marshal(s, &v3Event{RuntimeEvent: *ev, Shard: 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, ver, err := f.serde.Decode(t.Context(), append(header(id), body...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	normalize(got)
+	if ver != schemas.V2 || !reflect.DeepEqual(got, ev) {
+		t.Fatalf("v3 decoded as %s: %+v", ver, got)
+	}
+}
+
+func TestNewSerdeRejectsBadOptions(t *testing.T) {
+	t.Parallel()
+	cl, err := sr.NewClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		cl   *sr.Client
+		opts []schemas.Option
+	}{
+		{"nil client", nil, nil},
+		{"reader v3", cl, []schemas.Option{schemas.WithReaderVersion(3)}},
+		{"tiny max", cl, []schemas.Option{schemas.WithMaxRecordBytes(4)}},
+		{"nil logger", cl, []schemas.Option{schemas.WithLogger(nil)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := schemas.NewSerde(tt.cl, tt.opts...); err == nil {
+				t.Fatal("NewSerde accepted it")
+			}
+		})
+	}
+}
+
+// fuzzSeeds returns valid v1/v2 records of both contracts and one of every
+// bad kind, for the fuzz corpora.
+func fuzzSeeds(tb testing.TB, f *fixture) [][]byte {
+	tb.Helper()
+	ctx := context.Background()
+	var seeds [][]byte
+	for _, v := range schemas.Versions {
+		for _, x := range []struct {
+			s string
+			v any
+		}{{eventSubject, fullEvent()}, {intentSubject, fullIntent()}} {
+			b, err := f.serde.Encode(ctx, x.s, v, x.v)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			seeds = append(seeds, b)
+		}
+	}
+	good := seeds[len(seeds)-2]
+	evID := f.idOf(schemas.ContractRuntimeEvent, schemas.V2)
+	seeds = append(seeds,
+		nil, []byte{0}, []byte{0, 0, 0, 1},
+		append([]byte{1}, good[1:]...),
+		append(header(9999), good[5:]...),
+		good[:len(good)-1], good[:9],
+		append(bytes.Clone(good), 0),
+		append(header(evID), zigzag(1<<31)...),
+		append(header(evID), zigzag(-1)...),
+		append(header(evID), 2, 0xff),
+	)
+	return seeds
+}
+
+func FuzzDecode(f *testing.F) {
+	fx := newFixture(f, schemas.WithClock(func() time.Time { return t0 }))
+	v1Reader := fx.newSerde(f, schemas.WithReaderVersion(schemas.V1), schemas.WithClock(func() time.Time { return t0 }))
+	for _, s := range fuzzSeeds(f, fx) {
+		f.Add(s)
+	}
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, s := range []*schemas.Serde{fx.serde, v1Reader} {
+			v, _, ver, err := s.Decode(ctx, b)
+			if err != nil {
+				if schemas.CodeOf(err) == "" {
+					t.Fatalf("error without a code: %v", err)
+				}
+				continue
+			}
+			// Re-encoding a decoded value and decoding it again is stable.
+			c, _ := schemas.ContractOf(v)
+			subject := eventSubject
+			if c == schemas.ContractIntent {
+				subject = intentSubject
+			}
+			again, err := s.Encode(ctx, subject, ver, v)
+			if err != nil {
+				t.Fatalf("re-encode %+v: %v", v, err)
+			}
+			v2, _, ver2, err := s.Decode(ctx, again)
+			if err != nil || ver2 != ver {
+				t.Fatalf("decode of re-encoded: %v (%s, want %s)", err, ver2, ver)
+			}
+			normalize(v)
+			normalize(v2)
+			if !reflect.DeepEqual(v, v2) {
+				t.Fatalf("unstable round trip:\n%+v\n%+v", v, v2)
+			}
+		}
+	})
+}
+
+func FuzzRoundTrip(f *testing.F) {
+	fx := newFixture(f, schemas.WithClock(func() time.Time { return t0 }))
+	f.Add("ev-1", "tr-1", "agent", "artifact.delivered", "canary", "k", "v", "summary", int32(1), int64(t0.UnixMilli()), uint8(2), true)
+	f.Add("e", "t", "", "x", "", "", "", "", int32(0), int64(1), uint8(0), false)
+	f.Add("é✓", "\u2028", "a\x00b", "gate.passed", "baseline", "ключ", "значение", "", int32(-1), int64(-5), uint8(1), true)
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, eventID, traceID, actor, eventType, route, key, val, summary string, attempt int32, tsMs int64, phase uint8, v2 bool) {
+		ev := &schemas.RuntimeEvent{
+			EventID: eventID, TraceID: traceID, Actor: actor, EventType: eventType, Route: route,
+			Attempt: attempt, SchemaVersion: schemas.V1, Timestamp: time.UnixMilli(tsMs).UTC(), RunStarted: time.UnixMilli(tsMs / 2).UTC(),
+			Phase:      []schemas.Phase{schemas.PhaseControl, schemas.PhaseData, schemas.PhaseGate}[phase%3],
+			Attributes: map[string]string{key: val},
+			Artifact:   &schemas.ArtifactSummary{Summary: summary},
+		}
+		ver := schemas.V1
+		if v2 {
+			ver, ev.SchemaVersion = schemas.V2, schemas.V2
+		}
+		b, err := fx.serde.Encode(ctx, eventSubject, ver, ev)
+		if err != nil {
+			if ev.ValidateAt(t0) == nil {
+				t.Fatalf("encode of a valid event: %v", err)
+			}
+			if schemas.CodeOf(err) == "" {
+				t.Fatalf("encode error without a code: %v", err)
+			}
+			return
+		}
+		got, _, gotVer, err := fx.serde.Decode(ctx, b)
+		if err != nil || gotVer != ver {
+			t.Fatalf("decode: %v (%s, want %s)", err, gotVer, ver)
+		}
+		want := ev
+		if !v2 {
+			want = v1Defaults(*ev)
+		}
+		normalize(got)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("round trip\n%+v\nwant\n%+v", got, want)
+		}
+	})
+}
+
+func benchSerde(b *testing.B) *fixture {
+	b.Helper()
+	return newFixture(b)
+}
+
+func BenchmarkEncodeRuntimeEvent(b *testing.B) {
+	f := benchSerde(b)
+	ctx := context.Background()
+	ev := fullEvent()
+	for _, v := range schemas.Versions {
+		b.Run(v.String(), func(b *testing.B) {
+			buf, err := f.serde.Encode(ctx, eventSubject, v, ev)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(buf)))
+			for b.Loop() {
+				buf, err = f.serde.AppendEncode(ctx, buf[:0], eventSubject, v, ev)
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkDecodeRuntimeEvent(b *testing.B) {
+	f := benchSerde(b)
+	ctx := context.Background()
+	for _, v := range schemas.Versions {
+		b.Run(v.String(), func(b *testing.B) {
+			buf, err := f.serde.Encode(ctx, eventSubject, v, fullEvent())
+			if err != nil {
+				b.Fatal(err)
+			}
+			var ev schemas.RuntimeEvent
+			if _, err := f.serde.DecodeInto(ctx, buf, &ev); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(buf)))
+			for b.Loop() {
+				if _, err := f.serde.DecodeInto(ctx, buf, &ev); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+var _ = fmt.Sprint
