@@ -1,0 +1,231 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/pipeline/kafkatest"
+)
+
+// flagsEnv creates the layout's topics on a test broker.
+func flagsEnv(t *testing.T) ([]string, pipeline.Layout) {
+	t.Helper()
+	brokers := kafkatest.Brokers(t)
+	l := pipeline.Layout{Prefix: kafkatest.Prefix(t), Partitions: 1}
+	cl := kafkatest.Client(t, brokers)
+	if err := pipeline.EnsureTopics(t.Context(), kadm.NewClient(cl), l, -1); err != nil {
+		t.Fatal(err)
+	}
+	return brokers, l
+}
+
+// runFlags starts a store and waits until it is current.
+func runFlags(t *testing.T, brokers []string, l pipeline.Layout) *pipeline.Flags {
+	t.Helper()
+	f := pipeline.NewFlags([]kgo.Opt{kgo.SeedBrokers(brokers...)}, l)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("flags Run: %v", err)
+		}
+	})
+	wctx, wcancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer wcancel()
+	if err := f.WaitReady(wctx); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestFlagsSetIsSeenByAnotherProcess(t *testing.T) {
+	t.Parallel()
+	brokers, l := flagsEnv(t)
+	a := runFlags(t, brokers, l)
+	b := pipeline.NewFlags([]kgo.Opt{kgo.SeedBrokers(brokers...)}, l)
+	var seen atomic.Int64
+	b.OnChange(func(c pipeline.FlagChange) {
+		if c.Flag == pipeline.FlagV2Rollout {
+			seen.Store(c.Rev)
+		}
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	if got := b.Rollout(); got.Weight != 0 || got.Phase != pipeline.PhaseProgressing {
+		t.Fatalf("default rollout %+v", got)
+	}
+	r := a.Rollout()
+	r.Weight = 2500
+	start := time.Now()
+	c, err := a.SetRollout(t.Context(), r, "alice", "start the v2 canary")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Rev != 1 {
+		t.Errorf("first change has rev %d", c.Rev)
+	}
+	if got := a.Rollout().Weight; got != 2500 {
+		t.Errorf("writer reads weight %d after Set", got)
+	}
+	eventually(t, 5*time.Second, "second store sees the change", func() bool { return b.Rollout().Weight == 2500 })
+	t.Logf("change applied by the other store after %s (%s)", time.Since(start).Round(time.Millisecond), kafkatest.Backend())
+	eventually(t, 5*time.Second, "OnChange called", func() bool { return seen.Load() == 1 })
+}
+
+func TestFlagsHistoryListsEveryChange(t *testing.T) {
+	t.Parallel()
+	brokers, l := flagsEnv(t)
+	a := runFlags(t, brokers, l)
+	r := a.Rollout()
+	for i, w := range []int{1000, 2000, 0} {
+		r.Weight = w
+		if _, err := a.SetRollout(t.Context(), r, fmt.Sprintf("user%d", i), fmt.Sprintf("step %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A store started afterwards catches up on start: current value and
+	// the whole history.
+	b := runFlags(t, brokers, l)
+	for name, f := range map[string]*pipeline.Flags{"writer": a, "late reader": b} {
+		h := f.History(pipeline.FlagV2Rollout)
+		if len(h) != 3 {
+			t.Fatalf("%s: history has %d changes, want 3: %+v", name, len(h), h)
+		}
+		for i, c := range h {
+			ro, err := c.Rollout()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []int{1000, 2000, 0}[i]
+			if c.Rev != int64(i+1) || c.Who != fmt.Sprintf("user%d", i) || c.Why != fmt.Sprintf("step %d", i) || ro.Weight != want || c.At.IsZero() {
+				t.Errorf("%s: change %d = rev %d who %q why %q weight %d", name, i, c.Rev, c.Who, c.Why, ro.Weight)
+			}
+		}
+		cur, ok := f.Get(pipeline.FlagV2Rollout)
+		if !ok || cur.Rev != 3 {
+			t.Errorf("%s: current rev %d", name, cur.Rev)
+		}
+	}
+	if b.Rollout().Weight != 0 {
+		t.Errorf("late reader weight %d", b.Rollout().Weight)
+	}
+}
+
+func TestFlagsRefuseInvalidValuesAndSkipBadRecords(t *testing.T) {
+	t.Parallel()
+	brokers, l := flagsEnv(t)
+	a := runFlags(t, brokers, l)
+	bad := a.Rollout()
+	bad.Weight = 20000
+	if _, err := a.SetRollout(t.Context(), bad, "x", "y"); !errors.Is(err, pipeline.ErrInvalidFlag) {
+		t.Fatalf("invalid weight: err %v", err)
+	}
+	if _, err := a.Set(t.Context(), "nope", 1, "x", "y"); !errors.Is(err, pipeline.ErrUnknownFlag) {
+		t.Fatalf("unknown flag: err %v", err)
+	}
+	// Garbage written straight to the topic is skipped by readers.
+	cl := kafkatest.Client(t, brokers)
+	for _, v := range []string{"", "{", `{"flag":"v2_rollout","rev":1,"value":{"weight_bp":-5}}`, `{"flag":"v2_rollout","rev":1,"value":{"bogus":1}}`} {
+		if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: string(l.Flags()), Key: []byte(pipeline.FlagV2Rollout), Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := a.Rollout()
+	good.Weight = 700
+	if _, err := a.SetRollout(t.Context(), good, "x", "after garbage"); err != nil {
+		t.Fatal(err)
+	}
+	b := runFlags(t, brokers, l)
+	if got := b.Rollout().Weight; got != 700 {
+		t.Fatalf("weight %d after garbage records, want 700", got)
+	}
+	if h := b.History(pipeline.FlagV2Rollout); len(h) != 1 {
+		t.Fatalf("history %+v, want only the valid change", h)
+	}
+}
+
+func TestRolloutApply(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	tests := []struct {
+		name, value string
+		check       func(pipeline.Rollout) bool
+		wantErr     string
+	}{
+		{"weight", "10", func(r pipeline.Rollout) bool { return r.Weight == 1000 }, ""},
+		{"weight", "12.5%", func(r pipeline.Rollout) bool { return r.Weight == 1250 }, ""},
+		{"weight", "250bp", func(r pipeline.Rollout) bool { return r.Weight == 250 }, ""},
+		{"weight", "101", nil, "not a percentage"},
+		{"weight", "ten", nil, "not a percentage"},
+		{"max_weight", "100%", func(r pipeline.Rollout) bool { return r.MaxWeight == 10000 }, ""},
+		{"interval", "2s", func(r pipeline.Rollout) bool { return r.Interval == pipeline.Duration(2*time.Second) }, ""},
+		{"interval", "soon", nil, "not a duration"},
+		{"min_samples", "7", func(r pipeline.Rollout) bool { return r.MinSamples == 7 }, ""},
+		{"latency_p99_max_ratio", "1.2", func(r pipeline.Rollout) bool { return r.Thresholds.LatencyP99MaxRatio == 1.2 }, ""},
+		{"drift_method", "KS", func(r pipeline.Rollout) bool { return r.Thresholds.DriftMethod == "ks" }, ""},
+		{"phase", "progressing", func(r pipeline.Rollout) bool { return r.Failures == 0 && r.Started.Equal(now) }, ""},
+		{"phase", "paused", func(r pipeline.Rollout) bool { return r.Phase == pipeline.PhasePaused && r.PauseReason == "manual" }, ""},
+		{"colour", "red", nil, "no setting"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
+			t.Parallel()
+			r := pipeline.DefaultRollout()
+			r.Phase, r.Failures = pipeline.PhaseRolledBack, 3
+			err := r.Apply(tt.name, tt.value, now)
+			if tt.wantErr != "" {
+				if !errors.Is(err, pipeline.ErrInvalidFlag) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err %v, want ErrInvalidFlag with %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(r) {
+				t.Fatalf("rollout after %s=%s: %+v", tt.name, tt.value, r)
+			}
+		})
+	}
+}
+
+func TestRolloutValidateReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	r := pipeline.DefaultRollout()
+	r.Weight, r.FailureLimit, r.Thresholds.DriftMethod, r.Phase = -1, 0, "chi2", "done"
+	err := r.Validate()
+	for _, want := range []string{"weight -1", "failure_limit 0", "drift_method", "phase"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not name %q", err, want)
+		}
+	}
+	if err := pipeline.DefaultRollout().Validate(); err != nil {
+		t.Errorf("default rollout invalid: %v", err)
+	}
+}
