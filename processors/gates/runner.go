@@ -1,0 +1,185 @@
+// Package gates is the gates runner: it consumes spine.dataplane, acts only
+// on artifact.delivered, runs every configured check (package
+// github.com/spinerun/spine/gates) in order, and publishes one gate.passed
+// or gate.failed event per check on gate.<name>, then one gate.verdict on
+// gate.verdict (passed when every check passed), which the orchestrator
+// completes or rejects the run on.
+//
+// Every event's parent span is the artifact.delivered event's span, so the
+// orchestrator can tell a verdict on the current artifact from one on an
+// earlier attempt's, and its ids derive from the trace id, that span and the
+// check name, so a retried transaction reproduces them. A check that errors
+// (cannot decide) makes Handle return a transient error and the pipeline
+// retries the record; a check that panics fails its gate with code
+// "check_panicked".
+//
+// The runner keeps no state of its own and is safe for concurrent use as
+// long as its checks are.
+package gates
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	checks "github.com/spinerun/spine/gates"
+	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/processors/thread"
+	"github.com/spinerun/spine/schemas"
+)
+
+// Name is the processor name: its group, state topic and metrics label.
+const Name = "gates"
+
+// Config configures a Runner.
+type Config struct {
+	// Checks run in order on every artifact; nil means Default().
+	Checks []checks.Check
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Default returns the checks shipped now: schema validity and performance
+// with the default latency budget.
+func Default() []checks.Check {
+	return []checks.Check{checks.Schema(), checks.Performance(0, nil)}
+}
+
+// Runner is the gates Handler.
+type Runner struct {
+	layout pipeline.Layout
+	checks []checks.Check
+	now    func() time.Time
+	log    *slog.Logger
+}
+
+var _ pipeline.Handler = (*Runner)(nil)
+
+// New returns a Runner writing to the topics of layout. Check names must be
+// unique, non-empty and not "verdict". It does no I/O.
+func New(layout pipeline.Layout, cfg Config) (*Runner, error) {
+	r := &Runner{layout: layout, checks: cfg.Checks, now: cfg.Now, log: cfg.Logger}
+	if r.checks == nil {
+		r.checks = Default()
+	}
+	if len(r.checks) == 0 {
+		return nil, errors.New("gates: no checks configured")
+	}
+	seen := map[string]bool{}
+	for _, c := range r.checks {
+		n := c.Name()
+		switch {
+		case n == "" || n == thread.VerdictGate:
+			return nil, fmt.Errorf("gates: invalid check name %q", n)
+		case seen[n]:
+			return nil, fmt.Errorf("gates: check %q configured twice", n)
+		}
+		seen[n] = true
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	r.log = r.log.With("processor", Name)
+	return r, nil
+}
+
+// Topics lists the topics the runner consumes: spine.dataplane.
+func (r *Runner) Topics() []pipeline.Topic { return []pipeline.Topic{r.layout.Dataplane()} }
+
+// Checks lists the names of the configured checks, in order.
+func (r *Runner) Checks() []string {
+	out := make([]string, len(r.checks))
+	for i, c := range r.checks {
+		out[i] = c.Name()
+	}
+	return out
+}
+
+// Handle implements pipeline.Handler.
+func (r *Runner) Handle(ctx context.Context, _ []byte, in pipeline.Input) (pipeline.Result, error) {
+	ev, ok := in.Value.(*schemas.RuntimeEvent)
+	if !ok || ev.EventType != thread.ArtifactDelivered {
+		return pipeline.Result{}, nil
+	}
+	if ev.TraceID == "" || ev.SpanID == "" {
+		return pipeline.Result{}, pipeline.Reject("missing_field", "artifact.delivered without trace_id or span_id")
+	}
+	ver := in.Version
+	if !ver.Valid() {
+		ver = ev.SchemaVersion
+	}
+	if !ver.Valid() {
+		ver = schemas.V1
+	}
+	now := r.now()
+	subj := checks.Subject{Event: ev, Version: ver, Headers: in.Headers, Now: now}
+	out := make([]pipeline.Output, 0, len(r.checks)+1)
+	gateEvent := func(name, typ string, g *schemas.GateOutcome) {
+		e := &schemas.RuntimeEvent{
+			EventID:       thread.ID(ev.TraceID, "g", ev.SpanID, name),
+			TraceID:       ev.TraceID,
+			SpanID:        thread.SpanID(ev.TraceID, "g", ev.SpanID, name),
+			ParentSpanID:  ev.SpanID,
+			Actor:         ev.Actor,
+			Intent:        ev.Intent,
+			ArtifactID:    ev.ArtifactID,
+			SchemaVersion: ver,
+			Timestamp:     now,
+			RunStarted:    ev.RunStarted,
+			Phase:         schemas.PhaseGate,
+			EventType:     typ,
+			State:         "gating",
+			Gate:          g,
+			Route:         ev.Route,
+			Attempt:       ev.Attempt,
+			Priority:      ev.Priority,
+			Tenant:        ev.Tenant,
+		}
+		out = append(out, pipeline.Output{Topic: r.layout.Gate(name), Key: []byte(ev.TraceID), Value: e, Version: ver})
+	}
+	passed := 0
+	var failed []string
+	for _, c := range r.checks {
+		o, err := runCheck(ctx, c, subj)
+		if err != nil {
+			return pipeline.Result{}, fmt.Errorf("gate %s on %s: %w", c.Name(), ev.TraceID, err)
+		}
+		typ := thread.GateFailed
+		if o.Passed {
+			typ = thread.GatePassed
+			passed++
+		} else {
+			failed = append(failed, c.Name())
+		}
+		reason := o.Code
+		if o.Reason != "" {
+			reason += ": " + o.Reason
+		}
+		gateEvent(c.Name(), typ, &schemas.GateOutcome{Name: c.Name(), Passed: o.Passed, Reason: reason, Measured: o.Measured, Threshold: o.Threshold})
+	}
+	v := &schemas.GateOutcome{Name: thread.VerdictGate, Passed: len(failed) == 0, Measured: float64(passed), Threshold: float64(len(r.checks))}
+	if v.Passed {
+		v.Reason = "all_passed: " + strings.Join(r.Checks(), ", ")
+	} else {
+		v.Reason = "failed: " + strings.Join(failed, ", ")
+	}
+	gateEvent(thread.VerdictGate, thread.GateVerdict, v)
+	return pipeline.Result{Outputs: out}, nil
+}
+
+func runCheck(ctx context.Context, c checks.Check, s checks.Subject) (o checks.Outcome, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			o, err = checks.Outcome{Code: "check_panicked", Reason: fmt.Sprint(p)}, nil
+		}
+	}()
+	return c.Check(ctx, s)
+}

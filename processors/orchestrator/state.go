@@ -1,0 +1,90 @@
+package orchestrator
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/schemas"
+)
+
+// runState is one run's state, keyed by trace id. It is encoded as compact
+// JSON with short names (a few hundred bytes); timestamps are Unix
+// milliseconds, 0 meaning unset.
+type runState struct {
+	Trace    string                  `json:"t"`
+	IntentID string                  `json:"i,omitempty"`
+	Actor    string                  `json:"a"`
+	Kind     string                  `json:"k"`
+	Tenant   string                  `json:"tn,omitempty"`
+	Route    string                  `json:"r"`
+	Version  schemas.ContractVersion `json:"v"`
+	Priority int32                   `json:"p,omitempty"`
+	State    State                   `json:"s"`
+	// Seq is the next step index; event ids derive from it.
+	Seq     uint32 `json:"n"`
+	Attempt int32  `json:"at,omitempty"`
+	Started int64  `json:"st"`
+	// Deadline is the current state's timeout, RetryAt a pending retry's
+	// due time, RunDeadline the end-to-end deadline.
+	Deadline    int64 `json:"dl,omitempty"`
+	RetryAt     int64 `json:"ra,omitempty"`
+	RunDeadline int64 `json:"rd,omitempty"`
+	// Span is the span of the last state-entry event: the parent of the next.
+	Span string `json:"sp,omitempty"`
+	// Dispatch is the span of the current run.dispatch; data-plane events
+	// whose parent is not it are stale.
+	Dispatch string `json:"ds,omitempty"`
+	// Delivered is the span of the artifact.delivered the gates judge.
+	Delivered string `json:"dv,omitempty"`
+	Artifact  string `json:"ar,omitempty"`
+	// Waiting: an arbitration slot is asked for; Admitted: one is held.
+	Waiting  bool `json:"w,omitempty"`
+	Admitted bool `json:"ad,omitempty"`
+	// Attrs are the intent's v2 attributes, passed on with run.dispatch
+	// (so a policy gate can read, say, verified claims).
+	Attrs map[string]string `json:"x,omitempty"`
+}
+
+// ledgerState is an actor's arbitration ledger, keyed by thread.ActorKey.
+type ledgerState struct {
+	Ledger  bool       `json:"L"`
+	Running []string   `json:"run,omitempty"`
+	Queue   []queueEnt `json:"q,omitempty"`
+	Seq     uint64     `json:"n,omitempty"`
+}
+
+type queueEnt struct {
+	Trace    string                  `json:"t"`
+	Priority int32                   `json:"p,omitempty"`
+	Seq      uint64                  `json:"n"`
+	Version  schemas.ContractVersion `json:"v"`
+	Route    string                  `json:"r,omitempty"`
+}
+
+func decodeRun(b []byte) (*runState, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	r := new(runState)
+	if err := json.Unmarshal(b, r); err != nil || r.Trace == "" {
+		return nil, &pipeline.RejectError{Code: CodeBadState, Reason: fmt.Sprintf("run state does not decode: %v", err)}
+	}
+	return r, nil
+}
+
+func decodeLedger(b []byte) (*ledgerState, error) {
+	l := new(ledgerState)
+	if len(b) == 0 {
+		return l, nil
+	}
+	if err := json.Unmarshal(b, l); err != nil {
+		return nil, &pipeline.RejectError{Code: CodeBadState, Reason: fmt.Sprintf("ledger state does not decode: %v", err)}
+	}
+	return l, nil
+}
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMs(v int64) time.Time { return time.UnixMilli(v).UTC() }
