@@ -2,6 +2,12 @@ package registry_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -15,9 +21,10 @@ import (
 
 // instance is one running registry served over a loopback HTTP server.
 type instance struct {
-	reg *registry.Registry
-	url string
-	sr  *sr.Client
+	reg  *registry.Registry
+	url  string
+	sr   *sr.Client
+	stop func() // stops the registry early (idempotent)
 }
 
 // backend is a Kafka cluster and a topic for one test's registries.
@@ -48,18 +55,22 @@ func (b backend) start(t *testing.T, opts ...registry.Opt) *instance {
 	var runErr error
 	go func() { runErr = r.Run(ctx); close(done) }()
 	srv := httptest.NewServer(r.Handler())
-	t.Cleanup(func() {
-		srv.Close()
-		cancel()
-		select {
-		case <-done:
-			if runErr != nil {
-				t.Errorf("Run: %v", runErr)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			srv.Close()
+			cancel()
+			select {
+			case <-done:
+				if runErr != nil {
+					t.Errorf("Run: %v", runErr)
+				}
+			case <-time.After(20 * time.Second):
+				t.Errorf("Run did not return within 20s of cancel")
 			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("Run did not return within 20s of cancel")
-		}
-	})
+		})
+	}
+	t.Cleanup(stop)
 	select {
 	case <-r.Ready():
 	case <-done:
@@ -71,5 +82,48 @@ func (b backend) start(t *testing.T, opts ...registry.Opt) *instance {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &instance{reg: r, url: srv.URL, sr: cl}
+	return &instance{reg: r, url: srv.URL, sr: cl, stop: stop}
+}
+
+// call sends a raw request and returns the status, the error_code (0 when
+// the body is not an error) and the body.
+func call(t *testing.T, method, url, body string) (int, int, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", registry.ContentType)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if ct := resp.Header.Get("Content-Type"); ct != registry.ContentType {
+		t.Errorf("%s %s: Content-Type %q, want %q", method, url, ct, registry.ContentType)
+	}
+	var e struct {
+		Code int `json:"error_code"`
+	}
+	_ = json.Unmarshal(b, &e)
+	return resp.StatusCode, e.Code, b
+}
+
+// srCode returns the registry error code of an sr client error, or 0.
+func srCode(err error) int {
+	var re *sr.ResponseError
+	if errors.As(err, &re) {
+		return re.ErrorCode
+	}
+	return 0
+}
+
+func schemaJSON(s string) string {
+	b, _ := json.Marshal(map[string]string{"schema": s})
+	return string(b)
 }
