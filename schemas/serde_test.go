@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,127 +19,13 @@ import (
 	"time"
 
 	"github.com/hamba/avro/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/spinerun/spine/pipeline/kafkatest"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/registry"
 )
-
-// testRegistry is a small real HTTP schema registry for these tests: it
-// speaks the Confluent REST calls the serde makes (register, lookup, schema
-// by id) and stores schemas in memory. Ids are global and follow the order
-// of first registration.
-type testRegistry struct {
-	mu       sync.Mutex
-	byID     map[int]sr.Schema
-	ids      map[string]int            // schema text → id
-	subjects map[string]map[string]int // subject → schema text → version
-	failing  atomic.Bool               // answer 503 to everything
-}
-
-func newTestRegistry() *testRegistry {
-	return &testRegistry{byID: map[int]sr.Schema{}, ids: map[string]int{}, subjects: map[string]map[string]int{}}
-}
-
-func (r *testRegistry) register(subject string, s sr.Schema) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	id, ok := r.ids[s.Schema]
-	if !ok {
-		id = len(r.byID) + 1
-		r.ids[s.Schema] = id
-		r.byID[id] = s
-	}
-	if r.subjects[subject] == nil {
-		r.subjects[subject] = map[string]int{}
-	}
-	if _, ok := r.subjects[subject][s.Schema]; !ok {
-		r.subjects[subject][s.Schema] = len(r.subjects[subject]) + 1
-	}
-	return id
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/vnd.schemaregistry.v1+json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func notFound(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, http.StatusNotFound, map[string]any{"error_code": code, "message": msg})
-}
-
-func (r *testRegistry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	if r.failing.Load() {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error_code": 50003, "message": "unavailable"})
-		return
-	}
-	path := strings.Trim(req.URL.EscapedPath(), "/")
-	parts := strings.Split(path, "/")
-	for i := range parts {
-		parts[i], _ = urlUnescape(parts[i])
-	}
-	switch {
-	case req.Method == http.MethodPost && len(parts) == 3 && parts[0] == "subjects" && parts[2] == "versions":
-		var s sr.Schema
-		if err := json.NewDecoder(req.Body).Decode(&s); err != nil {
-			writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error_code": 42201, "message": err.Error()})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]int{"id": r.register(parts[1], s)})
-	case req.Method == http.MethodPost && len(parts) == 2 && parts[0] == "subjects":
-		var s sr.Schema
-		if err := json.NewDecoder(req.Body).Decode(&s); err != nil {
-			writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error_code": 42201, "message": err.Error()})
-			return
-		}
-		r.mu.Lock()
-		versions, ok := r.subjects[parts[1]]
-		version, found := versions[s.Schema]
-		id := r.ids[s.Schema]
-		r.mu.Unlock()
-		switch {
-		case !ok:
-			notFound(w, 40401, "Subject not found")
-		case !found:
-			notFound(w, 40403, "Schema not found")
-		default:
-			writeJSON(w, http.StatusOK, sr.SubjectSchema{Subject: parts[1], Version: version, ID: id, Schema: s})
-		}
-	case req.Method == http.MethodGet && (len(parts) == 3 || len(parts) == 4) && parts[0] == "schemas" && parts[1] == "ids":
-		id, _ := strconv.Atoi(parts[2])
-		r.mu.Lock()
-		s, ok := r.byID[id]
-		r.mu.Unlock()
-		switch {
-		case !ok:
-			notFound(w, 40403, "Schema not found")
-		case len(parts) == 4 && parts[3] == "schema":
-			w.WriteHeader(http.StatusOK)
-			_, _ = io.WriteString(w, s.Schema)
-		default:
-			writeJSON(w, http.StatusOK, s)
-		}
-	default:
-		notFound(w, 404, "no such endpoint "+req.Method+" "+req.URL.Path)
-	}
-}
-
-func urlUnescape(s string) (string, error) {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) {
-			n, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
-			if err != nil {
-				return s, err
-			}
-			b.WriteByte(byte(n))
-			i += 2
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String(), nil
-}
 
 // countingTransport counts the HTTP requests a registry client makes.
 type countingTransport struct {
@@ -157,15 +42,18 @@ func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	return c.next.RoundTrip(req)
 }
 
-// fixture is a registry with every contract version registered under
-// "spine.control-value" and "spine.intents-value", a client counting its
-// calls, and a serde on it.
+// fixture is Spine's own schema registry (on a kfake cluster, or the real
+// Kafka of KAFKA_BROKERS) serving over loopback HTTP, with every contract
+// version registered under "spine.control-value" and
+// "spine.intents-value", a client that counts its calls, and a serde on it.
 type fixture struct {
-	reg     *testRegistry
 	srv     *httptest.Server
+	admin   *sr.Client // uncounted, for test set-up
+	failing atomic.Bool
 	counter *countingTransport
 	cl      *sr.Client
 	serde   *schemas.Serde
+	ids     map[schemas.Contract]map[schemas.ContractVersion]int
 }
 
 const (
@@ -175,21 +63,75 @@ const (
 
 func newFixture(tb testing.TB, opts ...schemas.Option) *fixture {
 	tb.Helper()
-	f := &fixture{reg: newTestRegistry()}
-	for _, v := range schemas.Versions {
-		f.reg.register(eventSubject, sr.Schema{Schema: schemas.MustSource(schemas.ContractRuntimeEvent, v)})
-		f.reg.register(intentSubject, sr.Schema{Schema: schemas.MustSource(schemas.ContractIntent, v)})
-	}
-	f.srv = httptest.NewServer(f.reg)
-	tb.Cleanup(f.srv.Close)
-	f.counter = &countingTransport{next: http.DefaultTransport}
-	cl, err := sr.NewClient(sr.URLs(f.srv.URL), sr.HTTPClient(&http.Client{Transport: f.counter, Timeout: 5 * time.Second}))
+	brokers, prefix := kafkatest.Brokers(tb), kafkatest.Prefix(tb)
+	reg, err := registry.New(
+		registry.WithKafka(kgo.SeedBrokers(brokers...)),
+		registry.WithTopic(prefix+"_schemas"),
+		registry.WithTransactionalID(prefix+"schema-registry"),
+	)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	f.cl = cl
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- reg.Run(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				tb.Errorf("registry Run: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			tb.Errorf("registry did not stop within 20s")
+		}
+	})
+	select {
+	case <-reg.Ready():
+	case err := <-done:
+		tb.Fatalf("registry stopped before ready: %v", err)
+	case <-time.After(30 * time.Second):
+		tb.Fatal("registry not ready within 30s")
+	}
+	f := &fixture{ids: map[schemas.Contract]map[schemas.ContractVersion]int{}}
+	h := reg.Handler()
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f.failing.Load() {
+			w.Header().Set("Content-Type", "application/vnd.schemaregistry.v1+json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"error_code":50003,"message":"unavailable (test outage)"}`)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	tb.Cleanup(f.srv.Close)
+	if f.admin, err = sr.NewClient(sr.URLs(f.srv.URL)); err != nil {
+		tb.Fatal(err)
+	}
+	for _, v := range schemas.Versions {
+		for c, subject := range map[schemas.Contract]string{schemas.ContractRuntimeEvent: eventSubject, schemas.ContractIntent: intentSubject} {
+			if f.ids[c] == nil {
+				f.ids[c] = map[schemas.ContractVersion]int{}
+			}
+			f.ids[c][v] = f.register(tb, subject, schemas.MustSource(c, v))
+		}
+	}
+	f.counter = &countingTransport{next: http.DefaultTransport}
+	if f.cl, err = sr.NewClient(sr.URLs(f.srv.URL), sr.HTTPClient(&http.Client{Transport: f.counter, Timeout: 5 * time.Second})); err != nil {
+		tb.Fatal(err)
+	}
 	f.serde = f.newSerde(tb, opts...)
 	return f
+}
+
+// register registers an Avro schema under subject and returns its id.
+func (f *fixture) register(tb testing.TB, subject, schema string) int {
+	tb.Helper()
+	id, err := f.admin.RegisterSchema(context.Background(), subject, sr.Schema{Schema: schema}, -1, -1)
+	if err != nil {
+		tb.Fatalf("register under %s: %v", subject, err)
+	}
+	return id
 }
 
 func (f *fixture) newSerde(tb testing.TB, opts ...schemas.Option) *schemas.Serde {
@@ -202,11 +144,7 @@ func (f *fixture) newSerde(tb testing.TB, opts ...schemas.Option) *schemas.Serde
 }
 
 // idOf returns the registry id of a contract version.
-func (f *fixture) idOf(c schemas.Contract, v schemas.ContractVersion) int {
-	f.reg.mu.Lock()
-	defer f.reg.mu.Unlock()
-	return f.reg.ids[schemas.MustSource(c, v)]
-}
+func (f *fixture) idOf(c schemas.Contract, v schemas.ContractVersion) int { return f.ids[c][v] }
 
 var t0 = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 
@@ -374,11 +312,10 @@ func TestDecodeBadBytes(t *testing.T) {
 	f := newFixture(t, schemas.WithClock(func() time.Time { return t0 }))
 	evID := f.idOf(schemas.ContractRuntimeEvent, schemas.V2)
 	inID := f.idOf(schemas.ContractIntent, schemas.V2)
-	otherID := f.reg.register("other-value", sr.Schema{Schema: `{"type":"record","name":"Other","namespace":"x","fields":[{"name":"a","type":"string"}]}`})
-	jsonID := f.reg.register("json-value", sr.Schema{Schema: `{"type":"object"}`, Type: sr.TypeJSON})
-	stringID := f.reg.register("str-value", sr.Schema{Schema: `"string"`})
-	// A RuntimeEvent whose event_id is a string field: make it incompatible.
-	badEvID := f.reg.register("bad-value", sr.Schema{Schema: `{"type":"record","name":"RuntimeEvent","namespace":"io.spine.contracts","fields":[{"name":"event_id","type":"int"}]}`})
+	otherID := f.register(t, "other-value", `{"type":"record","name":"Other","namespace":"x","fields":[{"name":"a","type":"string"}]}`)
+	stringID := f.register(t, "str-value", `"string"`)
+	// A RuntimeEvent whose event_id is an int: it cannot resolve against the reader.
+	badEvID := f.register(t, "bad-value", `{"type":"record","name":"RuntimeEvent","namespace":"io.spine.contracts","fields":[{"name":"event_id","type":"int"}]}`)
 
 	good, err := f.serde.Encode(t.Context(), eventSubject, schemas.V2, fullEvent())
 	if err != nil {
@@ -446,7 +383,6 @@ func TestDecodeBadBytes(t *testing.T) {
 		{"unknown id", append(header(99999), good[5:]...), nil, schemas.CodeUnknownSchemaID},
 		{"id zero", append(header(0), good[5:]...), nil, schemas.CodeUnknownSchemaID},
 		{"another contract's record", append(header(otherID), 2, 'a'), nil, schemas.CodeWrongContract},
-		{"json schema id", append(header(jsonID), '{', '}'), nil, schemas.CodeWrongContract},
 		{"primitive schema id", append(header(stringID), 2, 'a'), nil, schemas.CodeWrongContract},
 		{"unresolvable contract", append(header(badEvID), 2), nil, schemas.CodeWrongContract},
 		{"intent bytes into event", goodIntent, &schemas.RuntimeEvent{}, schemas.CodeWrongContract},
@@ -596,7 +532,7 @@ func TestRegistryOutageIsTransient(t *testing.T) {
 		t.Fatal(err)
 	}
 	down := newFixture(t)
-	down.reg.failing.Store(true)
+	down.failing.Store(true)
 	closed := newFixture(t)
 	closed.srv.Close()
 	cancelled, cancel := context.WithCancel(t.Context())
@@ -628,7 +564,7 @@ func TestRegistryOutageIsTransient(t *testing.T) {
 		})
 	}
 	// Recovery: once the registry answers, the same serde decodes.
-	down.reg.failing.Store(false)
+	down.failing.Store(false)
 	b, err := down.serde.Encode(t.Context(), eventSubject, schemas.V2, fullEvent())
 	if err != nil {
 		t.Fatal(err)
@@ -716,7 +652,7 @@ func TestLaterWriterVersionCountsAsNewest(t *testing.T) {
 	if v3 == schemas.MustSource(schemas.ContractRuntimeEvent, schemas.V2) {
 		t.Fatal("could not derive v3")
 	}
-	id := f.reg.register(eventSubject, sr.Schema{Schema: v3})
+	id := f.register(t, eventSubject, v3)
 	s, err := avro.ParseWithCache(v3, "", &avro.SchemaCache{})
 	if err != nil {
 		t.Fatal(err)
