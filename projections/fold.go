@@ -1,0 +1,349 @@
+package projections
+
+import (
+	"math"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/spinerun/spine/schemas"
+)
+
+// DefaultWindow is the width of aggregate windows.
+const DefaultWindow = 10 * time.Second
+
+// Golden-path hops and terminal outcomes, as event types.
+var (
+	// GoldenHops are the hops of the golden path, in path order.
+	GoldenHops = []string{"intent.received", "dataplane.dispatched", "artifact.delivered", "gate.passed", "gate.failed"}
+	// Terminals maps each terminal event type to its outcome.
+	Terminals = map[string]string{
+		"run.completed": "completed",
+		"run.rejected":  "rejected",
+		"run.failed":    "failed",
+		"run.timed_out": "timed_out",
+	}
+	// Outcomes lists the terminal outcomes.
+	Outcomes = []string{"completed", "rejected", "failed", "timed_out"}
+)
+
+func isGoldenHop(t string) bool {
+	for _, h := range GoldenHops {
+		if h == t {
+			return true
+		}
+	}
+	return false
+}
+
+// Bounds that keep a cell small whatever the events say.
+const (
+	maxReasons   = 32  // distinct failure reasons per gate per cell
+	maxReasonLen = 100 // bytes of a normalized reason
+	maxEventKind = 64  // distinct event types per golden cell
+	maxRunHops   = 64  // distinct event types per run part
+	maxRunGates  = 32  // distinct gates per run part
+	maxFieldLen  = 256 // bytes of a copied string field
+)
+
+// Cells is a projection state: encoded key → cell.
+type Cells map[string]Cell
+
+// Folder folds thread events into projection cells. It is pure and
+// deterministic: the cells depend only on the events of each source
+// partition, in offset order, never on processing time, so a replay of
+// the thread rebuilds the same cells. The zero Folder uses DefaultWindow.
+type Folder struct {
+	// Window is the width of aggregate windows (default DefaultWindow).
+	Window time.Duration
+}
+
+func (f Folder) window(t time.Time) time.Time {
+	w := f.Window
+	if w <= 0 {
+		w = DefaultWindow
+	}
+	return t.Truncate(w).UTC()
+}
+
+// routeOf returns the event's route, "baseline" when a v1 event has none.
+func routeOf(ev *schemas.RuntimeEvent) string {
+	if r := strings.TrimSpace(ev.Route); r != "" {
+		return clip(r, 32)
+	}
+	return "baseline"
+}
+
+// versionOf returns the event's contract version, falling back to the
+// writer's.
+func versionOf(ev *schemas.RuntimeEvent, writer schemas.ContractVersion) string {
+	if ev.SchemaVersion.Valid() {
+		return ev.SchemaVersion.String()
+	}
+	if writer.Valid() {
+		return writer.String()
+	}
+	return schemas.V1.String()
+}
+
+// latencyMs is ev.Timestamp - ev.RunStarted in milliseconds, false when the
+// event carries no run_started.
+func latencyMs(ev *schemas.RuntimeEvent) (int64, bool) {
+	if ev.RunStarted.IsZero() || ev.RunStarted.UnixMilli() <= 0 {
+		return 0, false
+	}
+	d := ev.Timestamp.UnixMilli() - ev.RunStarted.UnixMilli()
+	return max(d, 0), true
+}
+
+func ms(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return time.UnixMilli(t.UnixMilli()).UTC()
+}
+
+// clip returns s cut to at most n bytes on a rune boundary, with invalid
+// UTF-8 replaced, so cells always encode.
+func clip(s string, n int) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// NormalizeReason bounds the cardinality of gate failure reasons: digits
+// become '#', whitespace collapses, and the text is cut to 100 bytes. So
+// "latency 123ms > 100ms" and "latency 250ms > 100ms" count together.
+func NormalizeReason(r string) string {
+	var b strings.Builder
+	space := false
+	for _, c := range strings.TrimSpace(clip(r, 4*maxReasonLen)) {
+		switch {
+		case unicode.IsDigit(c):
+			if s := b.String(); len(s) > 0 && s[len(s)-1] == '#' {
+				continue
+			}
+			b.WriteByte('#')
+			space = false
+		case unicode.IsSpace(c):
+			if !space {
+				b.WriteByte(' ')
+			}
+			space = true
+		default:
+			b.WriteRune(c)
+			space = false
+		}
+	}
+	s := clip(b.String(), maxReasonLen)
+	if s == "" {
+		s = "unspecified"
+	}
+	return s
+}
+
+// Fold folds one event read from src into cells and returns the keys it
+// changed. writer is the contract version the record was written with. An
+// event without trace_id changes nothing.
+func (f Folder) Fold(cells Cells, src Source, ev *schemas.RuntimeEvent, writer schemas.ContractVersion) []string {
+	if ev == nil {
+		return nil
+	}
+	ver, route := versionOf(ev, writer), routeOf(ev)
+	win := f.window(ev.Timestamp)
+	agg := func(proj string) Key {
+		return Key{Projection: proj, Source: src, Version: ver, Route: route, Window: win}
+	}
+	var changed []string
+	canary := src.Topic == "gate.canary"
+
+	// runs: per-run parts. Canary analysis events are not about one run.
+	if ev.TraceID != "" && !canary {
+		k := Key{Projection: ProjRuns, Source: src, TraceID: ev.TraceID}.String()
+		p, _ := cells[k].(*RunPart)
+		if p == nil {
+			p = &RunPart{TraceID: ev.TraceID}
+			cells[k] = p
+		}
+		foldRun(p, src, ev, ver, route)
+		changed = append(changed, k)
+	}
+
+	// golden: counts and latencies per hop and per terminal outcome.
+	if !canary {
+		k := agg(ProjGolden).String()
+		g, _ := cells[k].(*GoldenCell)
+		if g == nil {
+			g = &GoldenCell{}
+			cells[k] = g
+		}
+		lat, hasLat := latencyMs(ev)
+		et := clip(ev.EventType, 64)
+		if _, ok := g.Events[et]; ok || len(g.Events) < maxEventKind {
+			if g.Events == nil {
+				g.Events = map[string]int64{}
+			}
+			g.Events[et]++
+		}
+		if isGoldenHop(et) {
+			g.Hops = addStat(g.Hops, et, lat, hasLat)
+		}
+		if o, ok := Terminals[et]; ok {
+			g.Outcomes = addStat(g.Outcomes, o, lat, hasLat)
+		}
+		changed = append(changed, k)
+	}
+
+	// gates: outcomes by gate and reason.
+	if ev.Gate != nil && ev.Phase == schemas.PhaseGate || ev.Gate != nil && strings.HasPrefix(src.Topic, "gate.") {
+		k := agg(ProjGates).String()
+		c, _ := cells[k].(*GatesCell)
+		if c == nil {
+			c = &GatesCell{}
+			cells[k] = c
+		}
+		name := clip(ev.Gate.Name, 64)
+		if name == "" {
+			name = strings.TrimPrefix(src.Topic, "gate.")
+		}
+		if c.Gates == nil {
+			c.Gates = map[string]*GateStat{}
+		}
+		s := c.Gates[name]
+		if s == nil {
+			s = &GateStat{}
+			c.Gates[name] = s
+		}
+		if ev.Gate.Passed {
+			s.Passed++
+		} else {
+			s.Failed++
+			r := NormalizeReason(ev.Gate.Reason)
+			if _, ok := s.Reasons[r]; !ok && len(s.Reasons) >= maxReasons {
+				r = "other"
+			}
+			if s.Reasons == nil {
+				s.Reasons = map[string]int64{}
+			}
+			s.Reasons[r]++
+		}
+		changed = append(changed, k)
+	}
+
+	// artifacts: delivered artifacts and failed executions.
+	switch {
+	case ev.EventType == "artifact.delivered":
+		k := agg(ProjArtifacts).String()
+		a := artifactsCell(cells, k)
+		a.Count++
+		if ev.Artifact != nil {
+			a.Bytes = satAdd(a.Bytes, max(ev.Artifact.SizeBytes, 0))
+			sc := ev.Artifact.Score
+			if !math.IsNaN(sc) {
+				a.Score.Record(int64(math.Round(math.Max(0, math.Min(1e12, sc)) * 1e4)))
+			}
+			a.ExecLatency.Record(ev.Artifact.LatencyMs)
+		}
+		changed = append(changed, k)
+	case ev.EventType == "dataplane.failed":
+		k := agg(ProjArtifacts).String()
+		artifactsCell(cells, k).Failed++
+		changed = append(changed, k)
+	}
+	return changed
+}
+
+func artifactsCell(cells Cells, k string) *ArtifactsCell {
+	a, _ := cells[k].(*ArtifactsCell)
+	if a == nil {
+		a = &ArtifactsCell{}
+		cells[k] = a
+	}
+	return a
+}
+
+func addStat(m map[string]*Stat, name string, lat int64, hasLat bool) map[string]*Stat {
+	if m == nil {
+		m = map[string]*Stat{}
+	}
+	s := m[name]
+	if s == nil {
+		s = &Stat{}
+		m[name] = s
+	}
+	s.Count++
+	if hasLat {
+		s.Latency.Record(lat)
+	}
+	return m
+}
+
+func foldRun(p *RunPart, src Source, ev *schemas.RuntimeEvent, ver, route string) {
+	p.Events++
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = clip(v, maxFieldLen)
+		}
+	}
+	set(&p.Actor, ev.Actor)
+	set(&p.Intent, ev.Intent)
+	set(&p.Tenant, ev.Tenant)
+	set(&p.ArtifactID, ev.ArtifactID)
+	p.Route, p.Version = route, ver
+	if _, ok := latencyMs(ev); ok && p.RunStarted.IsZero() {
+		p.RunStarted = ms(ev.RunStarted)
+	}
+	at := ms(ev.Timestamp)
+	et := clip(ev.EventType, 64)
+	p.LastEvent, p.LastAt = et, at
+	if ev.Phase == schemas.PhaseControl || src.Topic == "spine.control" {
+		p.State = clip(ev.State, 64)
+	}
+	if ev.Attempt > p.Attempt {
+		p.Attempt = ev.Attempt
+	}
+	if ev.Error != nil {
+		p.Error = clip(*ev.Error, maxFieldLen)
+	}
+	if _, ok := p.Hops[et]; !ok && len(p.Hops) < maxRunHops {
+		if p.Hops == nil {
+			p.Hops = map[string]time.Time{}
+		}
+		p.Hops[et] = at
+	}
+	if o, ok := Terminals[et]; ok && p.Outcome == "" {
+		p.Outcome, p.OutcomeAt = o, at
+	}
+	if et == "run.illegal_transition" {
+		p.Illegal++
+	}
+	if ev.Artifact != nil && !math.IsNaN(ev.Artifact.Score) && !math.IsInf(ev.Artifact.Score, 0) {
+		s := ev.Artifact.Score
+		p.Score = &s
+	}
+	if g := ev.Gate; g != nil {
+		name := clip(g.Name, 64)
+		if _, ok := p.Gates[name]; ok || len(p.Gates) < maxRunGates {
+			if p.Gates == nil {
+				p.Gates = map[string]GateResult{}
+			}
+			p.Gates[name] = GateResult{Passed: g.Passed, Reason: clip(g.Reason, maxFieldLen), Measured: finite(g.Measured), Threshold: finite(g.Threshold), At: at}
+		}
+	}
+}
+
+// finite maps NaN and ±Inf to 0, which JSON cannot carry.
+func finite(f float64) float64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0
+	}
+	return f
+}

@@ -1,0 +1,185 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/spinerun/spine/pipeline"
+)
+
+// StoreConfig configures a Store.
+type StoreConfig struct {
+	// Kafka are the connection options. Required.
+	Kafka []kgo.Opt
+	// Layout names the projection topics. Required.
+	Layout pipeline.Layout
+	// Window is the aggregate window width the runner uses (default
+	// DefaultWindow).
+	Window time.Duration
+	// Logger receives the store's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Store is a read-only view of the projections (goka's "view"): it consumes
+// the compacted spine.proj.* topics, read_committed, into memory and
+// answers queries from there. Every instance of Spine can run one; they
+// need no group. A Store is safe for concurrent use: Run writes under a
+// lock, queries read under it.
+type Store struct {
+	cfg StoreConfig
+	log *slog.Logger
+
+	mu    sync.RWMutex
+	runs  map[string]map[string]*RunPart // trace → source topic → part
+	aggs  Cells                          // aggregate cells by key
+	ready bool
+	last  time.Time // when the last record was applied
+	n     int64     // records applied
+}
+
+// NewStore returns a Store; it does no I/O.
+func NewStore(cfg StoreConfig) (*Store, error) {
+	if len(cfg.Kafka) == 0 {
+		return nil, errors.New("projections store: no Kafka options")
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = DefaultWindow
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Store{cfg: cfg, log: log.With("component", "projections-store"), runs: map[string]map[string]*RunPart{}, aggs: Cells{}}, nil
+}
+
+// NewMemStore returns a Store serving fixed cells (for example a replay's),
+// without Kafka.
+func NewMemStore(cells Cells, window time.Duration) *Store {
+	s := &Store{cfg: StoreConfig{Window: window}, log: slog.New(slog.DiscardHandler), runs: map[string]map[string]*RunPart{}, aggs: Cells{}, ready: true}
+	if s.cfg.Window <= 0 {
+		s.cfg.Window = DefaultWindow
+	}
+	for k, c := range cells {
+		if kk, err := ParseKey(k); err == nil {
+			s.put(kk, k, c)
+		}
+	}
+	return s
+}
+
+// Run consumes the projection topics until ctx ends.
+func (s *Store) Run(ctx context.Context) error {
+	var topics []string
+	for _, n := range Names {
+		topics = append(topics, string(s.cfg.Layout.Projection(n)))
+	}
+	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, s.cfg.Kafka...),
+		kgo.ConsumeTopics(topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(250*time.Millisecond),
+	)...)
+	if err != nil {
+		return fmt.Errorf("projections store: client: %w", err)
+	}
+	defer cl.Close()
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil || fs.IsClientClosed() {
+			return nil
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			s.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+		})
+		s.mu.Lock()
+		fs.EachRecord(func(r *kgo.Record) { s.apply(r.Key, r.Value) })
+		s.ready = true
+		s.last = time.Now()
+		s.mu.Unlock()
+	}
+}
+
+// apply applies one projection record; s.mu is held.
+func (s *Store) apply(key, value []byte) {
+	s.n++
+	k, err := ParseKey(string(key))
+	if err != nil {
+		s.log.Warn("skipping projection record with a bad key", "key", string(key), "err", err)
+		return
+	}
+	if value == nil {
+		s.del(k, string(key))
+		return
+	}
+	c, err := decodeCell(k.Projection, value)
+	if err != nil {
+		s.log.Error("skipping corrupt projection cell", "key", string(key), "err", err, "code", Code(err))
+		return
+	}
+	s.put(k, string(key), c)
+}
+
+func (s *Store) put(k Key, key string, c Cell) {
+	if p, ok := c.(*RunPart); ok {
+		m := s.runs[p.TraceID]
+		if m == nil {
+			m = map[string]*RunPart{}
+			s.runs[p.TraceID] = m
+		}
+		m[k.Source.Topic] = p
+		return
+	}
+	s.aggs[key] = c
+}
+
+func (s *Store) del(k Key, key string) {
+	if k.Projection == ProjRuns {
+		delete(s.runs[k.TraceID], k.Source.Topic)
+		if len(s.runs[k.TraceID]) == 0 {
+			delete(s.runs, k.TraceID)
+		}
+		return
+	}
+	delete(s.aggs, key)
+}
+
+// RunStatus returns the merged status of one run, or an error wrapping
+// ErrNotFound.
+func (s *Store) RunStatus(trace string) (Run, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r, ok := MergeRun(s.runs[trace])
+	if !ok {
+		return Run{}, errRunNotFound(trace)
+	}
+	return r, nil
+}
+
+// Aggregate merges the aggregate cells inside rng (see Aggregate).
+func (s *Store) Aggregate(rng Range) *Aggregates {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return Aggregate(s.aggs, rng, s.cfg.Window)
+}
+
+// StoreStatus describes how far the store has read.
+type StoreStatus struct {
+	Ready   bool      `json:"ready"`
+	Runs    int       `json:"runs"`
+	Cells   int       `json:"aggregate_cells"`
+	Records int64     `json:"records_applied"`
+	Updated time.Time `json:"updated,omitzero"`
+}
+
+// Status reports how far the store has read.
+func (s *Store) Status() StoreStatus {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return StoreStatus{Ready: s.ready, Runs: len(s.runs), Cells: len(s.aggs), Records: s.n, Updated: s.last}
+}
