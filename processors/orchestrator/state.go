@@ -56,11 +56,10 @@ type ledgerState struct {
 }
 
 type queueEnt struct {
-	Trace    string                  `json:"t"`
-	Priority int32                   `json:"p,omitempty"`
-	Seq      uint64                  `json:"n"`
-	Version  schemas.ContractVersion `json:"v"`
-	Route    string                  `json:"r,omitempty"`
+	Trace    string `json:"t"`
+	Priority int32  `json:"p,omitempty"`
+	Seq      uint64 `json:"n"`
+	Route    string `json:"r,omitempty"`
 }
 
 func decodeRun(b []byte) (*runState, error) {
