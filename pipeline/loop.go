@@ -42,6 +42,7 @@ type processorConfig struct {
 	inPlaceRetries  int
 	sessionTimeout  time.Duration
 	rebalanceTime   time.Duration
+	static          bool
 }
 
 func defaultProcessorConfig() processorConfig {
@@ -139,6 +140,14 @@ func WithRetryBackoff(initial, max time.Duration) ProcessorOpt {
 func WithGroupTimeouts(session, rebalance time.Duration) ProcessorOpt {
 	return func(c *processorConfig) { c.sessionTimeout, c.rebalanceTime = session, rebalance }
 }
+
+// WithStaticMembership joins the group as a static member (KIP-345) whose
+// group.instance.id is the transactional id: a restarted instance takes its
+// partitions back at once, without a rebalance or waiting out the session
+// timeout of its crashed predecessor. The price: a cleanly stopped static
+// member does not leave the group, so its partitions move to other
+// instances only after the session timeout. Default off.
+func WithStaticMembership() ProcessorOpt { return func(c *processorConfig) { c.static = true } }
 
 func (c *processorConfig) validate(name string, h Handler) error {
 	var errs []error
@@ -374,6 +383,9 @@ func (p *Processor) session(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(p.onRevoked),
 		kgo.OnPartitionsLost(p.onRevoked),
 	)
+	if p.cfg.static {
+		opts = append(opts, kgo.InstanceID(p.txnID))
+	}
 	if p.cfg.reg != nil {
 		km := kprom.NewMetrics("spine_kafka",
 			kprom.Registerer(tolerantRegisterer{p.cfg.reg}),
@@ -575,6 +587,12 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	}
 	commit := blocked == nil
 	if commit {
+		// Only each key's last state of the batch goes to the changelog.
+		for part, po := range b.ov.parts {
+			for k, d := range po.writes {
+				produce(&kgo.Record{Topic: string(p.stateTopic), Key: []byte(k), Value: d.val, Partition: part})
+			}
+		}
 		if err := sess.Client().Flush(wctx); err != nil {
 			commit = false
 			blocked = fmt.Errorf("flush: %w", err)
@@ -750,7 +768,7 @@ func (p *Processor) stage(ctx context.Context, b *batch, part int32, key []byte,
 		recs = append(recs, &kgo.Record{Topic: string(o.Topic), Key: o.Key, Value: val})
 	}
 	if res.StateChanged {
-		recs = append(recs, &kgo.Record{Topic: string(p.stateTopic), Key: key, Value: res.State, Partition: part})
+		// Written to the changelog once per key when the batch ends.
 		b.ov.set(part, string(key), res.State, res.State == nil)
 	}
 	for _, r := range recs {

@@ -107,7 +107,15 @@ type env struct {
 
 func newEnv(t *testing.T, partitions int32) *env {
 	t.Helper()
-	brokers := kafkatest.Brokers(t)
+	return newEnvOn(t, nil, partitions)
+}
+
+// newEnvOn is newEnv on given brokers (nil: kafkatest.Brokers).
+func newEnvOn(t *testing.T, brokers []string, partitions int32) *env {
+	t.Helper()
+	if brokers == nil {
+		brokers = kafkatest.Brokers(t)
+	}
 	l := pipeline.Layout{Prefix: kafkatest.Prefix(t), Partitions: partitions}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
