@@ -6,9 +6,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -33,13 +33,13 @@ type backend struct {
 	prefix  string
 }
 
-func newBackend(t *testing.T) backend {
+func newBackend(t testing.TB) backend {
 	t.Helper()
 	return backend{brokers: kafkatest.Brokers(t), prefix: kafkatest.Prefix(t)}
 }
 
 // start runs a registry on the backend's topic until the test ends.
-func (b backend) start(t *testing.T, opts ...registry.Opt) *instance {
+func (b backend) start(t testing.TB, opts ...registry.Opt) *instance {
 	t.Helper()
 	opts = append([]registry.Opt{
 		registry.WithKafka(kgo.SeedBrokers(b.brokers...)),
@@ -87,7 +87,7 @@ func (b backend) start(t *testing.T, opts ...registry.Opt) *instance {
 
 // call sends a raw request and returns the status, the error_code (0 when
 // the body is not an error) and the body.
-func call(t *testing.T, method, url, body string) (int, int, []byte) {
+func call(t testing.TB, method, url, body string) (int, int, []byte) {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {
