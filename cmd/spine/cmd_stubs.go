@@ -40,10 +40,6 @@ func newReplayCmd(a *app) *cobra.Command {
 	return &cobra.Command{Use: "replay", Short: "Rebuild every projection from the thread and diff with the live ones", RunE: notYet("replay", "projections")}
 }
 
-func newFlagsCmd(a *app) *cobra.Command {
-	return &cobra.Command{Use: "flags", Short: "Get, set and show the history of feature flags", RunE: notYet("flags", "canary routing")}
-}
-
 func newLoadtestCmd(a *app) *cobra.Command {
 	return &cobra.Command{Use: "loadtest", Short: "Drive intents through the stack with canary routing and write a report", RunE: notYet("loadtest", "canary routing")}
 }
