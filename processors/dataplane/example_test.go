@@ -1,0 +1,44 @@
+package dataplane_test
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/processors/dataplane"
+	"github.com/spinerun/spine/processors/dataplane/synthetic"
+	"github.com/spinerun/spine/schemas"
+)
+
+// A run.dispatch executed by the synthetic executor, whose canary route is
+// slower: the latency is simulated and reported, not slept.
+func ExampleNew() {
+	slow := synthetic.Default()
+	slow.LatencyMean, slow.LatencyP99 = 3*time.Second, 3*time.Second
+	d, err := dataplane.New(pipeline.Layout{}, dataplane.Config{Routes: map[string]synthetic.Params{
+		"baseline": synthetic.Default(),
+		"canary":   slow,
+	}})
+	if err != nil {
+		panic(err)
+	}
+	dispatch := &schemas.RuntimeEvent{TraceID: "trace-1", SpanID: "0123456789abcdef", Actor: "alice", Intent: "summarize",
+		EventType: "run.dispatch", Route: "canary", SchemaVersion: schemas.V2}
+	res, err := d.Handle(context.Background(), nil, pipeline.Input{Value: dispatch, Version: schemas.V2})
+	if err != nil {
+		panic(err)
+	}
+	for _, out := range res.Outputs {
+		ev := out.Value.(*schemas.RuntimeEvent)
+		fmt.Println(out.Topic, ev.EventType, ev.ParentSpanID == dispatch.SpanID)
+		if ev.Artifact != nil {
+			fmt.Println("latency_ms:", ev.Artifact.LatencyMs)
+		}
+	}
+	// Output:
+	// spine.dataplane dataplane.dispatched true
+	// spine.dataplane dataplane.started true
+	// spine.dataplane artifact.delivered true
+	// latency_ms: 3000
+}

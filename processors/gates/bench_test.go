@@ -1,0 +1,23 @@
+package gates_test
+
+import (
+	"testing"
+
+	"github.com/spinerun/spine/pipeline"
+	gatesrunner "github.com/spinerun/spine/processors/gates"
+	"github.com/spinerun/spine/schemas"
+)
+
+func BenchmarkHandleArtifact(b *testing.B) {
+	r, err := gatesrunner.New(pipeline.Layout{}, gatesrunner.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := pipeline.Input{Value: artifact(100), Version: schemas.V2}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.Handle(b.Context(), nil, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

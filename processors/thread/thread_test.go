@@ -1,0 +1,57 @@
+package thread_test
+
+import (
+	"testing"
+
+	"github.com/spinerun/spine/processors/thread"
+)
+
+func TestIDs(t *testing.T) {
+	t.Parallel()
+	if thread.ID("t", "ab", "c") == thread.ID("t", "a", "bc") {
+		t.Fatal("parts are not separated")
+	}
+	if thread.ID("t", "o", "1") != thread.ID("t", "o", "1") {
+		t.Fatal("ids are not deterministic")
+	}
+	if len(thread.ID("t")) != 32 || len(thread.SpanID("t")) != 16 {
+		t.Fatal("id lengths")
+	}
+	seen := map[string]bool{}
+	for i := range uint32(10000) {
+		id := thread.ID("trace", "o", thread.Step(i))
+		if seen[id] {
+			t.Fatalf("collision at step %d", i)
+		}
+		seen[id] = true
+	}
+}
+
+func TestActorKey(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		key   []byte
+		actor string
+		ok    bool
+	}{
+		{thread.ActorKey("alice"), "alice", true},
+		{thread.ActorKey(""), "", true},
+		{[]byte("alice"), "", false},
+		{nil, "", false},
+	} {
+		a, ok := thread.IsActorKey(tc.key)
+		if a != tc.actor || ok != tc.ok {
+			t.Errorf("IsActorKey(%q) = %q, %v", tc.key, a, ok)
+		}
+	}
+}
+
+func FuzzIsActorKey(f *testing.F) {
+	f.Add([]byte("\x00actor/bob"))
+	f.Add([]byte("trace"))
+	f.Fuzz(func(t *testing.T, key []byte) {
+		if a, ok := thread.IsActorKey(key); ok && string(thread.ActorKey(a)) != string(key) {
+			t.Fatalf("round trip of %q", key)
+		}
+	})
+}
