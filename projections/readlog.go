@@ -31,9 +31,38 @@ func (p partOffsets) total() int64 {
 	return n
 }
 
-// endOffsets lists the high watermarks of topics (optionally only the given
-// partitions). Missing topics are left out.
-func endOffsets(ctx context.Context, adm *kadm.Client, topics []string, only func(int32) bool) (partOffsets, partOffsets, error) {
+// endOffsets lists the high watermarks and log start offsets of topics
+// (optionally only the given partitions). A listing that misses a topic is
+// retried (metadata can lag just after a topic is created); a topic that
+// stays missing is an error.
+func endOffsets(ctx context.Context, adm *kadm.Client, topics []string, only func(int32) bool) (end, start partOffsets, err error) {
+	for attempt := range 10 {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+			}
+		}
+		end, start, err = listOffsets(ctx, adm, topics, only)
+		if err != nil {
+			continue
+		}
+		var missing []string
+		for _, t := range topics {
+			if len(end[t]) == 0 || len(start[t]) != len(end[t]) {
+				missing = append(missing, t)
+			}
+		}
+		if len(missing) == 0 {
+			return end, start, nil
+		}
+		err = fmt.Errorf("no offsets listed for %v (do the topics exist? `spine up` creates them)", missing)
+	}
+	return nil, nil, err
+}
+
+func listOffsets(ctx context.Context, adm *kadm.Client, topics []string, only func(int32) bool) (partOffsets, partOffsets, error) {
 	ends, err := adm.ListEndOffsets(ctx, topics...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list end offsets of %v: %w (is Kafka reachable?)", topics, err)

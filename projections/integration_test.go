@@ -1,0 +1,337 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/pipeline/kafkatest"
+	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/registry"
+)
+
+// env is a cluster (kfake or the real Kafka of KAFKA_BROKERS) with the
+// layout's topics, Spine's own schema registry and the production codec.
+type env struct {
+	brokers []string
+	layout  pipeline.Layout
+	codec   *pipeline.SchemaCodec
+	cl      *kgo.Client
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	brokers, prefix := kafkatest.Brokers(t), kafkatest.Prefix(t)
+	l := pipeline.Layout{Prefix: prefix, Partitions: testPartitions}
+	cl := kafkatest.Client(t, brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := pipeline.EnsureTopics(ctx, kadm.NewClient(cl), l, -1); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.New(
+		registry.WithKafka(kgo.SeedBrokers(brokers...)),
+		registry.WithTopic(string(l.Schemas())),
+		registry.WithTransactionalID(prefix+"schema-registry"),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- reg.Run(rctx) }()
+	t.Cleanup(func() {
+		rcancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Errorf("registry did not stop")
+		}
+	})
+	select {
+	case <-reg.Ready():
+	case err := <-done:
+		t.Fatalf("registry stopped: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("registry not ready within 30s")
+	}
+	srv := httptest.NewServer(reg.Handler())
+	t.Cleanup(srv.Close)
+	src, err := sr.NewClient(sr.URLs(srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serde, err := schemas.NewSerde(src, schemas.WithAutoRegister())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{brokers: brokers, layout: l, codec: pipeline.NewSchemaCodec(serde, l), cl: cl}
+}
+
+// produce writes the runs' events to their thread topics, encoded with the
+// run's contract version, keyed by trace_id on the run's partition.
+func (e *env) produce(t *testing.T, runs []runSpec) int {
+	t.Helper()
+	var recs []*kgo.Record
+	for _, r := range runs {
+		for _, ev := range r.events() {
+			topic := e.layout.Prefix + ev.src.Topic
+			b, err := e.codec.Encode(t.Context(), pipeline.Topic(topic), r.version, ev.ev)
+			if err != nil {
+				t.Fatalf("encode %s: %v", ev.ev.EventType, err)
+			}
+			recs = append(recs, &kgo.Record{Topic: topic, Partition: ev.src.Partition, Key: []byte(r.trace), Value: b})
+		}
+	}
+	if err := e.cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	return len(recs)
+}
+
+func (e *env) runner(t *testing.T) *Runner {
+	t.Helper()
+	r, err := NewRunner(RunnerConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec, TransactionTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// start runs fn until the returned stop is called (or the test ends).
+func start(t *testing.T, name string, fn func(context.Context) error) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("%s: %v", name, err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("%s did not stop within 30s", name)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func getJSON(t *testing.T, url string, v any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if v != nil {
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatalf("GET %s: %v: %s", url, err, b)
+		}
+	}
+	return resp.StatusCode
+}
+
+// waitTerminals polls the golden-path API until want runs are terminal.
+func waitTerminals(t *testing.T, base string, want int64) GoldenReport {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var rep GoldenReport
+		getJSON(t, base+"/v1/stats/golden-path", &rep)
+		var n int64
+		for _, g := range rep.Groups {
+			n += g.Terminals
+		}
+		if n == want {
+			return rep
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d terminal runs in the projections, want %d", n, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestProjectionsEndToEnd(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	t.Logf("backend %s, prefix %s", kafkatest.Backend(), e.layout.Prefix)
+	base, canary := synth(21, 60, "baseline", schemas.V1, 10), synth(22, 40, "canary", schemas.V2, 4)
+	e.produce(t, slices.Concat(base[:30], canary[:20]))
+
+	// Poison on the control topic: dead-lettered, not folded.
+	poison := [][]byte{{}, {0}, []byte("not avro"), {0, 0, 0, 0x7f, 0xff, 1, 2}}
+	for i, p := range poison {
+		if err := e.cl.ProduceSync(t.Context(), &kgo.Record{Topic: string(e.layout.Control()), Partition: int32(i % testPartitions), Key: []byte("poison"), Value: p}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	store, err := NewStore(StoreConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, "store", store.Run)
+	srv := httptest.NewServer(NewAPI(store).Handler())
+	t.Cleanup(srv.Close)
+
+	// First runner: folds the first half, then stops cleanly.
+	stop := start(t, "runner-1", e.runner(t).Run)
+	waitTerminals(t, srv.URL, 50)
+	stop()
+
+	// The second half arrives while no runner runs; a new runner restores
+	// its cells from the compacted topics and goes on.
+	e.produce(t, slices.Concat(base[30:], canary[20:]))
+	start(t, "runner-2", e.runner(t).Run)
+	rep := waitTerminals(t, srv.URL, 100)
+
+	byGroup := map[Group]GoldenGroup{}
+	for _, g := range rep.Groups {
+		byGroup[g.Group] = g
+	}
+	for g, want := range map[Group]struct{ n, rejected int64 }{
+		{"V1", "baseline"}: {60, 6},
+		{"V2", "canary"}:   {40, 10},
+	} {
+		got := byGroup[g]
+		if got.Hops["intent.received"].Count != want.n || got.Hops["artifact.delivered"].Count != want.n ||
+			got.EndToEnd["rejected"].Count != want.rejected || got.EndToEnd["completed"].Count != want.n-want.rejected {
+			t.Errorf("%v: hops %+v end to end %+v", g, got.Hops, got.EndToEnd)
+		}
+		if p := got.AllEnd.Latency; p.P50 <= 0 || p.P99 < p.P50 {
+			t.Errorf("%v: end-to-end percentiles %+v", g, p)
+		}
+	}
+
+	// One run, merged from every topic it touched.
+	var run Run
+	if code := getJSON(t, srv.URL+"/v1/runs/"+canary[0].trace, &run); code != 200 {
+		t.Fatalf("GET run: %d", code)
+	}
+	if run.Outcome != "rejected" || run.State != "rejected" || run.Route != "canary" || run.Version != "V2" || len(run.Gates) != 3 || len(run.Sources) != 5 {
+		t.Fatalf("run %+v", run)
+	}
+	var apiErr apiError
+	if code := getJSON(t, srv.URL+"/v1/runs/nope", &apiErr); code != 404 || apiErr.Code != "not_found" {
+		t.Fatalf("unknown run: %d %+v", code, apiErr)
+	}
+	if code := getJSON(t, srv.URL+"/v1/stats/golden-path?last=banana", &apiErr); code != 400 || apiErr.Code != "bad_query" {
+		t.Fatalf("bad query: %d %+v", code, apiErr)
+	}
+	var gates GatesReport
+	getJSON(t, srv.URL+"/v1/gates", &gates)
+	var perfFails int64
+	for _, g := range gates.Groups {
+		perfFails += g.Gates["performance"].Failed
+	}
+	if perfFails != 16 {
+		t.Errorf("performance failures = %d, want 16: %+v", perfFails, gates)
+	}
+	var cr CanaryReport
+	getJSON(t, srv.URL+"/v1/canary", &cr)
+	if cr.Baseline.Terminal != 60 || cr.Canary.Terminal != 40 || cr.Canary.SuccessRate != 0.75 || cr.Baseline.Artifacts != 60 {
+		t.Errorf("canary report: baseline %+v canary %+v", cr.Baseline, cr.Canary)
+	}
+	resp, err := http.Get(srv.URL + "/")
+	if err != nil || resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("dashboard: %v %v", err, resp)
+	}
+	resp.Body.Close()
+
+	// Every poison record is in the DLQ exactly once, with its reason.
+	dl := readAll(t, e, string(e.layout.DLQ()))
+	if len(dl) != len(poison) {
+		t.Fatalf("DLQ holds %d records, want %d", len(dl), len(poison))
+	}
+	for _, r := range dl {
+		h := map[string]string{}
+		for _, x := range r.Headers {
+			h[x.Key] = string(x.Value)
+		}
+		if h["kafka_dlt-original-topic"] != string(e.layout.Control()) || h["x-error-code"] == "" || h["kafka_dlt-exception-message"] == "" {
+			t.Errorf("DLQ headers %v", h)
+		}
+	}
+
+	// Replay from offset zero equals the live projections.
+	var progress strings.Builder
+	rr, err := Replay(t.Context(), ReplayConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec, Progress: &progress, ProgressEvery: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	rr.WriteText(&out, 5)
+	if !rr.Equal || rr.DeadLettered != int64(len(poison)) || !strings.HasPrefix(out.String(), "equal:") {
+		t.Fatalf("replay not equal:\n%s", out.String())
+	}
+	if !strings.Contains(progress.String(), "records read") {
+		t.Errorf("no progress printed: %q", progress.String())
+	}
+	t.Log(strings.TrimSpace(out.String()))
+
+	// A tampered live cell shows up in the diff.
+	var victim string
+	for k := range rr.Rebuilt() {
+		if strings.HasPrefix(k, "golden|") {
+			victim = k
+			break
+		}
+	}
+	vk, _ := ParseKey(victim)
+	tampered, _ := EncodeCell(&GoldenCell{Events: map[string]int64{"intent.received": 999}})
+	if err := e.cl.ProduceSync(t.Context(), &kgo.Record{Topic: string(e.layout.Projection(ProjGolden)), Partition: vk.Source.Partition, Key: []byte(victim), Value: tampered}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	rr, err = Replay(t.Context(), ReplayConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	rr.WriteText(&out, 5)
+	if rr.Equal || len(rr.Diffs) != 1 || rr.Diffs[0].Key != victim || !strings.Contains(out.String(), "~ "+victim) {
+		t.Fatalf("tampered cell not reported:\n%s", out.String())
+	}
+	t.Log(strings.TrimSpace(out.String()))
+}
+
+func readAll(t *testing.T, e *env, topic string) []*kgo.Record {
+	t.Helper()
+	adm := kadm.NewClient(e.cl)
+	ends, starts, err := endOffsets(t.Context(), adm, []string{topic}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, o := range ends[topic] {
+		if starts[topic][p] >= o {
+			ends[topic][p] = 0
+		}
+	}
+	var out []*kgo.Record
+	if err := readUntil(t.Context(), []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, ends, 30*time.Second, func(r *kgo.Record) error {
+		out = append(out, r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
