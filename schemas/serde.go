@@ -132,8 +132,8 @@ func WithAutoRegister() Option { return func(s *Serde) { s.register = true } }
 // collection entries inside it (default DefaultMaxRecordBytes).
 func WithMaxRecordBytes(n int) Option { return func(s *Serde) { s.max = n } }
 
-// WithClock sets the clock Validate measures "in the future" against
-// (default time.Now).
+// WithClock sets the clock Validate measures "in the future" against, and
+// that ages the memory of unknown schema ids (default time.Now).
 func WithClock(now func() time.Time) Option { return func(s *Serde) { s.now = now } }
 
 // NewSerde returns a Serde on the registry client cl. It parses the
