@@ -98,6 +98,75 @@ type Config struct {
 	// transaction timeout of processors (at least 1s). Default 10s.
 	TransactionTimeout time.Duration `env:"SPINE_TRANSACTION_TIMEOUT, default=10s"`
 
+	// IntentKinds is SPINE_INTENT_KINDS, the intent kinds the orchestrator
+	// accepts, comma-separated; others are dead-lettered with
+	// unknown_intent_kind. Default summarize,classify,extract,answer,tool_call.
+	IntentKinds []string `env:"SPINE_INTENT_KINDS, default=summarize,classify,extract,answer,tool_call"`
+	// MaxRunsPerActor is SPINE_MAX_RUNS_PER_ACTOR, the most runs of one
+	// actor between dispatch and their end; more wait in state queued.
+	// Default 0: no limit (and no arbitration hops).
+	MaxRunsPerActor int `env:"SPINE_MAX_RUNS_PER_ACTOR, default=0"`
+	// ExecTimeout is SPINE_EXEC_TIMEOUT, how long a run may stay dispatched
+	// or executing before it is retried or times out. Default 30s.
+	ExecTimeout time.Duration `env:"SPINE_EXEC_TIMEOUT, default=30s"`
+	// GateTimeout is SPINE_GATE_TIMEOUT, how long a run may wait for its
+	// gate verdict before it times out. Default 30s.
+	GateTimeout time.Duration `env:"SPINE_GATE_TIMEOUT, default=30s"`
+	// RunDeadline is SPINE_RUN_DEADLINE, the end-to-end deadline of a run
+	// whose intent sets none. Default 0: none.
+	RunDeadline time.Duration `env:"SPINE_RUN_DEADLINE, default=0s"`
+	// RetryMaxAttempts is SPINE_RETRY_MAX_ATTEMPTS, the attempts of a
+	// dispatch, the first included (Temporal's MaximumAttempts). Default 3.
+	RetryMaxAttempts int32 `env:"SPINE_RETRY_MAX_ATTEMPTS, default=3"`
+	// RetryInitialInterval is SPINE_RETRY_INITIAL_INTERVAL, the delay before
+	// the first retry. Default 200ms.
+	RetryInitialInterval time.Duration `env:"SPINE_RETRY_INITIAL_INTERVAL, default=200ms"`
+	// RetryBackoffCoefficient is SPINE_RETRY_BACKOFF_COEFFICIENT, the growth
+	// of the delay per retry (≥ 1). Default 2.
+	RetryBackoffCoefficient float64 `env:"SPINE_RETRY_BACKOFF_COEFFICIENT, default=2"`
+	// RetryMaxInterval is SPINE_RETRY_MAX_INTERVAL, the cap of the delay.
+	// Default 5s.
+	RetryMaxInterval time.Duration `env:"SPINE_RETRY_MAX_INTERVAL, default=5s"`
+	// LatencyBudget is SPINE_LATENCY_BUDGET, the performance gate's latency
+	// budget for intent kinds without their own. Default 2s.
+	LatencyBudget time.Duration `env:"SPINE_LATENCY_BUDGET, default=2s"`
+	// LatencyBudgets is SPINE_LATENCY_BUDGETS, budgets per intent kind as
+	// kind=duration pairs, e.g. "summarize=1500ms,classify=500ms". Default
+	// empty.
+	LatencyBudgets string `env:"SPINE_LATENCY_BUDGETS"`
+	// SyntheticLatencyMean is SPINE_SYNTHETIC_LATENCY_MEAN, the synthetic
+	// executor's mean simulated latency. Default 50ms.
+	SyntheticLatencyMean time.Duration `env:"SPINE_SYNTHETIC_LATENCY_MEAN, default=50ms"`
+	// SyntheticLatencyP99 is SPINE_SYNTHETIC_LATENCY_P99, its 99th
+	// percentile (log-normal). Default 200ms.
+	SyntheticLatencyP99 time.Duration `env:"SPINE_SYNTHETIC_LATENCY_P99, default=200ms"`
+	// SyntheticFailureRate is SPINE_SYNTHETIC_FAILURE_RATE, the share of
+	// executions that fail, 0..1. Default 0.
+	SyntheticFailureRate float64 `env:"SPINE_SYNTHETIC_FAILURE_RATE, default=0"`
+	// SyntheticHangRate is SPINE_SYNTHETIC_HANG_RATE, the share of
+	// executions that never answer, 0..1. Default 0.
+	SyntheticHangRate float64 `env:"SPINE_SYNTHETIC_HANG_RATE, default=0"`
+	// SyntheticScoreMean is SPINE_SYNTHETIC_SCORE_MEAN, the mean artifact
+	// score. Default 0.8.
+	SyntheticScoreMean float64 `env:"SPINE_SYNTHETIC_SCORE_MEAN, default=0.8"`
+	// SyntheticScoreStddev is SPINE_SYNTHETIC_SCORE_STDDEV. Default 0.1.
+	SyntheticScoreStddev float64 `env:"SPINE_SYNTHETIC_SCORE_STDDEV, default=0.1"`
+	// SyntheticSleep is SPINE_SYNTHETIC_SLEEP: really wait the simulated
+	// latency instead of only reporting it. Default false.
+	SyntheticSleep bool `env:"SPINE_SYNTHETIC_SLEEP, default=false"`
+	// CanaryLatencyMean is SPINE_CANARY_LATENCY_MEAN, the canary route's
+	// mean latency. Default 0: the baseline's.
+	CanaryLatencyMean time.Duration `env:"SPINE_CANARY_LATENCY_MEAN, default=0s"`
+	// CanaryLatencyP99 is SPINE_CANARY_LATENCY_P99. Default 0: the
+	// baseline's.
+	CanaryLatencyP99 time.Duration `env:"SPINE_CANARY_LATENCY_P99, default=0s"`
+	// CanaryFailureRate is SPINE_CANARY_FAILURE_RATE, 0..1. Default -1: the
+	// baseline's.
+	CanaryFailureRate float64 `env:"SPINE_CANARY_FAILURE_RATE, default=-1"`
+	// CanaryScoreShift is SPINE_CANARY_SCORE_SHIFT, added to the canary's
+	// mean score (a drifted model). Default 0.
+	CanaryScoreShift float64 `env:"SPINE_CANARY_SCORE_SHIFT, default=0"`
+
 	// LogLevel is SPINE_LOG_LEVEL: debug, info, warn or error. Default info.
 	LogLevel string `env:"SPINE_LOG_LEVEL, default=info"`
 	// LogFormat is SPINE_LOG_FORMAT: text or json. Default text.
@@ -124,6 +193,13 @@ func EnvVars() []string {
 		"SPINE_REGISTRY_ADDR", "SPINE_HTTP_ADDR", "SPINE_METRICS_ADDR",
 		"SPINE_SHUTDOWN_TIMEOUT", "SPINE_INSTANCE_ID", "SPINE_BATCH_MAX_RECORDS",
 		"SPINE_TRANSACTION_TIMEOUT", "SPINE_LOG_LEVEL", "SPINE_LOG_FORMAT",
+		"SPINE_INTENT_KINDS", "SPINE_MAX_RUNS_PER_ACTOR", "SPINE_EXEC_TIMEOUT", "SPINE_GATE_TIMEOUT",
+		"SPINE_RUN_DEADLINE", "SPINE_RETRY_MAX_ATTEMPTS", "SPINE_RETRY_INITIAL_INTERVAL",
+		"SPINE_RETRY_BACKOFF_COEFFICIENT", "SPINE_RETRY_MAX_INTERVAL", "SPINE_LATENCY_BUDGET",
+		"SPINE_LATENCY_BUDGETS", "SPINE_SYNTHETIC_LATENCY_MEAN", "SPINE_SYNTHETIC_LATENCY_P99",
+		"SPINE_SYNTHETIC_FAILURE_RATE", "SPINE_SYNTHETIC_HANG_RATE", "SPINE_SYNTHETIC_SCORE_MEAN",
+		"SPINE_SYNTHETIC_SCORE_STDDEV", "SPINE_SYNTHETIC_SLEEP", "SPINE_CANARY_LATENCY_MEAN",
+		"SPINE_CANARY_LATENCY_P99", "SPINE_CANARY_FAILURE_RATE", "SPINE_CANARY_SCORE_SHIFT",
 		"OTEL_SERVICE_NAME",
 	}
 }
@@ -294,6 +370,7 @@ func (c *Config) validate() []error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("SPINE_LOG_FORMAT: %q is not text or json", c.LogFormat)
 	}
+	errs = append(errs, c.validateProcessors()...)
 	if strings.ContainsAny(c.TopicPrefix, " /\\,:") {
 		bad("SPINE_TOPIC_PREFIX: %q has characters Kafka topic names do not allow", c.TopicPrefix)
 	}
@@ -317,4 +394,69 @@ func (c *Config) NewLogger(w *os.File) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// validateProcessors checks the processors' settings (orchestrator,
+// dataplane, gates).
+func (c *Config) validateProcessors() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	kinds := 0
+	for _, k := range c.IntentKinds {
+		if strings.TrimSpace(k) != "" {
+			kinds++
+		}
+	}
+	if kinds == 0 {
+		bad("SPINE_INTENT_KINDS: name at least one intent kind")
+	}
+	if c.MaxRunsPerActor < 0 {
+		bad("SPINE_MAX_RUNS_PER_ACTOR: %d must be 0 (no limit) or positive", c.MaxRunsPerActor)
+	}
+	for name, d := range map[string]time.Duration{"SPINE_EXEC_TIMEOUT": c.ExecTimeout, "SPINE_GATE_TIMEOUT": c.GateTimeout, "SPINE_LATENCY_BUDGET": c.LatencyBudget} {
+		if d <= 0 {
+			bad("%s: %s must be positive", name, d)
+		}
+	}
+	for name, d := range map[string]time.Duration{"SPINE_RUN_DEADLINE": c.RunDeadline, "SPINE_RETRY_INITIAL_INTERVAL": c.RetryInitialInterval,
+		"SPINE_SYNTHETIC_LATENCY_MEAN": c.SyntheticLatencyMean, "SPINE_SYNTHETIC_LATENCY_P99": c.SyntheticLatencyP99,
+		"SPINE_CANARY_LATENCY_MEAN": c.CanaryLatencyMean, "SPINE_CANARY_LATENCY_P99": c.CanaryLatencyP99} {
+		if d < 0 {
+			bad("%s: %s must not be negative", name, d)
+		}
+	}
+	if c.RetryMaxAttempts < 0 {
+		bad("SPINE_RETRY_MAX_ATTEMPTS: %d must be 0 (unlimited) or positive", c.RetryMaxAttempts)
+	}
+	if c.RetryBackoffCoefficient < 1 {
+		bad("SPINE_RETRY_BACKOFF_COEFFICIENT: %v must be at least 1", c.RetryBackoffCoefficient)
+	}
+	if c.RetryMaxInterval < c.RetryInitialInterval {
+		bad("SPINE_RETRY_MAX_INTERVAL: %s is below SPINE_RETRY_INITIAL_INTERVAL %s", c.RetryMaxInterval, c.RetryInitialInterval)
+	}
+	for _, part := range strings.Split(c.LatencyBudgets, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		if d, err := time.ParseDuration(strings.TrimSpace(v)); !ok || strings.TrimSpace(k) == "" || err != nil || d <= 0 {
+			bad("SPINE_LATENCY_BUDGETS: %q is not kind=duration (e.g. summarize=1500ms)", part)
+		}
+	}
+	for name, r := range map[string]float64{"SPINE_SYNTHETIC_FAILURE_RATE": c.SyntheticFailureRate, "SPINE_SYNTHETIC_HANG_RATE": c.SyntheticHangRate} {
+		if r < 0 || r > 1 {
+			bad("%s: %v is not in 0..1", name, r)
+		}
+	}
+	if c.SyntheticFailureRate+c.SyntheticHangRate > 1 {
+		bad("SPINE_SYNTHETIC_FAILURE_RATE + SPINE_SYNTHETIC_HANG_RATE: %v exceeds 1", c.SyntheticFailureRate+c.SyntheticHangRate)
+	}
+	if c.CanaryFailureRate != -1 && (c.CanaryFailureRate < 0 || c.CanaryFailureRate > 1) {
+		bad("SPINE_CANARY_FAILURE_RATE: %v is not in 0..1 (or -1 for the baseline's)", c.CanaryFailureRate)
+	}
+	if c.SyntheticScoreStddev < 0 {
+		bad("SPINE_SYNTHETIC_SCORE_STDDEV: %v must not be negative", c.SyntheticScoreStddev)
+	}
+	return errs
 }
