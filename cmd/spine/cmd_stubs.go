@@ -16,24 +16,12 @@ func notYet(name, issue string) func(*cobra.Command, []string) error {
 	}
 }
 
-func newProduceCmd(a *app) *cobra.Command {
-	return &cobra.Command{Use: "produce", Short: "Produce intents (JSON lines on stdin, or generated with --count)", RunE: notYet("produce", "the event thread")}
-}
-
-func newConsumeCmd(a *app) *cobra.Command {
-	return &cobra.Command{Use: "consume <topic-regex>", Short: "Consume thread topics, e.g. 'gate.*', decoded as JSON lines", RunE: notYet("consume", "the event thread")}
-}
-
 func newSchemasCmd(a *app) *cobra.Command {
 	return &cobra.Command{Use: "schemas", Short: "List, get, register, check and diff contracts in the schema registry", RunE: notYet("schemas", "the schema registry")}
 }
 
 func newRegistryCmd(a *app) *cobra.Command {
 	return &cobra.Command{Use: "registry", Short: "Run the schema registry alone against an external Kafka", RunE: notYet("registry", "the schema registry")}
-}
-
-func newTraceCmd(a *app) *cobra.Command {
-	return &cobra.Command{Use: "trace <trace_id>", Short: "Print one run's timeline from the thread", RunE: notYet("trace", "the event thread")}
 }
 
 func newReplayCmd(a *app) *cobra.Command {

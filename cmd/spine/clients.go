@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/schemas"
+)
+
+// The CLI tools (produce, consume, trace, schemas, flags, replay) talk to
+// the cluster KAFKA_BROKERS names or, when it is empty, to the embedded
+// broker a running `spine up` serves on localhost:SPINE_KAFKA_PORT; and to
+// SCHEMA_REGISTRY_URL or, when empty, the registry `spine up` serves on
+// SPINE_REGISTRY_ADDR.
+
+// cliBrokers returns the seed brokers the CLI tools use.
+func cliBrokers(cfg *pipeline.Config) []string {
+	if !cfg.Embedded() {
+		return cfg.Brokers
+	}
+	bs := make([]string, cfg.EmbeddedBrokers)
+	for i := range bs {
+		bs[i] = net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.KafkaPort+i))
+	}
+	return bs
+}
+
+// cliRegistryURL returns the registry URL the CLI tools use.
+func cliRegistryURL(cfg *pipeline.Config) string {
+	if cfg.RegistryURL != "" {
+		return cfg.RegistryURL
+	}
+	return localURL(cfg.RegistryAddr)
+}
+
+// localURL turns a listen address such as ":8081" into http://localhost:8081.
+func localURL(addr string) string {
+	return "http://" + hostport(addr)
+}
+
+// cliKafkaOpts returns client options for the CLI tools.
+func cliKafkaOpts(cfg *pipeline.Config) ([]kgo.Opt, error) {
+	return cfg.KafkaOpts(cliBrokers(cfg)...)
+}
+
+// newSRClient returns a registry client on url with the configured basic
+// auth and a bounded timeout.
+func newSRClient(cfg *pipeline.Config, url string) (*sr.Client, error) {
+	opts := []sr.ClientOpt{sr.URLs(url), sr.HTTPClient(&http.Client{Timeout: 15 * time.Second})}
+	if cfg.RegistryUsername != "" {
+		opts = append(opts, sr.BasicAuth(cfg.RegistryUsername, cfg.RegistryPassword))
+	}
+	cl, err := sr.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("schema registry client for %s: %w", url, err)
+	}
+	return cl, nil
+}
+
+// cliCodec returns the wire codec the CLI tools use.
+func cliCodec(cfg *pipeline.Config) (*pipeline.SchemaCodec, error) {
+	cl, err := newSRClient(cfg, cliRegistryURL(cfg))
+	if err != nil {
+		return nil, err
+	}
+	serde, err := schemas.NewSerde(cl)
+	if err != nil {
+		return nil, err
+	}
+	return pipeline.NewSchemaCodec(serde, pipeline.NewLayout(cfg)), nil
+}
+
+// reachable fails fast, with a hint, when the registry does not answer.
+func checkRegistry(ctx context.Context, cfg *pipeline.Config) error {
+	url := cliRegistryURL(cfg)
+	cl, err := newSRClient(cfg, url)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := cl.Subjects(cctx); err != nil {
+		return fmt.Errorf("is the schema registry at %s reachable? (start the stack with `spine up` or set SCHEMA_REGISTRY_URL): %w", url, err)
+	}
+	return nil
+}
