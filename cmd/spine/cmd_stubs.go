@@ -16,14 +16,6 @@ func notYet(name, issue string) func(*cobra.Command, []string) error {
 	}
 }
 
-func newSchemasCmd(a *app) *cobra.Command {
-	return &cobra.Command{Use: "schemas", Short: "List, get, register, check and diff contracts in the schema registry", RunE: notYet("schemas", "the schema registry")}
-}
-
-func newRegistryCmd(a *app) *cobra.Command {
-	return &cobra.Command{Use: "registry", Short: "Run the schema registry alone against an external Kafka", RunE: notYet("registry", "the schema registry")}
-}
-
 func newReplayCmd(a *app) *cobra.Command {
 	return &cobra.Command{Use: "replay", Short: "Rebuild every projection from the thread and diff with the live ones", RunE: notYet("replay", "projections")}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/spinerun/spine/pipeline"
@@ -49,6 +50,10 @@ type stack struct {
 	brokers  []string
 	embedded *pipeline.Embedded
 	runners  []func(context.Context) error
+	// registryURL is the schema registry every part uses (set by
+	// wireRegistry); sr is a client of it.
+	registryURL string
+	sr          *sr.Client
 }
 
 func runUp(ctx context.Context, a *app, cfg *pipeline.Config) error {
