@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -869,3 +870,54 @@ func BenchmarkDecodeRuntimeEvent(b *testing.B) {
 }
 
 var _ = fmt.Sprint
+
+// TestHostileLengthsAllocateNothing: lengths and counts that promise more
+// than the record holds are refused before anything is allocated for them
+// (hamba alone would make([]byte, n) first, and, skipping a map a v1 reader
+// lacks, loop over a 2^40 count). Not parallel: it reads the process's
+// allocation counter.
+func TestHostileLengthsAllocateNothing(t *testing.T) {
+	f := newFixture(t)
+	v1Reader := f.newSerde(t, schemas.WithReaderVersion(schemas.V1))
+	evID := f.idOf(schemas.ContractRuntimeEvent, schemas.V2)
+	claimsMiB := append(header(evID), zigzag(1_000_000)...) // event_id of ~1 MB, 0 bytes present
+	hugeMap := raw(t, evID, schemas.ContractRuntimeEvent, schemas.V2, &schemas.RuntimeEvent{
+		EventID: "e", TraceID: "t", SchemaVersion: schemas.V1, Timestamp: t0, RunStarted: t0, Phase: schemas.PhaseGate, EventType: "x",
+	})
+	hugeMap = append(hugeMap[:len(hugeMap)-1], zigzag(1<<40)...)
+	tests := []struct {
+		name  string
+		serde *schemas.Serde
+		b     []byte
+		code  schemas.ErrorCode
+	}{
+		{"string claiming 1 MB", f.serde, claimsMiB, schemas.CodeTruncated},
+		{"map claiming 2^40 entries, decoded", f.serde, hugeMap, schemas.CodeTooLarge},
+		{"map claiming 2^40 entries, skipped by a v1 reader", v1Reader, hugeMap, schemas.CodeTooLarge},
+	}
+	const n = 1000
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, _, _, err := tt.serde.Decode(t.Context(), tt.b); schemas.CodeOf(err) != tt.code { // warm the id cache
+				t.Fatalf("%v, want %s", err, tt.code)
+			}
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			deadline := time.Now().Add(10 * time.Second)
+			for range n {
+				if _, _, _, err := tt.serde.Decode(t.Context(), tt.b); schemas.CodeOf(err) != tt.code {
+					t.Fatalf("%v, want %s", err, tt.code)
+				}
+			}
+			runtime.ReadMemStats(&after)
+			if time.Now().After(deadline) {
+				t.Fatalf("%d decodes took over 10s", n)
+			}
+			// A naive decoder allocates ~1 GB here; allow 4 KiB a decode
+			// for the error values and whatever else the process does.
+			if got := after.TotalAlloc - before.TotalAlloc; got > n*4<<10 {
+				t.Fatalf("%d decodes allocated %d bytes", n, got)
+			}
+		})
+	}
+}
