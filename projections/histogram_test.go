@@ -34,23 +34,23 @@ func TestHistogramIndexBounds(t *testing.T) {
 
 func TestHistogramQuantiles(t *testing.T) {
 	t.Parallel()
-	rng := rand.New(rand.NewPCG(1, 2))
 	tests := []struct {
 		name string
-		gen  func() int64
+		gen  func(rng *rand.Rand) int64
 	}{
-		{"uniform-0-1000", func() int64 { return rng.Int64N(1000) }},
-		{"exp-mean-50", func() int64 { return int64(rng.ExpFloat64() * 50) }},
-		{"constant-7", func() int64 { return 7 }},
-		{"wide-1-1e6", func() int64 { return 1 + rng.Int64N(1_000_000) }},
+		{"uniform-0-1000", func(rng *rand.Rand) int64 { return rng.Int64N(1000) }},
+		{"exp-mean-50", func(rng *rand.Rand) int64 { return int64(rng.ExpFloat64() * 50) }},
+		{"constant-7", func(*rand.Rand) int64 { return 7 }},
+		{"wide-1-1e6", func(rng *rand.Rand) int64 { return 1 + rng.Int64N(1_000_000) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			rng := rand.New(rand.NewPCG(1, 2))
 			var h Histogram
 			vals := make([]int64, 5000)
 			for i := range vals {
-				vals[i] = tc.gen()
+				vals[i] = tc.gen(rng)
 				h.Record(vals[i])
 			}
 			slices.Sort(vals)

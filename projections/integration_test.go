@@ -335,3 +335,64 @@ func readAll(t *testing.T, e *env, topic string) []*kgo.Record {
 	}
 	return out
 }
+
+// Several runners share the group and rebalance while events arrive:
+// each cell still has one writer, aborted transactions are rolled back by
+// restoring from the compacted topics, and a replay comes out equal.
+func TestProjectionsRebalanceExactlyOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	runs := slices.Concat(synth(31, 120, "baseline", schemas.V1, 7), synth(32, 80, "canary", schemas.V2, 5))
+	store, err := NewStore(StoreConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, "store", store.Run)
+	srv := httptest.NewServer(NewAPI(store).Handler())
+	t.Cleanup(srv.Close)
+
+	member := func(id string) func() {
+		r, err := NewRunner(RunnerConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec,
+			TransactionalID: e.layout.Group(ProcessorName) + "-" + id, TransactionTimeout: 5 * time.Second, MaxPollRecords: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return start(t, "runner-"+id, r.Run)
+	}
+	stopA := member("a")
+	e.produce(t, runs[:50])
+	stopB := member("b")
+	e.produce(t, runs[50:100])
+	stopA()
+	e.produce(t, runs[100:150])
+	member("c")
+	e.produce(t, runs[150:])
+	_ = stopB
+	waitTerminals(t, srv.URL, int64(len(runs)))
+
+	// Every topic's events are folded, whichever member held them.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var cr CanaryReport
+		getJSON(t, srv.URL+"/v1/canary", &cr)
+		b, c := cr.Baseline, cr.Canary
+		if b.Received == 120 && c.Received == 80 && b.Artifacts == 120 && c.Artifacts == 80 &&
+			b.Gates["schema"].Passed == 120 && c.Gates["verdict"].Passed+c.Gates["verdict"].Failed == 80 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("counts after rebalances: baseline %d/%d %+v canary %d/%d %+v", b.Received, b.Artifacts, b.Gates, c.Received, c.Artifacts, c.Gates)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	rr, err := Replay(t.Context(), ReplayConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	rr.WriteText(&out, 5)
+	if !rr.Equal {
+		t.Fatalf("replay after rebalances:\n%s", out.String())
+	}
+	t.Log(strings.TrimSpace(out.String()))
+}
