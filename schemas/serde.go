@@ -64,8 +64,12 @@ func ContractOf(value any) (Contract, bool) {
 // WithMaxRecordBytes: poison input returns a *DecodeError with a stable
 // code; a registry outage returns a wrapped error without a code.
 //
-// A Serde is safe for concurrent use. Its methods call the registry only on
-// a cache miss, with the caller's ctx.
+// A Serde is safe for concurrent use and starts no goroutines. Its methods
+// call the registry only on a cache miss, with the caller's ctx; callers that
+// miss on the same key at once share one call (and, if the first caller's ctx
+// ends, its transient error). Locks: the id and writer caches are sync.Maps
+// written once per key; unknownM guards the short memory of unknown ids and
+// is never held across I/O.
 type Serde struct {
 	cl       *sr.Client
 	log      *slog.Logger
