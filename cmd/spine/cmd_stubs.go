@@ -16,10 +16,6 @@ func notYet(name, issue string) func(*cobra.Command, []string) error {
 	}
 }
 
-func newReplayCmd(a *app) *cobra.Command {
-	return &cobra.Command{Use: "replay", Short: "Rebuild every projection from the thread and diff with the live ones", RunE: notYet("replay", "projections")}
-}
-
 func newLoadtestCmd(a *app) *cobra.Command {
 	return &cobra.Command{Use: "loadtest", Short: "Drive intents through the stack with canary routing and write a report", RunE: notYet("loadtest", "canary routing")}
 }

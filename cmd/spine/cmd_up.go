@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/projections"
 )
 
 func newUpCmd(a *app) *cobra.Command {
@@ -54,6 +55,9 @@ type stack struct {
 	// wireRegistry); sr is a client of it.
 	registryURL string
 	sr          *sr.Client
+	// projections is the view of the spine.proj.* topics (set by
+	// wireProjections), for parts that read the projections.
+	projections *projections.Store
 }
 
 func runUp(ctx context.Context, a *app, cfg *pipeline.Config) error {
