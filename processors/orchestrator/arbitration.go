@@ -94,7 +94,7 @@ func (o *Orchestrator) handleLedger(state []byte, actor string, ev *schemas.Runt
 
 // handleAdmission applies the ledger's answer to a waiting run.
 func (o *Orchestrator) handleAdmission(state []byte, ev *schemas.RuntimeEvent) (pipeline.Result, error) {
-	r, err := decodeRun(state)
+	r, err := o.loadRun(state)
 	if err != nil || r == nil || !r.Waiting {
 		// Not waiting (ended while queued, or a reply already applied):
 		// the ledger has been or will be told by the run's release.

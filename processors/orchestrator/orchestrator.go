@@ -256,7 +256,7 @@ func (o *Orchestrator) handleIntent(state []byte, in pipeline.Input, it *schemas
 		return pipeline.Result{}, err
 	}
 	if len(state) > 0 {
-		old, err := decodeRun(state)
+		old, err := o.loadRun(state)
 		if err != nil {
 			return pipeline.Result{}, err
 		}
@@ -324,7 +324,7 @@ func (o *Orchestrator) kindList() []string {
 }
 
 func (o *Orchestrator) handleData(state []byte, in pipeline.Input, ev *schemas.RuntimeEvent) (pipeline.Result, error) {
-	r, err := decodeRun(state)
+	r, err := o.loadRun(state)
 	if err != nil {
 		return pipeline.Result{}, err
 	}
@@ -357,7 +357,7 @@ func (o *Orchestrator) handleData(state []byte, in pipeline.Input, ev *schemas.R
 }
 
 func (o *Orchestrator) handleVerdict(state []byte, in pipeline.Input, ev *schemas.RuntimeEvent) (pipeline.Result, error) {
-	r, err := decodeRun(state)
+	r, err := o.loadRun(state)
 	if err != nil {
 		return pipeline.Result{}, err
 	}
@@ -384,7 +384,7 @@ func (o *Orchestrator) handleVerdict(state []byte, in pipeline.Input, ev *schema
 // Deadline implements pipeline.Timed: the earliest of the run's pending
 // retry, state timeout and end-to-end deadline.
 func (o *Orchestrator) Deadline(state []byte) (time.Time, bool) {
-	r, err := decodeRun(state)
+	r, err := o.loadRun(state)
 	if err != nil || r == nil {
 		return time.Time{}, false
 	}
@@ -409,7 +409,7 @@ func (o *Orchestrator) Fire(ctx context.Context, key []byte, state []byte, now t
 	if _, ok := thread.IsActorKey(key); ok {
 		return pipeline.Result{}, nil
 	}
-	r, err := decodeRun(state)
+	r, err := o.loadRun(state)
 	if err != nil || r == nil || o.flow.Terminal(r.State) {
 		return pipeline.Result{}, err
 	}
@@ -440,4 +440,17 @@ func triggerOf(ev *schemas.RuntimeEvent) Trigger {
 		return OnFailure
 	}
 	return Trigger(ev.EventType)
+}
+
+// loadRun decodes a run's stored state and checks its state is one of the
+// table's; a state that fails either is a bad_state rejection.
+func (o *Orchestrator) loadRun(b []byte) (*runState, error) {
+	r, err := decodeRun(b)
+	if err != nil || r == nil {
+		return r, err
+	}
+	if _, ok := o.flow.Spec(r.State); !ok {
+		return nil, pipeline.Reject(CodeBadState, "run %s is in state %q, which the stateflow does not declare", r.Trace, r.State)
+	}
+	return r, nil
 }

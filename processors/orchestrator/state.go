@@ -67,8 +67,11 @@ func decodeRun(b []byte) (*runState, error) {
 		return nil, nil
 	}
 	r := new(runState)
-	if err := json.Unmarshal(b, r); err != nil || r.Trace == "" {
+	if err := json.Unmarshal(b, r); err != nil {
 		return nil, &pipeline.RejectError{Code: CodeBadState, Reason: fmt.Sprintf("run state does not decode: %v", err)}
+	}
+	if r.Trace == "" || !r.Version.Valid() {
+		return nil, &pipeline.RejectError{Code: CodeBadState, Reason: "run state has no trace id or contract version"}
 	}
 	return r, nil
 }

@@ -93,9 +93,9 @@ func (s *step) admit() { s.enter(OnAdmit, nil) }
 // (failed, or the state's fallback on a timeout).
 func (s *step) failOrRetry(kind, text string, on Trigger, cause *schemas.RuntimeEvent) {
 	r := s.r
-	spec, _ := s.o.flow.Spec(r.State)
+	spec, ok := s.o.flow.Spec(r.State)
 	next := r.Attempt + 1
-	if spec.Retry == nil || !spec.Retry.Allows(next, kind) {
+	if !ok || spec.Retry == nil || !spec.Retry.Allows(next, kind) {
 		if ev := s.enter(on, cause); ev != nil && ev.Error == nil {
 			msg := kind + ": " + text
 			ev.Error = &msg

@@ -45,13 +45,3 @@ func TestActorKey(t *testing.T) {
 		}
 	}
 }
-
-func FuzzIsActorKey(f *testing.F) {
-	f.Add([]byte("\x00actor/bob"))
-	f.Add([]byte("trace"))
-	f.Fuzz(func(t *testing.T, key []byte) {
-		if a, ok := thread.IsActorKey(key); ok && string(thread.ActorKey(a)) != string(key) {
-			t.Fatalf("round trip of %q", key)
-		}
-	})
-}
