@@ -7,6 +7,8 @@ import (
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/spinerun/spine/projections"
 )
 
 // The report page is one self-contained HTML file: CSS inline, charts as
@@ -212,7 +214,7 @@ func binLabel(i int) string {
 
 // latencyChart draws each route's end-to-end latency distribution as the
 // share of its runs per bin.
-func latencyChart(r *Report) template.HTML {
+func latencyChart(r *Report, title string, pick func(*RouteReport) []projections.Bucket) template.HTML {
 	names := r.RouteNames()
 	shares := map[string][]float64{}
 	last := 0
@@ -220,7 +222,7 @@ func latencyChart(r *Report) template.HTML {
 		rr := r.Routes[n]
 		sh := make([]float64, len(latBins))
 		var tot float64
-		for _, b := range rr.Histogram {
+		for _, b := range pick(rr) {
 			mid := float64(b.Lo+b.Hi) / 2
 			i := slices.IndexFunc(latBins, func(ub float64) bool { return mid <= ub })
 			sh[i] += float64(b.Count)
@@ -255,7 +257,7 @@ func latencyChart(r *Report) template.HTML {
 			yMax = math.Max(yMax, v*1.1)
 		}
 	}
-	c := newChart("End-to-end latency per route (intent → terminal)", "latency ms", "% of the route's runs", 0, float64(nb), 0, math.Min(100, yMax))
+	c := newChart(title, "latency ms", "% of the route's runs", 0, float64(nb), 0, math.Min(100, yMax))
 	c.axes(false)
 	slot := (c.W - c.L - c.R) / float64(nb)
 	bw := slot * 0.8 / float64(max(len(names), 1))
@@ -403,13 +405,14 @@ th{background:#edf2f7}
 <figure>{{.Throughput}}</figure>
 <figure>{{.Weight}}</figure>
 <figure>{{.Latency}}</figure>
+<figure>{{.Exec}}</figure>
 <figure>{{.Gates}}</figure>
 {{if .Raw}}<figure>{{.Raw}}</figure>{{end}}
 </div>
 <h2>Routes</h2>
-<table><tr><th>route</th><th>runs</th><th>outcomes</th><th>success</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>max ms</th><th>exec failures</th><th>score mean</th><th>gates</th></tr>
+<table><tr><th>route</th><th>runs</th><th>outcomes</th><th>success</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>max ms</th><th>executor p50 / p99 ms</th><th>exec failures</th><th>score mean</th><th>gates</th></tr>
 {{range .Routes}}<tr><td>{{.Name}}</td><td>{{.R.Runs}}</td><td>{{range $k, $v := .R.Outcomes}}{{$k}} {{$v}}<br>{{end}}</td><td>{{printf "%.2f" (pct100 .R.SuccessRate)}}%</td>
-<td>{{.R.Latency.P50}}</td><td>{{.R.Latency.P95}}</td><td>{{.R.Latency.P99}}</td><td>{{.R.Latency.Max}}</td><td>{{.R.ExecFailed}} of {{.R.Executions}}</td><td>{{printf "%.3f" .R.ScoreMean}}</td>
+<td>{{.R.Latency.P50}}</td><td>{{.R.Latency.P95}}</td><td>{{.R.Latency.P99}}</td><td>{{.R.Latency.Max}}</td><td>{{.R.ExecLatency.P50}} / {{.R.ExecLatency.P99}}</td><td>{{.R.ExecFailed}} of {{.R.Executions}}</td><td>{{printf "%.3f" .R.ScoreMean}}</td>
 <td>{{range $k, $v := .R.Gates}}{{$k}} {{printf "%.2f" (pct100 $v.PassRate)}}% ({{$v.Passed}}/{{add $v.Passed $v.Failed}})<br>{{end}}</td></tr>{{end}}
 </table>
 <h2>Canary decisions (gate.canary)</h2>
@@ -445,11 +448,11 @@ func (r *Report) HTML() ([]byte, error) {
 		Before, After string
 	}
 	data := struct {
-		R                                       *Report
-		V2, FinalWeight                         string
-		Throughput, Weight, Latency, Gates, Raw template.HTML
-		Routes                                  []route
-		Decisions                               []dec
+		R                                             *Report
+		V2, FinalWeight                               string
+		Throughput, Weight, Latency, Exec, Gates, Raw template.HTML
+		Routes                                        []route
+		Decisions                                     []dec
 	}{R: r, FinalWeight: pct(r.FinalWeightBP)}
 	var v2 []string
 	if r.Params.V2LatencyMs > 0 {
@@ -462,7 +465,9 @@ func (r *Report) HTML() ([]byte, error) {
 		v2 = append(v2, fmt.Sprintf("score shift %+g", r.Params.V2ScoreShift))
 	}
 	data.V2 = strings.Join(v2, ", ")
-	data.Throughput, data.Weight, data.Latency, data.Gates, data.Raw = throughputChart(r), weightChart(r), latencyChart(r), gatesChart(r), rawChart(r)
+	data.Throughput, data.Weight, data.Gates, data.Raw = throughputChart(r), weightChart(r), gatesChart(r), rawChart(r)
+	data.Latency = latencyChart(r, "End-to-end latency per route (intent → terminal, from the thread)", func(rr *RouteReport) []projections.Bucket { return rr.Histogram })
+	data.Exec = latencyChart(r, "Executor-reported latency per route (artifact.delivered)", func(rr *RouteReport) []projections.Bucket { return rr.ExecHistogram })
 	for _, n := range r.RouteNames() {
 		data.Routes = append(data.Routes, route{n, r.Routes[n]})
 	}

@@ -107,6 +107,7 @@ type state struct {
 	events    int64            // thread records of this test's runs
 	routes    map[string]*RouteReport
 	lat       map[string]*projections.Histogram // by route, end to end
+	execLat   map[string]*projections.Histogram // by route, executor-reported
 	decisions []Decision
 	series    []Point
 	firstSent time.Time
@@ -120,6 +121,7 @@ func (s *state) route(name string) *RouteReport {
 		r = &RouteReport{Outcomes: map[string]int64{}, Gates: map[string]*GateRate{}}
 		s.routes[name] = r
 		s.lat[name] = &projections.Histogram{}
+		s.execLat[name] = &projections.Histogram{}
 	}
 	return r
 }
@@ -144,7 +146,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	id := strings.ToLower(rand.Text()[:8])
 	prefix := "lt-" + id + "-"
-	st := &state{runs: map[string]*run{}, done: map[string]int64{}, routes: map[string]*RouteReport{}, lat: map[string]*projections.Histogram{}}
+	st := &state{runs: map[string]*run{}, done: map[string]int64{}, routes: map[string]*RouteReport{}, lat: map[string]*projections.Histogram{}, execLat: map[string]*projections.Histogram{}}
 
 	// 1. The collector, positioned at the current end of every thread topic
 	// before anything is sent, so it misses nothing of this test.
@@ -384,6 +386,7 @@ func fold(st *state, ev *schemas.RuntimeEvent) {
 		if ev.Artifact != nil {
 			rr.scoreSum += ev.Artifact.Score
 			rr.scoreN++
+			st.execLat[route].Record(ev.Artifact.LatencyMs)
 		}
 	case thread.GatePassed, thread.GateFailed:
 		if g := ev.Gate; g != nil && g.Name != thread.VerdictGate {

@@ -61,11 +61,15 @@ type RouteReport struct {
 	SuccessRate float64                 `json:"success_rate"`
 	Latency     projections.Percentiles `json:"latency"`
 	// Histogram is the end-to-end latency (intent → terminal) in ms.
-	Histogram  []projections.Bucket `json:"latency_histogram_ms"`
-	Executions int64                `json:"executions"`
-	ExecFailed int64                `json:"exec_failed"`
-	ScoreMean  float64              `json:"score_mean"`
-	Gates      map[string]*GateRate `json:"gates"`
+	Histogram []projections.Bucket `json:"latency_histogram_ms"`
+	// ExecLatency is the latency executors reported on artifacts, in ms
+	// (the synthetic executor's simulated latency).
+	ExecLatency   projections.Percentiles `json:"exec_latency"`
+	ExecHistogram []projections.Bucket    `json:"exec_latency_histogram_ms"`
+	Executions    int64                   `json:"executions"`
+	ExecFailed    int64                   `json:"exec_failed"`
+	ScoreMean     float64                 `json:"score_mean"`
+	Gates         map[string]*GateRate    `json:"gates"`
 
 	scoreSum float64
 	scoreN   int64
@@ -151,6 +155,8 @@ func buildReport(cfg Config, st *state, id string, start, sendStart, sendEnd tim
 		h := st.lat[name]
 		rr.Latency = projections.PercentilesOf(h)
 		rr.Histogram = h.Buckets()
+		rr.ExecLatency = projections.PercentilesOf(st.execLat[name])
+		rr.ExecHistogram = st.execLat[name].Buckets()
 		if rr.scoreN > 0 {
 			rr.ScoreMean = rr.scoreSum / float64(rr.scoreN)
 		}

@@ -31,9 +31,9 @@ func sampleReport() *loadtest.Report {
 		Sent:   15000, Finished: 14990, Unfinished: 10, AskedRate: 500, SentRate: 499.8, FinishedRate: 480, ThreadEvents: 150000, EventsPerSec: 4800,
 		CanarySharePct: 10.1, FinalWeightBP: 0, FinalPhase: "rolled_back",
 		Routes: map[string]*loadtest.RouteReport{
-			"baseline": {Runs: 13490, Outcomes: map[string]int64{"completed": 13480, "rejected": 10}, SuccessRate: 0.999, Latency: bl, Histogram: bh, Executions: 13490, ScoreMean: 0.8,
+			"baseline": {ExecLatency: bl, ExecHistogram: bh, Runs: 13490, Outcomes: map[string]int64{"completed": 13480, "rejected": 10}, SuccessRate: 0.999, Latency: bl, Histogram: bh, Executions: 13490, ScoreMean: 0.8,
 				Gates: map[string]*loadtest.GateRate{"schema": {Passed: 13490, PassRate: 1}, "performance": {Passed: 13480, Failed: 10, PassRate: 0.999}}},
-			"canary": {Runs: 1500, Outcomes: map[string]int64{"completed": 1300, "rejected": 200}, SuccessRate: 0.867, Latency: cl, Histogram: ch, Executions: 1500, ScoreMean: 0.8,
+			"canary": {ExecLatency: cl, ExecHistogram: ch, Runs: 1500, Outcomes: map[string]int64{"completed": 1300, "rejected": 200}, SuccessRate: 0.867, Latency: cl, Histogram: ch, Executions: 1500, ScoreMean: 0.8,
 				Gates: map[string]*loadtest.GateRate{"schema": {Passed: 1500, PassRate: 1}, "performance": {Passed: 1300, Failed: 200, PassRate: 0.867}}},
 		},
 		Decisions: []loadtest.Decision{
@@ -68,8 +68,8 @@ func TestReportHTMLIsSelfContained(t *testing.T) {
 		t.Fatal(err)
 	}
 	page := string(b)
-	if n := strings.Count(page, "<svg"); n != 5 {
-		t.Errorf("page has %d charts, want 5", n)
+	if n := strings.Count(page, "<svg"); n != 6 {
+		t.Errorf("page has %d charts, want 6", n)
 	}
 	for _, bad := range []string{"<script", "src=", "href=", "@import", "url("} {
 		if strings.Contains(page, bad) {
