@@ -19,7 +19,3 @@ func notYet(name, issue string) func(*cobra.Command, []string) error {
 func newLoadtestCmd(a *app) *cobra.Command {
 	return &cobra.Command{Use: "loadtest", Short: "Drive intents through the stack with canary routing and write a report", RunE: notYet("loadtest", "canary routing")}
 }
-
-func newRunCmd(a *app) *cobra.Command {
-	return &cobra.Command{Use: "run orchestrator|dataplane|gates|projections", Short: "Run one processor against an external cluster", RunE: notYet("run", "the event thread")}
-}
