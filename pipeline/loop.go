@@ -21,6 +21,10 @@ import (
 	"github.com/spinerun/spine/schemas"
 )
 
+// maxBuffered bounds the records one transaction buffers before they are
+// sent; a transaction producing more is flushed part way.
+const maxBuffered = 1 << 17
+
 // ProcessorOpt configures a Processor.
 type ProcessorOpt func(*processorConfig)
 
@@ -375,6 +379,11 @@ func (p *Processor) session(ctx context.Context) error {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.TransactionalID(p.txnID),
 		kgo.TransactionTimeout(p.cfg.txnTimeout),
+		// A transaction's records are sent when it ends, in the fewest
+		// batches: one per partition (ManualFlushing, then Flush before End;
+		// ending without flushing would wait out a linger every time).
+		kgo.ManualFlushing(),
+		kgo.MaxBufferedRecords(maxBuffered),
 		kgo.ProducerLinger(0),
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.RecordDeliveryTimeout(p.cfg.txnTimeout),
@@ -554,7 +563,17 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 		return fmt.Errorf("begin transaction: %w", err)
 	}
 	b := &batch{ov: p.store.newOverlay(), dlq: map[string]int{}, fired: due}
+	buffered := 0
 	produce := func(r *kgo.Record) {
+		if buffered++; buffered >= maxBuffered-1 {
+			// A huge transaction: send what is buffered so far.
+			if err := sess.Client().Flush(wctx); err != nil {
+				b.mu.Lock()
+				b.prodErr = errors.Join(b.prodErr, fmt.Errorf("flush: %w", err))
+				b.mu.Unlock()
+			}
+			buffered = 1
+		}
 		sess.Produce(wctx, r, func(r *kgo.Record, err error) {
 			if err != nil {
 				b.mu.Lock()
