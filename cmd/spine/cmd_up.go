@@ -58,6 +58,8 @@ type stack struct {
 	// projections is the view of the spine.proj.* topics (set by
 	// wireProjections), for parts that read the projections.
 	projections *projections.Store
+	// canary is the flag store and canary router (set by wireCanary).
+	canary *canaryWiring
 }
 
 func runUp(ctx context.Context, a *app, cfg *pipeline.Config) error {
