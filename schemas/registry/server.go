@@ -746,7 +746,9 @@ func (r *Registry) checkCompat(w http.ResponseWriter, req *http.Request) error {
 	live, lerr := r.st.liveSchemas(subject)
 	var against []checkVersion
 	if lerr == nil {
-		if all {
+		if all || (version == -1 && len(live) == 0) {
+			// Confluent (since 7.x, on purpose) answers a check against
+			// "latest" of a subject without versions as compatible.
 			against = live
 		} else {
 			var v *schemaValue
