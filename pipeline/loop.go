@@ -21,10 +21,6 @@ import (
 	"github.com/spinerun/spine/schemas"
 )
 
-// maxBuffered bounds the records one transaction buffers before they are
-// sent; a transaction producing more is flushed part way.
-const maxBuffered = 1 << 17
-
 // ProcessorOpt configures a Processor.
 type ProcessorOpt func(*processorConfig)
 
@@ -47,6 +43,7 @@ type processorConfig struct {
 	sessionTimeout  time.Duration
 	rebalanceTime   time.Duration
 	static          bool
+	maxBuffered     int
 }
 
 func defaultProcessorConfig() processorConfig {
@@ -66,6 +63,7 @@ func defaultProcessorConfig() processorConfig {
 		inPlaceRetries:  3,
 		sessionTimeout:  10 * time.Second,
 		rebalanceTime:   30 * time.Second,
+		maxBuffered:     1 << 17,
 	}
 }
 
@@ -145,6 +143,11 @@ func WithGroupTimeouts(session, rebalance time.Duration) ProcessorOpt {
 	return func(c *processorConfig) { c.sessionTimeout, c.rebalanceTime = session, rebalance }
 }
 
+// WithMaxBuffered bounds the records one transaction buffers before they
+// are sent (they are sent when it ends, one batch per partition); a
+// transaction producing more is sent part way. Default 131072.
+func WithMaxBuffered(n int) ProcessorOpt { return func(c *processorConfig) { c.maxBuffered = n } }
+
 // WithStaticMembership joins the group as a static member (KIP-345) whose
 // group.instance.id is the transactional id: a restarted instance takes its
 // partitions back at once, without a rebalance or waiting out the session
@@ -181,6 +184,9 @@ func (c *processorConfig) validate(name string, h Handler) error {
 	}
 	if c.instance == "" || strings.ContainsAny(c.instance, " /\\,:") {
 		bad("instance id %q must be non-empty without spaces or separators", c.instance)
+	}
+	if c.maxBuffered < 2 {
+		bad("max buffered records %d must be at least 2", c.maxBuffered)
 	}
 	if c.maxBatch < 1 {
 		bad("batch size %d must be at least 1", c.maxBatch)
@@ -383,7 +389,7 @@ func (p *Processor) session(ctx context.Context) error {
 		// batches: one per partition (ManualFlushing, then Flush before End;
 		// ending without flushing would wait out a linger every time).
 		kgo.ManualFlushing(),
-		kgo.MaxBufferedRecords(maxBuffered),
+		kgo.MaxBufferedRecords(p.cfg.maxBuffered),
 		kgo.ProducerLinger(0),
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.RecordDeliveryTimeout(p.cfg.txnTimeout),
@@ -565,7 +571,7 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	b := &batch{ov: p.store.newOverlay(), dlq: map[string]int{}, fired: due}
 	buffered := 0
 	produce := func(r *kgo.Record) {
-		if buffered++; buffered >= maxBuffered-1 {
+		if buffered++; buffered >= p.cfg.maxBuffered {
 			// A huge transaction: send what is buffered so far.
 			if err := sess.Client().Flush(wctx); err != nil {
 				b.mu.Lock()
