@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -153,7 +152,7 @@ func withFlags(ctx context.Context, a *app, timeout time.Duration, fn func(conte
 	if err != nil {
 		return err
 	}
-	opts, err := cfg.KafkaOpts(flagsBrokers(cfg)...)
+	opts, err := cfg.KafkaOpts(cliBrokers(cfg)...)
 	if err != nil {
 		return err
 	}
@@ -171,19 +170,6 @@ func withFlags(ctx context.Context, a *app, timeout time.Duration, fn func(conte
 		return err
 	}
 	return fn(ctx, f)
-}
-
-// flagsBrokers returns the brokers a client command reaches: KAFKA_BROKERS,
-// or the embedded broker of a running `spine up`.
-func flagsBrokers(cfg *pipeline.Config) []string {
-	if !cfg.Embedded() {
-		return nil
-	}
-	var bs []string
-	for i := range max(cfg.EmbeddedBrokers, 1) {
-		bs = append(bs, net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.KafkaPort+i)))
-	}
-	return bs
 }
 
 func defaultWho() string {

@@ -62,7 +62,13 @@ func runProcessor(ctx context.Context, a *app, cfg *pipeline.Config, name string
 	if err != nil {
 		return err
 	}
-	p, err := newThreadProcessor(cfg, name, cliBrokers(cfg), codec, a.log, reg, golden, orchestrator.Baseline)
+	router, flagsRun := orchestrator.Baseline, func(ctx context.Context) error { <-ctx.Done(); return nil }
+	if name == orchestrator.Name {
+		if router, flagsRun, err = newFlagRouter(cfg, cliBrokers(cfg), a.log, reg); err != nil {
+			return err
+		}
+	}
+	p, err := newThreadProcessor(cfg, name, cliBrokers(cfg), codec, a.log, reg, golden, router)
 	if err != nil {
 		return err
 	}
@@ -84,5 +90,6 @@ func runProcessor(ctx context.Context, a *app, cfg *pipeline.Config, name string
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.Run(gctx) })
 	g.Go(func() error { return srv.Run(gctx) })
+	g.Go(func() error { return flagsRun(gctx) })
 	return g.Wait()
 }

@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spinerun/spine/gates"
 	"github.com/spinerun/spine/pipeline"
@@ -80,4 +83,16 @@ func (st *stack) router() orchestrator.Router {
 		return orchestrator.Baseline
 	}
 	return st.canary.router
+}
+
+// newFlagRouter returns the flag-backed router for a processor running on
+// its own (`spine run orchestrator`) and the flag store's Run, which must
+// run beside the processor so flag changes apply without a restart.
+func newFlagRouter(cfg *pipeline.Config, brokers []string, log *slog.Logger, reg prometheus.Registerer) (orchestrator.Router, func(context.Context) error, error) {
+	opts, err := cfg.KafkaOpts(brokers...)
+	if err != nil {
+		return nil, nil, err
+	}
+	flags := pipeline.NewFlags(opts, pipeline.NewLayout(cfg), pipeline.WithFlagsLogger(log), pipeline.WithFlagsRegisterer(reg))
+	return canary.NewRouter(flags), flags.Run, nil
 }

@@ -37,7 +37,7 @@ func (st *stack) wireProcessors(ctx context.Context) error {
 		return err
 	}
 	for _, name := range threadProcessors {
-		p, err := newThreadProcessor(st.cfg, name, st.brokers, codec, st.a.log, st.reg, golden, orchestrator.Baseline)
+		p, err := newThreadProcessor(st.cfg, name, st.brokers, codec, st.a.log, st.reg, golden, st.router())
 		if err != nil {
 			return err
 		}

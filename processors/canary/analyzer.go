@@ -192,6 +192,9 @@ type AnalyzerConfig struct {
 	Registerer prometheus.Registerer
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// LatencySource names the latency Evidence compares, recorded on each
+	// event as the attribute latency_source (default end_to_end).
+	LatencySource LatencySource
 }
 
 // Analyzer runs the canary analysis every rollout interval. It is safe for
@@ -265,6 +268,11 @@ func (a *Analyzer) AnalyzeOnce(ctx context.Context) (Analysis, bool, error) {
 		return Analysis{}, false, fmt.Errorf("read canary evidence: %w", err)
 	}
 	an := Analyze(r, e, a.cfg.Now())
+	src := a.cfg.LatencySource
+	if src == "" {
+		src = LatencyEndToEnd
+	}
+	an.Event.Attributes["latency_source"] = string(src)
 	out := pipeline.Output{Topic: a.cfg.Layout.Gate(GateName), Key: []byte(an.Event.TraceID), Value: an.Event, Version: schemas.V2}
 	if _, err := a.cfg.Publisher.Produce(ctx, out); err != nil {
 		return an, true, fmt.Errorf("publish %s to %s: %w", an.Event.EventType, out.Topic, err)

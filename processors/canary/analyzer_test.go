@@ -68,7 +68,7 @@ func TestEvidenceFromProjections(t *testing.T) {
 	cells := projections.Cells{}
 	foldRuns(cells, start, "baseline", 300, 20*time.Millisecond, 0, 0.5)
 	foldRuns(cells, start, "canary", 100, 80*time.Millisecond, 10, 0.8)
-	src := canary.ProjectionEvidence(projections.NewMemStore(cells, 0), 0)
+	src := canary.ProjectionEvidence(projections.NewMemStore(cells, 0), 0, canary.LatencyEndToEnd)
 	e, err := src.Evidence(t.Context(), time.Time{})
 	if err != nil {
 		t.Fatal(err)
@@ -102,6 +102,11 @@ func TestEvidenceFromProjections(t *testing.T) {
 	}
 	if psi := gates.PSI(b.Scores, c.Scores); psi < 1 {
 		t.Errorf("scores centred on 0.5 and 0.8 have PSI %v", psi)
+	}
+	// The executor-reported latency (half the run's, in foldRuns).
+	ex, _ := canary.ProjectionEvidence(projections.NewMemStore(cells, 0), 0, canary.LatencyExecutor).Evidence(t.Context(), time.Time{})
+	if math.Abs(ex.Baseline.Latency.P99-10) > 1 || math.Abs(ex.Canary.Latency.P99-40) > 2 {
+		t.Errorf("executor p99: baseline %v canary %v, want ~10 and ~40", ex.Baseline.Latency.P99, ex.Canary.Latency.P99)
 	}
 	// A window after every run selects nothing.
 	e, _ = src.Evidence(t.Context(), start.Add(time.Hour))

@@ -32,9 +32,23 @@ type Aggregator interface {
 	Aggregate(rng projections.Range) *projections.Aggregates
 }
 
+// LatencySource says which latency the analysis compares.
+type LatencySource string
+
+// The latencies the analysis can compare.
+const (
+	// LatencyEndToEnd is the golden path's end-to-end latency, intent to
+	// terminal event, from the thread's envelopes (the default).
+	LatencyEndToEnd LatencySource = "end_to_end"
+	// LatencyExecutor is the latency executors report on artifacts. Use it
+	// when the executor only simulates its latency (the synthetic executor
+	// without SPINE_SYNTHETIC_SLEEP), which the thread then never shows.
+	LatencyExecutor LatencySource = "executor"
+)
+
 // ProjectionEvidence reads the evidence from the projections: every
 // aggregate window from the one holding since onwards, merged exactly.
-func ProjectionEvidence(a Aggregator, window time.Duration) EvidenceSource {
+func ProjectionEvidence(a Aggregator, window time.Duration, latency LatencySource) EvidenceSource {
 	if window <= 0 {
 		window = projections.DefaultWindow
 	}
@@ -44,18 +58,18 @@ func ProjectionEvidence(a Aggregator, window time.Duration) EvidenceSource {
 			rng.From = since.Truncate(window)
 		}
 		rep := a.Aggregate(rng).CanaryReport()
-		return EvidenceFromReport(rep), nil
+		return EvidenceFromReport(rep, latency), nil
 	})
 }
 
 // EvidenceFromReport turns the projections' canary comparison into analysis
 // evidence. The canary gate itself (the analysis's own outcomes) and the
 // per-run verdict (the conjunction of the others) are not compared.
-func EvidenceFromReport(rep projections.CanaryReport) gates.CanaryEvidence {
-	return gates.CanaryEvidence{Baseline: sideOf(rep.Baseline), Canary: sideOf(rep.Canary)}
+func EvidenceFromReport(rep projections.CanaryReport, latency LatencySource) gates.CanaryEvidence {
+	return gates.CanaryEvidence{Baseline: sideOf(rep.Baseline, latency), Canary: sideOf(rep.Canary, latency)}
 }
 
-func sideOf(s *projections.RouteSummary) gates.CanarySide {
+func sideOf(s *projections.RouteSummary, latency LatencySource) gates.CanarySide {
 	if s == nil {
 		return gates.CanarySide{}
 	}
@@ -67,6 +81,10 @@ func sideOf(s *projections.RouteSummary) gates.CanarySide {
 		Gates:      map[string]gates.Passes{},
 		Latency:    gates.Latency{P50: float64(s.EndToEnd.P50), P95: float64(s.EndToEnd.P95), P99: float64(s.EndToEnd.P99)},
 		Scores:     BinScores(s.ScoreBuckets),
+	}
+	if latency == LatencyExecutor && s.ArtifactsCell() != nil {
+		h := &s.ArtifactsCell().ExecLatency
+		out.Latency = gates.Latency{P50: float64(h.Quantile(0.50)), P95: float64(h.Quantile(0.95)), P99: float64(h.Quantile(0.99))}
 	}
 	for name, g := range s.Gates {
 		if name == "canary" || name == thread.VerdictGate {
