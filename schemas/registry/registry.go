@@ -191,6 +191,9 @@ func (r *Registry) Run(ctx context.Context) error {
 	r.mu.Unlock()
 
 	if err := r.ensureTopic(ctx, cl); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	var end int64
@@ -295,8 +298,18 @@ func (r *Registry) endOffset(ctx context.Context) (int64, error) {
 	return o.Offset, nil
 }
 
-// read consumes the topic and applies every record until ctx ends.
+// read consumes the topic and applies every record until ctx ends. When
+// it stops, waiting writers are released with errStopped.
 func (r *Registry) read(ctx context.Context, cl *kgo.Client) error {
+	defer func() {
+		r.mu.Lock()
+		if r.runErr == nil {
+			r.runErr = errStopped
+		}
+		close(r.advance)
+		r.advance = make(chan struct{})
+		r.mu.Unlock()
+	}()
 	for {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
@@ -313,9 +326,6 @@ func (r *Registry) read(ctx context.Context, cl *kgo.Client) error {
 			}
 		})
 		if fatal != nil {
-			r.mu.Lock()
-			r.runErr = fatal
-			r.mu.Unlock()
 			return fmt.Errorf("schema registry: read %s: %w", r.cfg.topic, fatal)
 		}
 		var recs []*kgo.Record
@@ -338,6 +348,8 @@ func (r *Registry) read(ctx context.Context, cl *kgo.Client) error {
 		r.mu.Unlock()
 	}
 }
+
+var errStopped = errors.New("the registry is not running")
 
 // waitApplied blocks until every record before offset has been applied.
 func (r *Registry) waitApplied(ctx context.Context, offset int64) error {
