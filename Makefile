@@ -28,13 +28,13 @@ fuzz:
 	done
 
 # A real Apache Kafka 4.x broker (jars from Maven Central via deploy/kafka/pom.xml)
-# on 127.0.0.1:$(KAFKA_PORT). kafka-up prints the bootstrap address.
-KAFKA_PORT   ?= 19092
+# on 127.0.0.1, port KAFKA_PORT if set, else the first free one from 19092.
+# kafka-up prints the bootstrap address.
 # How many test binaries run at once against the shared real broker.
 KAFKA_TEST_P ?= 2
 
 kafka-up:
-	@KAFKA_PORT=$(KAFKA_PORT) deploy/kafka/start.sh
+	@deploy/kafka/start.sh
 
 kafka-down:
 	@deploy/kafka/stop.sh
@@ -45,7 +45,7 @@ kafka-down:
 # fallback to the embedded broker.
 test-kafka:
 	@trap 'deploy/kafka/stop.sh' EXIT; trap 'exit 130' INT TERM; \
-	bootstrap=$$(KAFKA_PORT=$(KAFKA_PORT) deploy/kafka/start.sh) || { echo "test-kafka: Apache Kafka did not come up" >&2; exit 1; }; \
+	bootstrap=$$(deploy/kafka/start.sh) || { echo "test-kafka: Apache Kafka did not come up" >&2; exit 1; }; \
 	echo "test-kafka: running the suite against Apache Kafka at $$bootstrap"; \
 	KAFKA_BROKERS=$$bootstrap $(GO) test -race -count=1 -p $(KAFKA_TEST_P) -timeout 30m $(PKGS)
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -851,5 +852,36 @@ func TestPromQLChecker(t *testing.T) {
 				t.Errorf("metrics %v, want %v", got, tt.metrics)
 			}
 		})
+	}
+}
+
+// ---- deploy/kafka
+
+func TestKafkaPins(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(filepath.Join(root, "deploy/kafka/pom.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`<kafka.version>(4\.\d+\.\d+)</kafka.version>`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("deploy/kafka/pom.xml does not pin kafka.version to a 4.x release")
+	}
+	// The test broker and the compose broker are the same Kafka release.
+	if img := loadCompose(t).Services["kafka"].Image; img != "apache/kafka:"+string(m[1]) {
+		t.Errorf("compose runs %s, the test broker is Kafka %s", img, m[1])
+	}
+	for _, s := range []string{"start.sh", "stop.sh"} {
+		p := filepath.Join(root, "deploy/kafka", s)
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode()&0o111 == 0 {
+			t.Errorf("%s is not executable", s)
+		}
+		if out, err := exec.CommandContext(t.Context(), "bash", "-n", p).CombinedOutput(); err != nil {
+			t.Errorf("bash -n %s: %v\n%s", s, err, out)
+		}
 	}
 }

@@ -8,8 +8,9 @@
 # second start asks Maven nothing and takes seconds.
 #
 # Environment (all optional):
-#   KAFKA_PORT          client port on 127.0.0.1 (default 19092; the
-#                       controller listens on KAFKA_PORT+1)
+#   KAFKA_PORT          client port on 127.0.0.1 (the controller listens
+#                       on KAFKA_PORT+1); unset: the first free pair from
+#                       19092 on
 #   SPINE_KAFKA_WORK    work dir: data, logs, pid, config (default
 #                       ${TMPDIR:-/tmp}/spine-kafka)
 #   KAFKA_HEAP_OPTS     JVM heap (default -Xms256m -Xmx768m)
@@ -41,11 +42,21 @@ mkdir -p "$work"
 if [ -f "$work/kafka.pid" ] && kill -0 "$(cat "$work/kafka.pid")" 2>/dev/null; then
 	die "a broker started from $work is already running (pid $(cat "$work/kafka.pid")); run deploy/kafka/stop.sh first"
 fi
-for p in "$port" "$cport"; do
-	if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-		die "127.0.0.1:$p is already in use: stop whatever listens there or set KAFKA_PORT"
-	fi
-done
+in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+if [ -n "${KAFKA_PORT:-}" ]; then
+	for p in "$port" "$cport"; do
+		in_use "$p" && die "127.0.0.1:$p is already in use: stop whatever listens there or set another KAFKA_PORT"
+	done
+else
+	# No port asked for: take the first free pair from 19092 on.
+	for _ in $(seq 20); do
+		in_use "$port" || in_use "$cport" || break
+		port=$((port + 2))
+		cport=$((port + 1))
+	done
+	in_use "$port" && die "no free port pair in 19092..$port: set KAFKA_PORT"
+	in_use "$cport" && die "no free port pair in 19092..$port: set KAFKA_PORT"
+fi
 
 # 1. Classpath: resolve the pinned jars into ~/.m2 once per pom.xml.
 sum="$(sha256sum "$here/pom.xml" | cut -c1-16)"
