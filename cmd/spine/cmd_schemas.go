@@ -53,9 +53,9 @@ contract; other files need --subject.
 		}
 		u := url
 		if u == "" {
-			u = registryURLFor(cfg)
+			u = cliRegistryURL(cfg)
 		}
-		cl, err := registryClient(cfg, u)
+		cl, err := newSRClient(cfg, u)
 		if err != nil {
 			return nil, err
 		}

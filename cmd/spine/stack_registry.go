@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/spinerun/spine/pipeline"
@@ -36,7 +34,7 @@ func (st *stack) wireRegistry(ctx context.Context) error {
 	} else {
 		log.Info("using external schema registry", "url", st.registryURL)
 	}
-	cl, err := registryClient(cfg, st.registryURL)
+	cl, err := newSRClient(cfg, st.registryURL)
 	if err != nil {
 		return err
 	}
@@ -116,29 +114,6 @@ func newRegistry(cfg *pipeline.Config, brokers []string, log *slog.Logger, reg p
 		ropts = append(ropts, registry.WithBasicAuth(cfg.RegistryUsername, cfg.RegistryPassword))
 	}
 	return registry.New(ropts...)
-}
-
-// registryClient is a client of the registry at url, with the configured
-// basic auth.
-func registryClient(cfg *pipeline.Config, url string) (*sr.Client, error) {
-	opts := []sr.ClientOpt{sr.URLs(url), sr.UserAgent("spine"), sr.HTTPClient(&http.Client{Timeout: 30 * time.Second})}
-	if cfg.RegistryUsername != "" {
-		opts = append(opts, sr.BasicAuth(cfg.RegistryUsername, cfg.RegistryPassword))
-	}
-	cl, err := sr.NewClient(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("schema registry client for %s: %w", url, err)
-	}
-	return cl, nil
-}
-
-// registryURLFor is the registry the CLI talks to: SCHEMA_REGISTRY_URL,
-// or the one a local `spine up` serves on SPINE_REGISTRY_ADDR.
-func registryURLFor(cfg *pipeline.Config) string {
-	if cfg.RegistryURL != "" {
-		return cfg.RegistryURL
-	}
-	return "http://" + hostport(cfg.RegistryAddr)
 }
 
 func logContractIDs(log *slog.Logger, ids map[string]map[schemas.ContractVersion]int) {
