@@ -687,7 +687,10 @@ func (r *Registry) putConfig(w http.ResponseWriter, req *http.Request) error {
 		return err
 	}
 	val, _ := json.Marshal(configValue{CompatibilityLevel: lvl})
-	err = r.write(req.Context(), func(*state) ([]*kgo.Record, error) {
+	err = r.write(req.Context(), func(st *state) ([]*kgo.Record, error) {
+		if cur, ok := st.subjectCf[subject]; (subject == "" && st.global == lvl) || (subject != "" && ok && cur == lvl) {
+			return nil, nil // already so: nothing to write
+		}
 		return []*kgo.Record{{Key: configKey(subject), Value: val}}, nil
 	})
 	if err != nil {
