@@ -252,6 +252,11 @@ func TestProjectionsEndToEnd(t *testing.T) {
 	if cr.Baseline.Terminal != 60 || cr.Canary.Terminal != 40 || cr.Canary.SuccessRate != 0.75 || cr.Baseline.Artifacts != 60 {
 		t.Errorf("canary report: baseline %+v canary %+v", cr.Baseline, cr.Canary)
 	}
+	var status StoreStatus
+	getJSON(t, srv.URL+"/v1/projections/status", &status)
+	if !status.Ready || status.Runs != 100 {
+		t.Errorf("status %+v, want ready with 100 runs", status)
+	}
 	resp, err := http.Get(srv.URL + "/")
 	if err != nil || resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 		t.Fatalf("dashboard: %v %v", err, resp)

@@ -213,6 +213,15 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	defer sess.Close()
 	adm := kadm.NewClient(sess.Client())
+	// Initialising the producer id fences a predecessor with our
+	// transactional id (a crashed incarnation) and aborts its open
+	// transaction at once, so restoring need not wait for its timeout.
+	fctx, cancel := context.WithTimeout(ctx, r.cfg.TransactionTimeout)
+	_, _, err = sess.Client().ProducerID(fctx)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		r.log.Warn("could not initialise the transactional producer yet", "err", err)
+	}
 	r.log.Info("projections runner started", "group", l.Group(ProcessorName), "topics", len(topics))
 	backoff := 100 * time.Millisecond
 	for {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spinerun/spine/pipeline"
@@ -83,12 +84,35 @@ func (s *Store) Run(ctx context.Context) error {
 		kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
 		kgo.FetchMaxWait(250*time.Millisecond),
 	)...)
 	if err != nil {
 		return fmt.Errorf("projections store: client: %w", err)
 	}
 	defer cl.Close()
+	// Ready once caught up with the ends as of the start.
+	ends, starts, err := endOffsets(ctx, kadm.NewClient(cl), topics, nil)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("projections store: %w", err)
+	}
+	behind := map[string]map[int32]int64{}
+	for t, ps := range ends {
+		for p, o := range ps {
+			if o > starts[t][p] {
+				if behind[t] == nil {
+					behind[t] = map[int32]int64{}
+				}
+				behind[t][p] = o
+			}
+		}
+	}
+	s.mu.Lock()
+	s.ready = len(behind) == 0
+	s.mu.Unlock()
 	for {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil || fs.IsClientClosed() {
@@ -98,8 +122,25 @@ func (s *Store) Run(ctx context.Context) error {
 			s.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
 		})
 		s.mu.Lock()
-		fs.EachRecord(func(r *kgo.Record) { s.apply(r.Key, r.Value) })
-		s.ready = true
+		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+			for _, r := range fp.Records {
+				if !r.Attrs.IsControl() {
+					s.apply(r.Key, r.Value)
+				}
+			}
+			// Control records are kept so that commit and abort markers
+			// advance the position past the end too.
+			if end, ok := behind[fp.Topic][fp.Partition]; ok && len(fp.Records) > 0 && fp.Records[len(fp.Records)-1].Offset >= end-1 {
+				delete(behind[fp.Topic], fp.Partition)
+				if len(behind[fp.Topic]) == 0 {
+					delete(behind, fp.Topic)
+				}
+			}
+		})
+		if len(behind) == 0 && !s.ready {
+			s.ready = true
+			s.log.Info("projections view caught up", "runs", len(s.runs), "cells", len(s.aggs))
+		}
 		s.last = time.Now()
 		s.mu.Unlock()
 	}
