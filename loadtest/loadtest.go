@@ -272,8 +272,11 @@ sending:
 		if len(cc.Kafka) == 0 {
 			cc.Kafka = cfg.Kafka
 		}
+		if cc.Records <= 0 {
+			cc.Records = 20000
+		}
 		if cfg.Progress != nil {
-			fmt.Fprintf(cfg.Progress, "measuring the raw franz-go transactional 3-hop chain (%d records)...\n", max(cc.Records, 20000))
+			fmt.Fprintf(cfg.Progress, "measuring the raw franz-go transactional 3-hop chain (%d records)...\n", cc.Records)
 		}
 		res, err := Chain(ctx, cc)
 		if err != nil {

@@ -234,23 +234,35 @@ func NewAnalyzer(cfg AnalyzerConfig) (*Analyzer, error) {
 	return a, nil
 }
 
-// Run analyses every rollout interval (read afresh each time, so a flag
-// change of the interval applies to the next one) until ctx ends. Errors of
-// one analysis are logged and retried at the next interval; Run returns nil
-// when ctx ends.
+// Run analyses every rollout interval until ctx ends; it returns nil then.
+// The interval is read afresh on every poll (four times an interval, at
+// least every 250 ms), so a flag change of the interval, or a new rollout,
+// applies at once. Errors of one analysis are logged and retried at the
+// next interval.
 func (a *Analyzer) Run(ctx context.Context) error {
+	var last time.Time
+	var started time.Time
 	for {
-		iv := time.Duration(a.cfg.Flags.Rollout().Interval)
+		r := a.cfg.Flags.Rollout()
+		iv := time.Duration(r.Interval)
 		if iv <= 0 {
 			iv = 30 * time.Second
+		}
+		if !r.Started.Equal(started) {
+			// A new rollout: its first analysis is one interval after now.
+			started, last = r.Started, time.Now()
+		}
+		if time.Since(last) >= iv {
+			last = time.Now()
+			if _, _, err := a.AnalyzeOnce(ctx); err != nil && ctx.Err() == nil {
+				a.log.Warn("canary analysis failed; retrying at the next interval", "err", err)
+			}
+			continue
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(iv):
-		}
-		if _, _, err := a.AnalyzeOnce(ctx); err != nil && ctx.Err() == nil {
-			a.log.Warn("canary analysis failed; retrying at the next interval", "err", err)
+		case <-time.After(min(iv/4, 250*time.Millisecond)):
 		}
 	}
 }

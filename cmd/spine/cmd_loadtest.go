@@ -1,0 +1,293 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/spinerun/spine/loadtest"
+	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/schemas"
+)
+
+// loadtestOpts are the flags of `spine loadtest`.
+type loadtestOpts struct {
+	rate          float64
+	duration      time.Duration
+	drain         time.Duration
+	canary        float64
+	v2LatencyMs   float64
+	v2FailureRate float64
+	v2ScoreShift  float64
+	out           string
+	interval      time.Duration
+	stepWeight    float64
+	maxWeight     float64
+	minSamples    int64
+	failureLimit  int
+	rawRecords    int
+	actors        int
+	external      bool
+	partitions    int32
+}
+
+func newLoadtestCmd(a *app) *cobra.Command {
+	var o loadtestOpts
+	cmd := &cobra.Command{
+		Use:   "loadtest",
+		Short: "Drive intents through the stack with canary routing and write a report",
+		Long: `Drive intents through Spine at a fixed rate with a share routed to the v2
+canary, show progress once a second on stderr (sent, completed, rate, canary
+weight), let the canary analyzer step the weight up, promote or roll back, and
+end with a report — throughput achieved against asked, per-route latency
+histograms, gate pass rates, the canary decisions over time, and the ratio to
+a raw franz-go transactional 3-hop chain measured on the same broker — written
+as loadtest-<id>.json and loadtest-<id>.html (one self-contained page with
+charts) in the working directory, or in --out.
+
+Without KAFKA_BROKERS it starts the whole stack in this process (like
+'spine up', on free ports, with a throw-away data directory), with the v2
+canary's synthetic executor made slower, flakier or drifted as asked. With
+KAFKA_BROKERS, or --external, it drives the stack the configuration names;
+the v2 executor settings are then that stack's (SPINE_CANARY_*).`,
+		Example: `  spine loadtest --rate 500 --duration 30s --canary 10
+  spine loadtest --rate 300 --duration 40s --canary 20 --v2-latency-ms 200      # slower v2: rolled back
+  spine loadtest --rate 300 --duration 40s --canary 20 --v2-failure-rate 0.3    # flakier v2: rolled back
+  spine loadtest --rate 300 --duration 60s --canary 10 --interval 5s --out /tmp  # equal v2: promoted step by step`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.rate <= 0 || o.duration <= 0 {
+				return usageError{errors.New("--rate and --duration must be positive")}
+			}
+			if o.canary < 0 || o.canary > 100 || o.maxWeight <= 0 || o.maxWeight > 100 || o.stepWeight <= 0 || o.stepWeight > 100 {
+				return usageError{errors.New("--canary, --step-weight and --max-weight are percentages (0..100; step and max above 0)")}
+			}
+			if cmd.Flags().Changed("v2-failure-rate") && (o.v2FailureRate < 0 || o.v2FailureRate > 1) {
+				return usageError{errors.New("--v2-failure-rate must be in 0..1")}
+			}
+			if !cmd.Flags().Changed("v2-failure-rate") {
+				o.v2FailureRate = -1
+			}
+			cfg, err := a.config(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return runLoadtest(cmd.Context(), a, cfg, o)
+		},
+	}
+	f := cmd.Flags()
+	f.Float64Var(&o.rate, "rate", 200, "intents per second to send")
+	f.DurationVar(&o.duration, "duration", 30*time.Second, "how long to send")
+	f.DurationVar(&o.drain, "drain", 30*time.Second, "how long to wait for outstanding runs after sending")
+	f.Float64Var(&o.canary, "canary", 10, "initial canary weight, percent of runs routed to v2")
+	f.Float64Var(&o.v2LatencyMs, "v2-latency-ms", 0, "mean latency of the v2 synthetic executor in ms (0: as v1)")
+	f.Float64Var(&o.v2FailureRate, "v2-failure-rate", 0, "failure rate of the v2 synthetic executor, 0..1 (default: as v1)")
+	f.Float64Var(&o.v2ScoreShift, "v2-score-shift", 0, "shift of the v2 artifact score mean (drift), e.g. -0.3")
+	f.StringVar(&o.out, "out", ".", "directory for the JSON and HTML report")
+	f.DurationVar(&o.interval, "interval", 5*time.Second, "canary analysis interval")
+	f.Float64Var(&o.stepWeight, "step-weight", 10, "percent added to the weight after each passing analysis")
+	f.Float64Var(&o.maxWeight, "max-weight", 50, "percent at which a passing analysis promotes")
+	f.Int64Var(&o.minSamples, "min-samples", 100, "finished runs each route needs before an analysis decides")
+	f.IntVar(&o.failureLimit, "failure-limit", 2, "failed analyses that roll back")
+	f.IntVar(&o.rawRecords, "raw-records", 20000, "records pushed through the raw franz-go chain (0 skips it)")
+	f.IntVar(&o.actors, "actors", 1000, "distinct actors the intents come from")
+	f.BoolVar(&o.external, "external", false, "drive an already running stack (the configured one) instead of starting one")
+	f.Int32Var(&o.partitions, "partitions", 0, "partitions of the in-process stack's topics (default SPINE_PARTITIONS)")
+	return cmd
+}
+
+// freePort returns a TCP port free on 127.0.0.1 right now.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startLoadtestStack starts the whole stack in this process on free ports
+// with a fresh data directory, and returns its config (addresses included),
+// a stop function, and a channel that yields runUp's result.
+func startLoadtestStack(ctx context.Context, a *app, base *pipeline.Config, o loadtestOpts) (*pipeline.Config, func(), error) {
+	c := *base
+	dir, err := os.MkdirTemp("", "spine-loadtest-")
+	if err != nil {
+		return nil, nil, err
+	}
+	c.DataDir = dir
+	var ports [3]int
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			return nil, nil, err
+		}
+	}
+	c.KafkaPort = ports[0]
+	c.RegistryAddr = "127.0.0.1:" + strconv.Itoa(ports[1])
+	c.HTTPAddr = "127.0.0.1:" + strconv.Itoa(ports[2])
+	c.MetricsAddr = ""
+	if o.partitions > 0 {
+		c.Partitions = o.partitions
+	}
+	if o.v2LatencyMs > 0 {
+		mean := time.Duration(o.v2LatencyMs * float64(time.Millisecond))
+		c.CanaryLatencyMean = mean
+		// The baseline's shape: p99 as many times the mean as v1's.
+		ratio := 4.0
+		if c.SyntheticLatencyMean > 0 && c.SyntheticLatencyP99 > c.SyntheticLatencyMean {
+			ratio = float64(c.SyntheticLatencyP99) / float64(c.SyntheticLatencyMean)
+		}
+		c.CanaryLatencyP99 = time.Duration(float64(mean) * ratio)
+	}
+	if o.v2FailureRate >= 0 {
+		c.CanaryFailureRate = o.v2FailureRate
+	}
+	c.CanaryScoreShift = o.v2ScoreShift
+	// The stack logs errors only, so the progress lines stay readable.
+	lvl := slog.LevelError
+	sub := &app{stdin: a.stdin, stdout: io.Discard, stderr: a.stderr, cfg: &c, log: slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: lvl}))}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- runUp(sctx, sub, &c) }()
+	stop := func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				a.log.Warn("in-process stack stopped with an error", "err", err)
+			}
+		case <-time.After(c.ShutdownTimeout + 5*time.Second):
+			a.log.Warn("in-process stack did not stop in time")
+		}
+		_ = os.RemoveAll(dir)
+	}
+	// Ready once /healthz answers (every part is wired by then).
+	url := "http://" + c.HTTPAddr + "/healthz"
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		select {
+		case err := <-done:
+			_ = os.RemoveAll(dir)
+			return nil, nil, fmt.Errorf("in-process stack: %w", err)
+		default:
+		}
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			stop()
+			return nil, nil, fmt.Errorf("in-process stack did not become healthy at %s", url)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return &c, stop, nil
+}
+
+func runLoadtest(ctx context.Context, a *app, cfg *pipeline.Config, o loadtestOpts) error {
+	target := "external stack"
+	external := o.external || !cfg.Embedded()
+	if external {
+		if o.v2LatencyMs > 0 || o.v2FailureRate >= 0 || o.v2ScoreShift != 0 {
+			fmt.Fprintln(a.stderr, "spine loadtest: --v2-* apply to the in-process stack only; an external stack's canary executor is set by its SPINE_CANARY_* variables")
+		}
+		target = fmt.Sprintf("external stack at %v", cliBrokers(cfg))
+	} else {
+		fmt.Fprintln(a.stderr, "starting the stack in this process...")
+		c, stop, err := startLoadtestStack(ctx, a, cfg, o)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		cfg = c
+		target = fmt.Sprintf("in-process embedded stack (%d partitions, synthetic executor)", cfg.Partitions)
+		fmt.Fprintf(a.stderr, "stack up: kafka %v, registry %s, http http://%s/\n", cliBrokers(cfg), cliRegistryURL(cfg), cfg.HTTPAddr)
+	}
+
+	layout := pipeline.NewLayout(cfg)
+	kopts, err := cliKafkaOpts(cfg)
+	if err != nil {
+		return err
+	}
+	srcl, err := newSRClient(cfg, cliRegistryURL(cfg))
+	if err != nil {
+		return err
+	}
+	serde, err := schemas.NewSerde(srcl)
+	if err != nil {
+		return err
+	}
+	codec := pipeline.NewSchemaCodec(serde, layout)
+
+	flags := pipeline.NewFlags(kopts, layout, pipeline.WithFlagsLogger(a.log))
+	fctx, stopFlags := context.WithCancel(ctx)
+	fdone := make(chan error, 1)
+	go func() { fdone <- flags.Run(fctx) }()
+	defer func() { stopFlags(); <-fdone }()
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = flags.WaitReady(wctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+
+	r := flags.Rollout()
+	r.Weight = int(o.canary*100 + 0.5)
+	r.StepWeight = int(o.stepWeight*100 + 0.5)
+	r.MaxWeight = int(o.maxWeight*100 + 0.5)
+	r.Interval = pipeline.Duration(o.interval)
+	r.MinSamples = o.minSamples
+	r.FailureLimit = o.failureLimit
+	r.Phase, r.PauseReason, r.Failures = pipeline.PhaseProgressing, "", 0
+	if err := r.Validate(); err != nil {
+		return usageError{err}
+	}
+
+	lcfg := loadtest.Config{
+		Rate: o.rate, Duration: o.duration, Drain: o.drain, Rollout: r,
+		Kafka: kopts, Layout: layout, Codec: codec, Flags: flags, Actors: o.actors,
+		Progress: a.stderr, Logger: a.log,
+		Params: loadtest.Params{
+			Rate: o.rate, Duration: o.duration.String(), CanaryPct: o.canary,
+			V2LatencyMs: o.v2LatencyMs, V2FailureRate: max(o.v2FailureRate, 0), V2ScoreShift: o.v2ScoreShift,
+			Partitions: layout.Partitions, Target: target,
+		},
+	}
+	if o.rawRecords > 0 {
+		lcfg.Chain = &loadtest.ChainConfig{Records: o.rawRecords, Partitions: layout.Partitions}
+	}
+	rep, err := loadtest.Run(ctx, lcfg)
+	if err != nil {
+		return err
+	}
+	jp, hp, err := rep.Write(o.out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "asked %.0f intents/s, sent %.0f/s, finished %.0f runs/s (%d of %d; %d unfinished); canary share %.2f%%; final weight %s %s\n",
+		rep.AskedRate, rep.SentRate, rep.FinishedRate, rep.Finished, rep.Sent, rep.Unfinished, rep.CanarySharePct, strconv.FormatFloat(float64(rep.FinalWeightBP)/100, 'f', -1, 64)+"%", rep.FinalPhase)
+	for _, n := range rep.RouteNames() {
+		rr := rep.Routes[n]
+		fmt.Fprintf(a.stdout, "  %-8s runs %6d  success %.4f  p50 %d ms  p99 %d ms  executor p99 %d ms  exec failures %d/%d\n",
+			n, rr.Runs, rr.SuccessRate, rr.Latency.P50, rr.Latency.P99, rr.ExecLatency.P99, rr.ExecFailed, rr.Executions)
+	}
+	for _, d := range rep.Decisions {
+		fmt.Fprintf(a.stdout, "  +%5.1fs %-12s %s\n", d.At.Sub(rep.Started).Seconds(), d.Action, d.Reason)
+	}
+	if rep.Raw != nil {
+		fmt.Fprintf(a.stdout, "  raw franz-go 3-hop chain: %.0f events/s; Spine thread events %.0f/s; ratio %.3f\n", rep.Raw.EventsPerSec, rep.EventsPerSec, rep.RawRatio)
+	}
+	fmt.Fprintf(a.stdout, "report: %s\n        %s\n", hp, jp)
+	return nil
+}
