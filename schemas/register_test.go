@@ -2,6 +2,7 @@ package schemas_test
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -77,4 +78,31 @@ func TestRegisterContracts(t *testing.T) {
 	if ss, err := cl.SchemaByVersion(t.Context(), ctlSubj, -1); err != nil || ss.Version != 2 {
 		t.Errorf("latest %s = %+v, %v; want version 2", ctlSubj, ss, err)
 	}
+}
+
+// Register Spine's contracts for every thread topic with Spine's own
+// registry (any Confluent-compatible registry works the same way).
+func ExampleRegisterContracts() {
+	broker := pipeline.NewEmbedded(pipeline.EmbeddedConfig{})
+	if err := broker.Start(); err != nil {
+		panic(err)
+	}
+	defer broker.Close()
+	reg, _ := registry.New(registry.WithKafka(kgo.SeedBrokers(broker.Addrs()...)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- reg.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-reg.Ready()
+	srv := httptest.NewServer(reg.Handler())
+	defer srv.Close()
+
+	cl, _ := sr.NewClient(sr.URLs(srv.URL))
+	layout := pipeline.Layout{Partitions: 1}
+	ids, err := schemas.RegisterContracts(ctx, cl, layout.ContractSubjects())
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(len(ids), ids["spine.intents-value"][schemas.V1], ids["spine.intents-value"][schemas.V2])
+	// Output: 9 3 4
 }

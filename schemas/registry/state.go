@@ -25,6 +25,11 @@ const (
 	keyConfig    = "CONFIG"
 	keyNoop      = "NOOP"
 	keyWatermark = "ID_WATERMARK"
+	// Key types Confluent's registry writes, read so a topic it wrote can
+	// be served: DELETE_SUBJECT and CLEAR_SUBJECT are applied, MODE ignored.
+	keyDeleteSubject = "DELETE_SUBJECT"
+	keyClearSubject  = "CLEAR_SUBJECT"
+	keyMode          = "MODE"
 )
 
 // recordKey is a _schemas record key. Field order is fixed so equal keys
@@ -161,7 +166,31 @@ func (s *state) apply(key, value []byte) error {
 			return fmt.Errorf("decode id watermark: %w", err)
 		}
 		s.maxID = max(s.maxID, v.MaxID)
-	case keyNoop:
+	case keyDeleteSubject, keyClearSubject:
+		// Written by Confluent's registry: soft (DELETE_SUBJECT) or hard
+		// (CLEAR_SUBJECT) delete of a subject's versions up to a version.
+		if k.Subject == nil || value == nil {
+			return nil
+		}
+		var v struct {
+			Version int `json:"version"`
+		}
+		if err := json.Unmarshal(value, &v); err != nil {
+			return fmt.Errorf("decode %s value: %w", k.KeyType, err)
+		}
+		for _, sv := range s.versions(*k.Subject, true) {
+			if sv.Version > v.Version {
+				continue
+			}
+			if k.KeyType == keyClearSubject {
+				s.remove(sv.Subject, sv.Version)
+			} else {
+				nv := *sv
+				nv.Deleted = true
+				s.put(&nv)
+			}
+		}
+	case keyNoop, keyMode:
 	default:
 		return fmt.Errorf("unknown key type %q", k.KeyType)
 	}
