@@ -112,7 +112,6 @@ type Registry struct {
 	met *metrics
 
 	ready    chan struct{}
-	readyErr error
 
 	mu      sync.RWMutex
 	st      *state
