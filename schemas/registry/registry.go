@@ -111,7 +111,7 @@ type Registry struct {
 	log *slog.Logger
 	met *metrics
 
-	ready    chan struct{}
+	ready chan struct{}
 
 	mu      sync.RWMutex
 	st      *state
