@@ -347,8 +347,11 @@ func (o *Orchestrator) handleData(state []byte, in pipeline.Input, ev *schemas.R
 	case thread.ArtifactDelivered:
 		r.Artifact = ev.ArtifactID
 		r.Delivered = ev.SpanID
-		if s.enter(OnDelivered, ev) != nil {
-			s.enter(OnGate, nil)
+		if s.enter(OnDelivered, ev) != nil && s.enter(OnGate, nil) != nil {
+			if early := r.Early; early != nil {
+				r.Early = nil
+				s.verdict(early)
+			}
 		}
 	case thread.DataplaneFailed:
 		s.failOrRetry(errorKind(ev), errorText(ev), OnFailure, ev)
@@ -365,20 +368,40 @@ func (o *Orchestrator) handleVerdict(state []byte, in pipeline.Input, ev *schema
 		return pipeline.Result{}, pipeline.Reject(CodeUnknownRun, "gate.verdict for unknown run %q", ev.TraceID)
 	}
 	s := &step{o: o, r: r, now: o.now()}
-	on := OnRejected
+	if _, ok := o.flow.Next(r.State, verdictTrigger(ev)); !ok && r.Early == nil && ev.ParentSpanID != r.Delivered {
+		if _, waiting := o.flow.Next(r.State, OnDelivered); waiting {
+			// The verdict overtook its artifact (another topic): keep it
+			// until the artifact.delivered arrives.
+			r.Early = ev
+			return s.result()
+		}
+	}
+	s.verdict(ev)
+	return s.result()
+}
+
+// verdictTrigger is the trigger of a gate.verdict.
+func verdictTrigger(ev *schemas.RuntimeEvent) Trigger {
 	if ev.Gate != nil && ev.Gate.Passed {
-		on = OnPassed
+		return OnPassed
 	}
-	if _, ok := o.flow.Next(r.State, on); !ok {
+	return OnRejected
+}
+
+// verdict applies a gate.verdict to the run: complete or reject it, or
+// record the verdict as illegal (the run is not gating) or stale (it judges
+// another artifact).
+func (s *step) verdict(ev *schemas.RuntimeEvent) {
+	on := verdictTrigger(ev)
+	if _, ok := s.o.flow.Next(s.r.State, on); !ok {
 		s.illegal(ev, on)
-		return s.result()
+		return
 	}
-	if r.Delivered == "" || ev.ParentSpanID != r.Delivered {
+	if s.r.Delivered == "" || ev.ParentSpanID != s.r.Delivered {
 		s.stale(ev, "verdict on another artifact")
-		return s.result()
+		return
 	}
 	s.enter(on, ev)
-	return s.result()
 }
 
 // Deadline implements pipeline.Timed: the earliest of the run's pending

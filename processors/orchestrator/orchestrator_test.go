@@ -213,9 +213,10 @@ func TestIllegalTransitions(t *testing.T) {
 			return d, reply(d, thread.ArtifactDelivered, 0)
 		}},
 	}
+	// A verdict before the artifact is held, not refused (TestEarlyVerdict).
 	legal := map[string][]string{
-		"dispatched": {thread.DataplaneStarted, thread.ArtifactDelivered, thread.DataplaneFailed},
-		"executing":  {thread.ArtifactDelivered, thread.DataplaneFailed},
+		"dispatched": {thread.DataplaneStarted, thread.ArtifactDelivered, thread.DataplaneFailed, thread.GateVerdict},
+		"executing":  {thread.ArtifactDelivered, thread.DataplaneFailed, thread.GateVerdict},
 		"gating":     {thread.GateVerdict},
 	}
 	inputs := []string{thread.DataplaneStarted, thread.ArtifactDelivered, thread.DataplaneFailed, thread.GateVerdict}
@@ -247,6 +248,44 @@ func TestIllegalTransitions(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestEarlyVerdict: gate.verdict and the artifact.delivered it judges travel
+// on different topics, so the orchestrator may read the verdict first. It
+// is held in the run's state and applied when the artifact arrives; a held
+// verdict on another artifact is stale then.
+func TestEarlyVerdict(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name    string
+		started bool
+		other   bool
+		want    []string
+	}{
+		{"dispatched", false, false, []string{thread.RunDelivered, thread.RunGating, thread.RunCompleted}},
+		{"executing", true, false, []string{thread.RunDelivered, thread.RunGating, thread.RunCompleted}},
+		{"on another artifact", false, true, []string{thread.RunDelivered, thread.RunGating, thread.RunStale}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			d := last(h.must(h.intent(newIntent("tr", "a", "answer"))), thread.RunDispatch)
+			if tt.started {
+				h.must(h.data(reply(d, thread.DataplaneStarted, 0)))
+			}
+			dl := reply(d, thread.ArtifactDelivered, 1)
+			judged := dl
+			if tt.other {
+				judged = reply(d, thread.ArtifactDelivered, 2)
+			}
+			if evs := h.must(h.gate(verdict(judged, true))); len(evs) != 0 {
+				t.Fatalf("early verdict emitted %v, want nothing yet", types(evs))
+			}
+			if got := types(h.must(h.data(dl))); !slices.Equal(got, tt.want) {
+				t.Fatalf("artifact after its verdict: %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
 

@@ -45,6 +45,12 @@ type runState struct {
 	// Attrs are the intent's v2 attributes, passed on with run.dispatch
 	// (so a policy gate can read, say, verified claims).
 	Attrs map[string]string `json:"x,omitempty"`
+	// Early is a gate.verdict read before the artifact.delivered it judges:
+	// the two travel on different topics (gate.verdict, spine.dataplane),
+	// and Kafka orders records only within a partition, so the orchestrator
+	// may read the verdict first. It is applied (or found stale) when the
+	// artifact arrives.
+	Early *schemas.RuntimeEvent `json:"ev,omitempty"`
 }
 
 // ledgerState is an actor's arbitration ledger, keyed by thread.ActorKey.
