@@ -112,9 +112,9 @@ func (d *Dataplane) Handle(ctx context.Context, _ []byte, in pipeline.Input) (pi
 	out := make([]pipeline.Output, 0, 3)
 	emit := func(typ, state string) *schemas.RuntimeEvent {
 		e := &schemas.RuntimeEvent{
-			EventID:       thread.ID(ev.TraceID, "d", ev.SpanID, typ),
+			EventID:       thread.DataEventID(ev.TraceID, ev.SpanID, typ),
 			TraceID:       ev.TraceID,
-			SpanID:        thread.SpanID(ev.TraceID, "d", ev.SpanID, typ),
+			SpanID:        thread.DataSpanID(ev.TraceID, ev.SpanID, typ),
 			ParentSpanID:  ev.SpanID,
 			Actor:         ev.Actor,
 			Intent:        ev.Intent,

@@ -233,6 +233,11 @@ func TestThreadOnBroker(t *testing.T) {
 			t.Errorf("%s: %d terminal events", trace, k)
 		} else {
 			outcomes[last]++
+			if last == thread.RunTimedOut && outcomes[last] < 3 {
+				for _, ev := range evs {
+					t.Logf("%s %s %s attempt %d at %s", trace, ev.EventType, ev.State, ev.Attempt, ev.Timestamp.Format("15:04:05.000"))
+				}
+			}
 		}
 		if evs[0].EventType != thread.IntentReceived {
 			t.Errorf("%s starts with %s", trace, evs[0].EventType)

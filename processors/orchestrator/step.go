@@ -117,6 +117,7 @@ func (s *step) failOrRetry(kind, text string, on Trigger, cause *schemas.Runtime
 	ev.Error = &reason
 	s.emit(ev)
 	r.Dispatch = ""
+	r.Early = nil // a verdict held for the failed attempt judges nothing now
 	r.Deadline = 0
 	r.RetryAt = ms(s.now.Add(delay))
 	if delay <= 0 {

@@ -90,6 +90,15 @@ func SpanID(trace string, parts ...string) string {
 	return hashHex(8, trace, parts)
 }
 
+// DataEventID and DataSpanID are the ids of the data-plane event typ that
+// answers the run.dispatch whose span is dispatchSpan. The orchestrator uses
+// DataSpanID to recognise a verdict on an artifact whose artifact.delivered
+// it has not read yet (the two travel on different topics).
+func DataEventID(trace, dispatchSpan, typ string) string { return ID(trace, "d", dispatchSpan, typ) }
+
+// DataSpanID: see DataEventID.
+func DataSpanID(trace, dispatchSpan, typ string) string { return SpanID(trace, "d", dispatchSpan, typ) }
+
 // Step formats a step index as an id part.
 func Step(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
 
