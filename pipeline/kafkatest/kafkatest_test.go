@@ -42,6 +42,7 @@ func testTransactions(t *testing.T, brokers []string) {
 	if err != nil {
 		t.Fatalf("create topics: %v", err)
 	}
+	waitLeaders(ctx, t, adm, in, out)
 
 	const n = 30
 	plain := kafkatest.Client(t, brokers, kgo.DefaultProduceTopic(in))
@@ -150,5 +151,36 @@ func testTransactions(t *testing.T, brokers []string) {
 	offs.Each(func(o kadm.OffsetResponse) { sum += o.At })
 	if sum != n {
 		t.Errorf("group committed offsets sum to %d, want %d", sum, n)
+	}
+}
+
+// waitLeaders polls until every partition of topics has a leader: on Apache
+// Kafka, CreateTopics returns before the broker serves the new partitions,
+// and a produce in between fails with UNKNOWN_TOPIC_OR_PARTITION.
+func waitLeaders(ctx context.Context, t *testing.T, adm *kadm.Client, topics ...string) {
+	t.Helper()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		td, err := adm.ListTopics(ctx, topics...)
+		ready := err == nil && len(td) == len(topics)
+		for _, d := range td {
+			if d.Err != nil || len(d.Partitions) == 0 {
+				ready = false
+			}
+			for _, p := range d.Partitions {
+				if p.Err != nil || p.Leader < 0 {
+					ready = false
+				}
+			}
+		}
+		if ready {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("topics %v have no leaders before the deadline (last error: %v)", topics, err)
+		case <-tick.C:
+		}
 	}
 }
