@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -385,16 +386,23 @@ func (r *Registry) write(ctx context.Context, plan func(st *state) ([]*kgo.Recor
 	defer cancel()
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
+	// Another instance taking the writer role fences this one mid-write:
+	// retry, with a growing jittered pause so two busy instances do not
+	// fence each other forever, until the write timeout.
 	var lastErr error
-	for attempt := range 3 {
-		if attempt > 0 {
-			r.log.Info("schema registry write retried after losing the writer role", "err", lastErr)
-		}
+	for attempt := 0; ; attempt++ {
 		done, err := r.tryWrite(ctx, plan)
 		if done {
 			return err
 		}
 		lastErr = err
+		r.log.Debug("schema registry write will be retried", "attempt", attempt+1, "err", err)
+		pause := min(20*time.Millisecond<<min(attempt, 6), time.Second)
+		pause = pause/2 + time.Duration(rand.Int64N(int64(pause)))
+		select {
+		case <-ctx.Done():
+		case <-time.After(pause):
+		}
 		if ctx.Err() != nil {
 			break
 		}

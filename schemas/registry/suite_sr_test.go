@@ -1,6 +1,7 @@
 package registry_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -338,11 +339,16 @@ func TestTwoInstances(t *testing.T) {
 		}
 		ids[id] = s
 	}
+	// Each instance serves reads from its replay of the log: poll until it
+	// has read the other's last write.
 	for id, s := range ids {
 		for _, in := range []*instance{x, y} {
-			if got, err := in.sr.SchemaTextByID(ctx, id); err != nil || got != s {
-				t.Errorf("instance %s id %d = %q, %v", in.url, id, got, err)
-			}
+			eventually(t, func() error {
+				if got, err := in.sr.SchemaTextByID(ctx, id); err != nil || got != s {
+					return fmt.Errorf("instance %s id %d = %q, %v", in.url, id, got, err)
+				}
+				return nil
+			})
 		}
 	}
 }
