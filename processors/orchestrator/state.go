@@ -9,8 +9,9 @@ import (
 	"github.com/spinerun/spine/schemas"
 )
 
-// runState is one run's state, keyed by trace id. It is encoded as compact
-// JSON with short names (a few hundred bytes); timestamps are Unix
+// runState is one run's state, keyed by trace id. It is encoded in a
+// compact binary form (encodeRun, about 150 bytes); the JSON names are those
+// of the earlier JSON encoding, still decoded. Timestamps are Unix
 // milliseconds, 0 meaning unset.
 type runState struct {
 	Trace    string                  `json:"t"`
@@ -72,8 +73,15 @@ func decodeRun(b []byte) (*runState, error) {
 	if len(b) == 0 {
 		return nil, nil
 	}
-	r := new(runState)
-	if err := json.Unmarshal(b, r); err != nil {
+	var r *runState
+	var err error
+	if b[0] == runMagic {
+		r, err = decodeRunBinary(b)
+	} else {
+		r = new(runState)
+		err = json.Unmarshal(b, r)
+	}
+	if err != nil {
 		return nil, &pipeline.RejectError{Code: CodeBadState, Reason: fmt.Sprintf("run state does not decode: %v", err)}
 	}
 	if r.Trace == "" || !r.Version.Valid() {

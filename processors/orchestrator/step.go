@@ -1,7 +1,6 @@
 package orchestrator
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -176,7 +175,7 @@ func (s *step) toLedger(typ string) {
 }
 
 func (s *step) result() (pipeline.Result, error) {
-	b, err := json.Marshal(s.r)
+	b, err := encodeRun(s.r)
 	if err != nil {
 		return pipeline.Result{}, fmt.Errorf("encode run state %s: %w", s.r.Trace, err)
 	}
