@@ -63,27 +63,40 @@ func (p *Producer) Produce(ctx context.Context, outs ...Output) ([]Produced, err
 		}
 		recs[i] = &kgo.Record{Topic: string(o.Topic), Key: o.Key, Value: val}
 	}
-	res := p.cl.ProduceSync(ctx, recs...)
-	out := make([]Produced, len(res))
+	out := inOrder(recs, p.cl.ProduceSync(ctx, recs...))
 	var errs []error
-	for i, r := range res {
-		out[i] = Produced{Topic: Topic(r.Record.Topic), Partition: r.Record.Partition, Offset: r.Record.Offset, Err: r.Err}
+	for i, r := range out {
 		if r.Err != nil {
-			errs = append(errs, fmt.Errorf("record %d to %s: %w", i, r.Record.Topic, r.Err))
+			errs = append(errs, fmt.Errorf("record %d to %s: %w", i, r.Topic, r.Err))
 		}
 	}
 	return out, errors.Join(errs...)
 }
 
-// ProduceRaw produces already-encoded records (for example poison test
-// input) and waits for them.
-func (p *Producer) ProduceRaw(ctx context.Context, recs ...*kgo.Record) ([]Produced, error) {
-	res := p.cl.ProduceSync(ctx, recs...)
-	out := make([]Produced, len(res))
-	for i, r := range res {
+// inOrder returns the results of recs in the order of recs: ProduceSync
+// returns them in the order the promises completed, which differs across
+// partitions.
+func inOrder(recs []*kgo.Record, res kgo.ProduceResults) []Produced {
+	at := make(map[*kgo.Record]int, len(recs))
+	for i, r := range recs {
+		at[r] = i
+	}
+	out := make([]Produced, len(recs))
+	for _, r := range res {
+		i, ok := at[r.Record]
+		if !ok {
+			continue
+		}
 		out[i] = Produced{Topic: Topic(r.Record.Topic), Partition: r.Record.Partition, Offset: r.Record.Offset, Err: r.Err}
 	}
-	return out, res.FirstErr()
+	return out
+}
+
+// ProduceRaw produces already-encoded records (for example poison test
+// input) and waits for them. The results are in the order of recs.
+func (p *Producer) ProduceRaw(ctx context.Context, recs ...*kgo.Record) ([]Produced, error) {
+	res := p.cl.ProduceSync(ctx, recs...)
+	return inOrder(recs, res), res.FirstErr()
 }
 
 // Close flushes nothing further and closes the client. It is idempotent.
