@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
 	"github.com/twmb/franz-go/plugin/kslog"
@@ -337,7 +338,11 @@ func (p *Processor) Run(ctx context.Context) error {
 		if errors.As(err, &ce) {
 			return err
 		}
-		p.cfg.log.Error("processor session failed; restarting it", "err", err, "backoff", backoff)
+		hint := ""
+		if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.FencedInstanceID) {
+			hint = "fenced by another instance with the same transactional id: is a second instance running with SPINE_INSTANCE_ID=" + p.cfg.instance + "?"
+		}
+		p.cfg.log.Error("processor session failed; restarting it", "err", err, "backoff", backoff, "hint", hint)
 		if !sleepCtx(ctx, backoff) {
 			return nil
 		}
