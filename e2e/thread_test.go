@@ -49,11 +49,20 @@ type collector struct {
 	dlq       []*kgo.Record
 	bad       []string // thread records that did not decode
 	records   int
+	// skipKeyPrefix: thread records keyed with it (poison a test wrote
+	// itself) are not events of the thread.
+	skipKeyPrefix string
 }
 
 // collect starts a collector on s; committed selects read_committed.
 func (s *stack) collect(tb testing.TB, committed bool) *collector {
-	c := &collector{byTrace: map[string][]int{}, terminals: map[string]int{}, verdicts: map[string]time.Time{}}
+	return s.collectSkipping(tb, committed, "")
+}
+
+// collectSkipping is collect ignoring thread records keyed with
+// skipKeyPrefix (poison a test wrote itself).
+func (s *stack) collectSkipping(tb testing.TB, committed bool, skipKeyPrefix string) *collector {
+	c := &collector{byTrace: map[string][]int{}, terminals: map[string]int{}, verdicts: map[string]time.Time{}, skipKeyPrefix: skipKeyPrefix}
 	var topics []string
 	for _, t := range s.layout.ThreadTopics() {
 		if t != s.layout.Intents() {
@@ -83,6 +92,9 @@ func (s *stack) collect(tb testing.TB, committed bool) *collector {
 				n++
 				if r.Topic == dlq {
 					dls = append(dls, r)
+					return
+				}
+				if c.skipKeyPrefix != "" && strings.HasPrefix(string(r.Key), c.skipKeyPrefix) {
 					return
 				}
 				v, _, err := s.codec.Decode(ctx, pipeline.Topic(r.Topic), r.Value)
