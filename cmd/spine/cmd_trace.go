@@ -145,11 +145,12 @@ func readKey(ctx context.Context, opts []kgo.Opt, topics []string, key []byte) (
 		// last offset: an idle poll ends the read.
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		fs := cl.PollFetches(pctx)
+		idle := pctx.Err() != nil
 		cancel()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if pctx.Err() != nil {
+		if idle {
 			break
 		}
 		fs.EachRecord(func(r *kgo.Record) {
