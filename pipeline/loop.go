@@ -330,7 +330,11 @@ func (p *Processor) Run(ctx context.Context) error {
 	defer p.running.Store(false)
 	backoff := p.cfg.retryInitial
 	for {
+		began := time.Now()
 		err := p.session(ctx)
+		if time.Since(began) > time.Minute {
+			backoff = p.cfg.retryInitial // it ran fine for a while
+		}
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -94,10 +94,16 @@ func (ct *counterTail) p(q float64) time.Duration {
 
 // drive produces n records to topic (values: the produce time in ns) as
 // fast as the client takes them and waits until the tail counted want.
-func drive(b *testing.B, brokers []string, topic string, n int, ct *counterTail, want int64) time.Duration {
+func drive(b *testing.B, brokers []string, topic string, n int, ct *counterTail, want int64, rate int) time.Duration {
 	cl := kafkatest.Client(b, brokers, kgo.ProducerLinger(time.Millisecond), kgo.MaxBufferedRecords(20000))
 	start := time.Now()
 	for i := range n {
+		if rate > 0 {
+			// Paced: record i is due at start + i/rate.
+			if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); d > 0 {
+				time.Sleep(d)
+			}
+		}
 		cl.Produce(context.Background(), &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "trace-%d", i%997),
 			Value: strconv.AppendInt(nil, time.Now().UnixNano(), 10)}, func(_ *kgo.Record, err error) {
 			if err != nil {
@@ -204,18 +210,18 @@ type chainResult struct {
 	p50, p99 time.Duration
 }
 
-func runChain(b *testing.B, n int, build func(ctx context.Context, wg *sync.WaitGroup, brokers []string) (first, last string)) chainResult {
+func runChain(b *testing.B, n, rate int, build func(ctx context.Context, wg *sync.WaitGroup, brokers []string) (first, last string)) chainResult {
 	brokers := kafkatest.Brokers(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
 	first, last := build(ctx, &wg, brokers)
 	ct := tailCount(b, ctx, brokers, last)
-	drive(b, brokers, first, 1, ct, 1) // warm up: groups joined, producers initialised
+	drive(b, brokers, first, 1, ct, 1, 0) // warm up: groups joined, producers initialised
 	ct.mu.Lock()
 	ct.lat = nil
 	ct.mu.Unlock()
-	d := drive(b, brokers, first, n, ct, int64(n)+1)
+	d := drive(b, brokers, first, n, ct, int64(n)+1, rate)
 	return chainResult{rate: float64(n) / d.Seconds(), p50: ct.p(0.5), p99: ct.p(0.99)}
 }
 
@@ -233,12 +239,12 @@ func BenchmarkLoop(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			n := max(b.N, 1000)
-			spine := runChain(b, n, func(ctx context.Context, wg *sync.WaitGroup, brokers []string) (string, string) {
+			spine := runChain(b, n, 0, func(ctx context.Context, wg *sync.WaitGroup, brokers []string) (string, string) {
 				l := benchLayout(b, brokers)
 				return string(l.Intents()), spineChain(b, ctx, wg, brokers, l, stateful)
 			})
 			b.StopTimer()
-			raw := runChain(b, n, func(ctx context.Context, wg *sync.WaitGroup, brokers []string) (string, string) {
+			raw := runChain(b, n, 0, func(ctx context.Context, wg *sync.WaitGroup, brokers []string) (string, string) {
 				return rawChain(b, ctx, wg, brokers, kafkatest.Prefix(b))
 			})
 			b.ReportMetric(spine.rate, "events/s")
@@ -248,5 +254,27 @@ func BenchmarkLoop(b *testing.B) {
 			b.ReportMetric(float64(raw.p99.Milliseconds()), "raw_p99_ms")
 			b.ReportMetric(0, "ns/op")
 		})
+	}
+}
+
+// BenchmarkLoopLatency paces 5,000 events/s for two seconds through the
+// Spine three-hop chain (stateful) and the raw franz-go chain, and reports
+// the end-to-end p50 and p99 of each (from the input's produce time to the
+// last hop's output being readable, read_committed).
+func BenchmarkLoopLatency(b *testing.B) {
+	const rate, n = 5000, 10000
+	for range b.N {
+		spine := runChain(b, n, rate, func(ctx context.Context, wg *sync.WaitGroup, brokers []string) (string, string) {
+			l := benchLayout(b, brokers)
+			return string(l.Intents()), spineChain(b, ctx, wg, brokers, l, true)
+		})
+		raw := runChain(b, n, rate, func(ctx context.Context, wg *sync.WaitGroup, brokers []string) (string, string) {
+			return rawChain(b, ctx, wg, brokers, kafkatest.Prefix(b))
+		})
+		b.ReportMetric(float64(spine.p50.Microseconds())/1000, "p50_ms")
+		b.ReportMetric(float64(spine.p99.Microseconds())/1000, "p99_ms")
+		b.ReportMetric(float64(raw.p50.Microseconds())/1000, "raw_p50_ms")
+		b.ReportMetric(float64(raw.p99.Microseconds())/1000, "raw_p99_ms")
+		b.ReportMetric(0, "ns/op")
 	}
 }
