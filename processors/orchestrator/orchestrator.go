@@ -54,6 +54,9 @@
 // Deduplication: an intent whose trace id is already known (whatever its
 // intent id) is a duplicate: no events, no rejection. An intent id is only
 // recognised under its own trace id; producers retry with the same trace id.
+// An ended run's state is kept for the retention (WithRetention, default 15
+// minutes) and then deleted, which bounds the state; a duplicate arriving
+// after that starts a new run.
 //
 // An Orchestrator is safe for concurrent use: it keeps no mutable state of
 // its own.
@@ -88,6 +91,7 @@ type Orchestrator struct {
 	versions    map[string]schemas.ContractVersion
 	maxPerActor int
 	runDeadline time.Duration
+	retention   time.Duration
 	maxSkew     time.Duration
 	now         func() time.Time
 	log         *slog.Logger
@@ -131,6 +135,13 @@ func WithMaxPerActor(n int) Option { return func(o *Orchestrator) { o.maxPerActo
 // none (deadline_ms 0); 0, the default, means none.
 func WithRunDeadline(d time.Duration) Option { return func(o *Orchestrator) { o.runDeadline = d } }
 
+// WithRetention sets how long an ended run's state is kept (default 15
+// minutes): within it a duplicate intent is recognised and late events are
+// refused as illegal transitions; after it the state is deleted (a
+// tombstone in the changelog), so state does not grow with every run ever
+// seen. 0 keeps ended runs forever.
+func WithRetention(d time.Duration) Option { return func(o *Orchestrator) { o.retention = d } }
+
 // WithMaxClockSkew sets how far in the future an intent's timestamp may be
 // (default 5 minutes).
 func WithMaxClockSkew(d time.Duration) Option { return func(o *Orchestrator) { o.maxSkew = d } }
@@ -145,11 +156,12 @@ func WithLogger(l *slog.Logger) Option { return func(o *Orchestrator) { o.log = 
 // I/O.
 func New(layout pipeline.Layout, opts ...Option) (*Orchestrator, error) {
 	o := &Orchestrator{
-		layout:   layout,
-		router:   Baseline,
-		versions: map[string]schemas.ContractVersion{thread.RouteBaseline: schemas.V1, thread.RouteCanary: schemas.V2},
-		maxSkew:  5 * time.Minute,
-		now:      time.Now,
+		layout:    layout,
+		router:    Baseline,
+		versions:  map[string]schemas.ContractVersion{thread.RouteBaseline: schemas.V1, thread.RouteCanary: schemas.V2},
+		maxSkew:   5 * time.Minute,
+		retention: 15 * time.Minute,
+		now:       time.Now,
 	}
 	WithIntentKinds(DefaultIntentKinds...)(o)
 	for _, opt := range opts {
@@ -180,7 +192,7 @@ func (o *Orchestrator) validate() error {
 		return fmt.Errorf("orchestrator: no intent kinds allowed")
 	case o.maxPerActor < 0:
 		return fmt.Errorf("orchestrator: negative max runs per actor %d", o.maxPerActor)
-	case o.runDeadline < 0, o.maxSkew < 0:
+	case o.runDeadline < 0, o.maxSkew < 0, o.retention < 0:
 		return fmt.Errorf("orchestrator: negative duration")
 	}
 	for r, v := range o.versions {
@@ -433,11 +445,17 @@ func (o *Orchestrator) Fire(ctx context.Context, key []byte, state []byte, now t
 		return pipeline.Result{}, nil
 	}
 	r, err := o.loadRun(state)
-	if err != nil || r == nil || o.flow.Terminal(r.State) {
+	if err != nil || r == nil {
 		return pipeline.Result{}, err
 	}
-	s := &step{o: o, r: r, now: now}
 	nowMs := ms(now)
+	if o.flow.Terminal(r.State) {
+		if r.Deadline > 0 && nowMs >= r.Deadline {
+			return pipeline.Result{State: nil, StateChanged: true}, nil // retention over: a tombstone
+		}
+		return pipeline.Result{}, nil
+	}
+	s := &step{o: o, r: r, now: now}
 	switch {
 	case r.RunDeadline > 0 && nowMs >= r.RunDeadline:
 		s.enter(OnRunTimeout, nil)

@@ -75,8 +75,8 @@ func TestGoldenPath(t *testing.T) {
 					t.Errorf("output on %s version %v, want %s %v", o.Topic, o.Version, h.layout.Control(), tc.version)
 				}
 			}
-			if _, ok := h.o.Deadline(h.states["tr-1"]); ok {
-				t.Error("a terminal run still has a timer")
+			if d, ok := h.o.Deadline(h.states["tr-1"]); !ok || d.Sub(h.clk.Now()) != 15*time.Minute {
+				t.Errorf("an ended run's only timer is its retention (15m), got %v in %s", ok, d.Sub(h.clk.Now()))
 			}
 		})
 	}
@@ -316,5 +316,29 @@ func TestStaleEvents(t *testing.T) {
 	}
 	if evs := h.must(h.gate(verdict(cur, true))); last(evs, thread.RunCompleted) == nil {
 		t.Fatalf("verdict on the current artifact: %v", types(evs))
+	}
+}
+
+// TestRetention: an ended run is kept for the retention (duplicates are
+// recognised, late events refused), then deleted by its timer.
+func TestRetention(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, orchestrator.WithRetention(time.Minute))
+	_, dl := drive(t, h, "tr")
+	h.must(h.gate(verdict(dl, true)))
+	h.clk.Add(59 * time.Second)
+	if evs := h.fire("tr"); len(evs) != 0 || h.states["tr"] == nil {
+		t.Fatal("the ended run was dropped before its retention")
+	}
+	if outs, err := h.intent(newIntent("tr", "alice", "summarize")); err != nil || len(outs) != 0 {
+		t.Fatalf("a duplicate within the retention: %d outputs, %v", len(outs), err)
+	}
+	h.clk.Add(time.Second)
+	h.fire("tr")
+	if _, ok := h.states["tr"]; ok {
+		t.Fatal("the ended run outlived its retention")
+	}
+	if _, err := h.data(reply(dl, thread.DataplaneStarted, 3)); pipeline.CodeOf(err) != orchestrator.CodeUnknownRun {
+		t.Fatalf("an event for a deleted run: %v", err)
 	}
 }

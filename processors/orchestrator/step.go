@@ -67,7 +67,14 @@ func (s *step) enter(on Trigger, cause *schemas.RuntimeEvent) *schemas.RuntimeEv
 		r.Dispatch = ev.SpanID
 		ev.Attributes = r.Attrs
 	case spec.Terminal:
+		// Keep a small record of the ended run for deduplication and to
+		// refuse late events, until the retention passes (then Fire
+		// deletes it).
 		r.Deadline, r.RetryAt, r.RunDeadline = 0, 0, 0
+		if s.o.retention > 0 {
+			r.Deadline = ms(s.now.Add(s.o.retention))
+		}
+		r.Dispatch, r.Delivered, r.Attrs, r.Early = "", "", nil, nil
 		if cause != nil && cause.Error != nil {
 			ev.Error = cause.Error
 		}

@@ -119,7 +119,7 @@ func TestTimeouts(t *testing.T) {
 			t.Fatalf("second timeout: %v", types(evs))
 		}
 		h.clk.Add(time.Hour)
-		if evs := h.fire("tr"); evs != nil {
+		if evs := h.fire("tr"); len(evs) != 0 {
 			t.Fatalf("a timed-out run fired again: %v", types(evs))
 		}
 	})
