@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sethvargo/go-envconfig"
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/pipeline/kafkatest"
+)
+
+// fullStack wires the whole stack as `spine up` does (registry, processors,
+// projections) on a test broker and returns a CLI runner that talks to it.
+func fullStack(t *testing.T) func(stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	brokers := kafkatest.Brokers(t)
+	cfg, err := pipeline.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{
+		"KAFKA_BROKERS":       strings.Join(brokers, ","),
+		"SPINE_TOPIC_PREFIX":  kafkatest.Prefix(t),
+		"SPINE_PARTITIONS":    "2",
+		"SPINE_REGISTRY_ADDR": "127.0.0.1:0",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pipeline.EnsureTopics(t.Context(), kadm.NewClient(kafkatest.Client(t, brokers)), pipeline.NewLayout(cfg), -1); err != nil {
+		t.Fatal(err)
+	}
+	a := &app{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, cfg: cfg, log: slog.New(slog.DiscardHandler)}
+	st := &stack{cfg: cfg, a: a, reg: prometheus.NewRegistry(), mux: http.NewServeMux(), brokers: brokers}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := st.wire(ctx); err != nil {
+		cancel()
+		t.Fatalf("wire: %v", err)
+	}
+	done := make(chan error, len(st.runners))
+	for _, r := range st.runners {
+		go func() { done <- r(ctx) }()
+	}
+	t.Cleanup(func() {
+		cancel()
+		for range st.runners {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("runner: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("runner did not stop within 30s")
+				return
+			}
+		}
+	})
+	cliCfg := *cfg
+	cliCfg.RegistryURL = st.registryURL
+	return func(stdin string, args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		a := &app{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb, cfg: &cliCfg, log: slog.New(slog.DiscardHandler)}
+		code := execute(t.Context(), a, args)
+		return code, out.String(), errb.String()
+	}
+}
+
+// The README's tour: produce intents, consume gate.*, trace one run.
+func TestCLIProduceConsumeTrace(t *testing.T) {
+	t.Parallel()
+	run := fullStack(t)
+
+	// Generated intents, v2.
+	code, out, stderr := run("", "produce", "--count", "8", "--contract", "v2", "--priority", "3")
+	if code != exitOK {
+		t.Fatalf("produce --count: exit %d: %s", code, stderr)
+	}
+	if n := strings.Count(out, "spine.intents/"); n != 8 {
+		t.Errorf("produce printed %d topic/partition@offset lines, want 8:\n%s", n, out)
+	}
+	// JSON lines on stdin, v1.
+	stdin := `{"actor":"alice","kind":"classify","input":"is this spam?","trace_id":"trace-cli-1"}
+{"actor":"bob","kind":"summarize","input":"a long text"}
+`
+	if code, _, stderr = run(stdin, "produce"); code != exitOK {
+		t.Fatalf("produce stdin: exit %d: %s", code, stderr)
+	}
+	// Bad stdin is a usage error naming the line.
+	if code, _, stderr = run("{\"actor\":\"x\",\"nope\":1}\n", "produce"); code != exitUsage || !strings.Contains(stderr, "line 1") {
+		t.Errorf("bad stdin: exit %d, %q", code, stderr)
+	}
+
+	// Every run ends with a verdict on gate.verdict, read with 'gate.*'.
+	deadline := time.Now().Add(60 * time.Second)
+	verdicts := map[string]bool{}
+	for len(verdicts) < 10 && time.Now().Before(deadline) {
+		code, out, stderr = run("", "consume", "gate.*", "-o", "start", "-n", "30")
+		if code != exitOK {
+			t.Fatalf("consume: exit %d: %s", code, stderr)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			var r struct {
+				Topic     string          `json:"topic"`
+				Key       string          `json:"key"`
+				Value     json.RawMessage `json:"value"`
+				Partition *int32          `json:"partition"`
+				Offset    *int64          `json:"offset"`
+				Timestamp int64           `json:"timestamp"`
+			}
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatalf("consume line not JSON: %v: %q", err, line)
+			}
+			if !strings.Contains(r.Topic, "gate.") || r.Partition == nil || r.Offset == nil || r.Timestamp == 0 {
+				t.Fatalf("consume line lacks rpk fields: %q", line)
+			}
+			if strings.HasSuffix(r.Topic, "gate.verdict") {
+				verdicts[r.Key] = true
+			}
+		}
+		if len(verdicts) < 10 {
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	if len(verdicts) != 10 {
+		t.Fatalf("saw verdicts for %d runs, want 10", len(verdicts))
+	}
+	if !verdicts["trace-cli-1"] {
+		t.Fatal("no verdict for trace-cli-1")
+	}
+
+	// The run's timeline, in FSM order, from intent to completion.
+	code, out, stderr = run("", "trace", "trace-cli-1")
+	if code != exitOK {
+		t.Fatalf("trace: exit %d: %s", code, stderr)
+	}
+	order := []string{"intent ", "intent.received", "run.routed", "run.dispatch", "dataplane.dispatched", "artifact.delivered", "run.gating", "gate.verdict", "run.completed"}
+	rest := out
+	for _, step := range order {
+		i := strings.Index(rest, step)
+		if i < 0 {
+			t.Fatalf("trace lacks %q after the previous steps:\n%s", step, out)
+		}
+		rest = rest[i+len(step):]
+	}
+	if code, _, stderr = run("", "trace", "no-such-trace"); code != exitError || !strings.Contains(stderr, "no record of trace") {
+		t.Errorf("unknown trace: exit %d, %q", code, stderr)
+	}
+	// Text format names the gate outcome.
+	code, out, _ = run("", "consume", "gate.verdict", "-n", "1", "-f", "text")
+	if code != exitOK || !strings.Contains(out, "gate.verdict") || !strings.Contains(out, "passed=") {
+		t.Errorf("consume -f text: exit %d, %q", code, out)
+	}
+}
+
+func TestCLIConsumeRejectsBadFlags(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"consume", "gate.*", "-o", "middle"},
+		{"consume", "gate.*", "-f", "xml"},
+		{"consume", "gate.(", "-n", "1"},
+		{"consume"},
+		{"produce", "--contract", "v9", "--count", "1"},
+	} {
+		code, _, stderr := runCLI(t, "", args...)
+		if code != exitUsage {
+			t.Errorf("%v: exit %d, want 2 (%s)", args, code, stderr)
+		}
+	}
+}
