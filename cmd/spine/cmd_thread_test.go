@@ -22,6 +22,13 @@ import (
 // projections) on a test broker and returns a CLI runner that talks to it.
 func fullStack(t *testing.T) func(stdin string, args ...string) (int, string, string) {
 	t.Helper()
+	run, _, _ := fullStackCfg(t)
+	return run
+}
+
+// fullStackCfg is fullStack that also returns the config and registry URL.
+func fullStackCfg(t *testing.T) (func(stdin string, args ...string) (int, string, string), *pipeline.Config, string) {
+	t.Helper()
 	brokers := kafkatest.Brokers(t)
 	cfg, err := pipeline.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{
 		"KAFKA_BROKERS":       strings.Join(brokers, ","),
@@ -67,7 +74,7 @@ func fullStack(t *testing.T) func(stdin string, args ...string) (int, string, st
 		a := &app{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb, cfg: &cliCfg, log: slog.New(slog.DiscardHandler)}
 		code := execute(t.Context(), a, args)
 		return code, out.String(), errb.String()
-	}
+	}, cfg, st.registryURL
 }
 
 // The README's tour: produce intents, consume gate.*, trace one run.
