@@ -44,6 +44,7 @@ func ExampleHashRouter() {
 			canary++
 		}
 	}
-	fmt.Println(canary/100, "% canary, sticky:", r.Route("trace-7", "") == r.Route("trace-7", ""))
+	first := r.Route("trace-7", "alice")
+	fmt.Println(canary/100, "% canary, sticky:", r.Route("trace-7", "alice") == first)
 	// Output: 20 % canary, sticky: true
 }

@@ -11,7 +11,7 @@ func TestIDs(t *testing.T) {
 	if thread.ID("t", "ab", "c") == thread.ID("t", "a", "bc") {
 		t.Fatal("parts are not separated")
 	}
-	if thread.ID("t", "o", "1") != thread.ID("t", "o", "1") {
+	if a, b := thread.ID("t", "o", "1"), thread.ID("t", "o", "1"); a != b {
 		t.Fatal("ids are not deterministic")
 	}
 	if len(thread.ID("t")) != 32 || len(thread.SpanID("t")) != 16 {
