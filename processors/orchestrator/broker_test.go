@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -316,6 +317,88 @@ func TestTimeoutsOnBroker(t *testing.T) {
 		want := []string{thread.IntentReceived, thread.RunRouted, thread.RunDispatch, thread.RunRetryScheduled, thread.RunDispatch, thread.RunTimedOut}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%s: %v, want %v", trace, types(evs), want)
+		}
+	}
+}
+
+// TestArbitrationOnBroker: with at most two runs per actor, the ledger on
+// spine.control (read back by the orchestrator) queues the rest by
+// priority; every run completes and no more than two of one actor are ever
+// between dispatch and their end.
+func TestArbitrationOnBroker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("broker test")
+	}
+	t.Parallel()
+	e := newBrokerEnv(t)
+	o, err := orchestrator.New(e.layout, orchestrator.WithMaxPerActor(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := synthetic.Default()
+	slow.LatencyMean, slow.LatencyP99 = 30*time.Millisecond, 30*time.Millisecond
+	dp, err := dataplane.New(e.layout, dataplane.Config{Routes: map[string]synthetic.Params{"baseline": slow}, Sleep: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gr, err := gatesrunner.New(e.layout, gatesrunner.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.start(t, orchestrator.Name, "a", o)
+	e.start(t, dataplane.Name, "a", dp)
+	e.start(t, gatesrunner.Name, "a", gr)
+	const n = 24
+	var its []*schemas.Intent
+	for i := range n {
+		it := newIntent(fmt.Sprintf("arb-%d", i), fmt.Sprintf("actor-%d", i%2), "summarize")
+		it.Timestamp = time.Now()
+		it.Priority = int32(i % 3)
+		its = append(its, it)
+	}
+	e.produceIntents(t, its, schemas.V2)
+	byRun := e.readControl(t, 60*time.Second, allEnded(n))
+	type edge struct {
+		at    time.Time
+		delta int
+	}
+	perActor := map[string][]edge{}
+	queued := 0
+	for trace, evs := range byRun {
+		if k, last := terminals(evs); k != 1 || last != thread.RunCompleted {
+			t.Errorf("%s: %d terminals, last %s", trace, k, last)
+		}
+		if d := last(evs, thread.RunDispatch); d != nil {
+			first := evs[0]
+			for _, ev := range evs {
+				if ev.EventType == thread.RunDispatch {
+					first = ev
+					break
+				}
+			}
+			end := evs[len(evs)-1]
+			perActor[d.Actor] = append(perActor[d.Actor], edge{first.Timestamp, 1}, edge{end.Timestamp, -1})
+		}
+		if last(evs, thread.RunQueued) != nil {
+			queued++
+		}
+	}
+	if queued == 0 {
+		t.Fatal("no run was ever queued")
+	}
+	for actor, edges := range perActor {
+		slices.SortFunc(edges, func(a, b edge) int {
+			if c := a.at.Compare(b.at); c != 0 {
+				return c
+			}
+			return a.delta - b.delta // an end before a start at the same millisecond
+		})
+		running := 0
+		for _, e := range edges {
+			running += e.delta
+			if running > 2 {
+				t.Fatalf("%s had %d runs at once at %s", actor, running, e.at)
+			}
 		}
 	}
 }
