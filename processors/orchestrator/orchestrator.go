@@ -417,7 +417,8 @@ func (s *step) verdict(ev *schemas.RuntimeEvent) {
 }
 
 // Deadline implements pipeline.Timed: the earliest of the run's pending
-// retry, state timeout and end-to-end deadline.
+// retry, state timeout and end-to-end deadline; for an ended run, the end of
+// its retention.
 func (o *Orchestrator) Deadline(state []byte) (time.Time, bool) {
 	r, err := o.loadRun(state)
 	if err != nil || r == nil {
@@ -438,8 +439,9 @@ func (o *Orchestrator) Deadline(state []byte) (time.Time, bool) {
 // Fire implements pipeline.Timed. It acts on the deadlines state holds that
 // are due at now, in this order: the run's end-to-end deadline (timed_out),
 // a pending retry (re-dispatch), the state's timeout (retry per policy, else
-// the state's fallback). A state with nothing due is left unchanged, so a
-// timer that fires late, twice, or after the run moved on does nothing.
+// the state's fallback); an ended run whose retention is over is deleted.
+// A state with nothing due is left unchanged, so a timer that fires late,
+// twice, or after the run moved on does nothing.
 func (o *Orchestrator) Fire(ctx context.Context, key []byte, state []byte, now time.Time) (pipeline.Result, error) {
 	if _, ok := thread.IsActorKey(key); ok {
 		return pipeline.Result{}, nil
