@@ -167,6 +167,19 @@ type Config struct {
 	// mean score (a drifted model). Default 0.
 	CanaryScoreShift float64 `env:"SPINE_CANARY_SCORE_SHIFT, default=0"`
 
+	// GroupSessionTimeout is SPINE_GROUP_SESSION_TIMEOUT, how long a
+	// processor instance that stopped heartbeating (crashed) keeps its
+	// partitions before the group moves them. Apache Kafka accepts 6s..30s
+	// by default. Default 10s.
+	GroupSessionTimeout time.Duration `env:"SPINE_GROUP_SESSION_TIMEOUT, default=10s"`
+	// StaticMembership is SPINE_STATIC_MEMBERSHIP: processors join their
+	// group as static members named by their transactional id, so an
+	// instance restarted with the same SPINE_INSTANCE_ID takes its
+	// partitions back at once instead of after the session timeout; the
+	// price is that a cleanly stopped static member does not leave the
+	// group either. Default false.
+	StaticMembership bool `env:"SPINE_STATIC_MEMBERSHIP, default=false"`
+
 	// LogLevel is SPINE_LOG_LEVEL: debug, info, warn or error. Default info.
 	LogLevel string `env:"SPINE_LOG_LEVEL, default=info"`
 	// LogFormat is SPINE_LOG_FORMAT: text or json. Default text.
@@ -192,7 +205,7 @@ func EnvVars() []string {
 		"SPINE_DATA_DIR", "SPINE_EMBEDDED_BROKERS", "SPINE_KAFKA_PORT",
 		"SPINE_REGISTRY_ADDR", "SPINE_HTTP_ADDR", "SPINE_METRICS_ADDR",
 		"SPINE_SHUTDOWN_TIMEOUT", "SPINE_INSTANCE_ID", "SPINE_BATCH_MAX_RECORDS",
-		"SPINE_TRANSACTION_TIMEOUT", "SPINE_LOG_LEVEL", "SPINE_LOG_FORMAT",
+		"SPINE_TRANSACTION_TIMEOUT", "SPINE_GROUP_SESSION_TIMEOUT", "SPINE_STATIC_MEMBERSHIP", "SPINE_LOG_LEVEL", "SPINE_LOG_FORMAT",
 		"SPINE_INTENT_KINDS", "SPINE_MAX_RUNS_PER_ACTOR", "SPINE_EXEC_TIMEOUT", "SPINE_GATE_TIMEOUT",
 		"SPINE_RUN_DEADLINE", "SPINE_RETRY_MAX_ATTEMPTS", "SPINE_RETRY_INITIAL_INTERVAL",
 		"SPINE_RETRY_BACKOFF_COEFFICIENT", "SPINE_RETRY_MAX_INTERVAL", "SPINE_LATENCY_BUDGET",
@@ -360,6 +373,9 @@ func (c *Config) validate() []error {
 	}
 	if c.BatchMaxRecords < 1 {
 		bad("SPINE_BATCH_MAX_RECORDS: %d must be at least 1", c.BatchMaxRecords)
+	}
+	if c.GroupSessionTimeout < time.Second {
+		bad("SPINE_GROUP_SESSION_TIMEOUT: %s must be at least 1s", c.GroupSessionTimeout)
 	}
 	if c.TransactionTimeout < time.Second {
 		bad("SPINE_TRANSACTION_TIMEOUT: %s must be at least 1s", c.TransactionTimeout)

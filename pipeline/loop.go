@@ -219,7 +219,8 @@ func (c *processorConfig) validate(name string, h Handler) error {
 }
 
 // ProcessorOpts returns the options a Config implies: the cluster, the
-// layout, the instance id, batch size, transaction and shutdown timeouts.
+// layout, the instance id, batch size, transaction, group and shutdown
+// timeouts, static membership.
 // brokers overrides c.Brokers (the embedded broker's addresses).
 func (c *Config) ProcessorOpts(brokers ...string) ([]ProcessorOpt, error) {
 	kopts, err := c.KafkaOpts(brokers...)
@@ -239,6 +240,12 @@ func (c *Config) ProcessorOpts(brokers ...string) ([]ProcessorOpt, error) {
 	}
 	if c.TransactionTimeout > 0 {
 		opts = append(opts, WithTransactionTimeout(c.TransactionTimeout))
+	}
+	if c.GroupSessionTimeout > 0 {
+		opts = append(opts, WithGroupTimeouts(c.GroupSessionTimeout, max(30*time.Second, 3*c.TransactionTimeout)))
+	}
+	if c.StaticMembership {
+		opts = append(opts, WithStaticMembership())
 	}
 	return opts, nil
 }
