@@ -69,6 +69,9 @@ func TestGoldenPath(t *testing.T) {
 	if routes[thread.RouteBaseline] == 0 || routes[thread.RouteCanary] == 0 {
 		t.Errorf("runs per route %v: want both routes", routes)
 	}
+	if rep.stale != 0 || rep.illegal != 0 {
+		t.Errorf("%d stale answers and %d refused transitions on the golden path, want none", rep.stale, rep.illegal)
+	}
 	if d := committed.dlqLen(); d != 0 {
 		t.Errorf("%d dead letters from good intents", d)
 	}

@@ -262,6 +262,9 @@ func TestBadInput(t *testing.T) {
 
 	flow := orchestrator.MustStateflow(defaultStates(s.cfg))
 	rep := checkThread(t, committed, flow, traces)
+	if rep.stale != 0 || rep.illegal != 0 {
+		t.Errorf("%d stale answers and %d refused transitions in good runs, want none", rep.stale, rep.illegal)
+	}
 	if got := rep.outcomes[thread.RunCompleted] + rep.outcomes[thread.RunRejected]; got != nGood {
 		t.Errorf("%d good runs ended by their verdict, want %d (%v)", got, nGood, rep.outcomes)
 	}

@@ -185,12 +185,22 @@ type threadReport struct {
 	outcomes  map[string]int // terminal event type → runs
 	perTrace  map[string][]event
 	dispatchN map[string]int // run.dispatch events per trace
+	// stale counts run.stale_event: a data-plane answer to an attempt the
+	// run already gave up on (legal, recorded).
+	stale int
+	// illegal counts run.illegal_transition: an input the stateflow does
+	// not accept in the run's state (say, an answer after the run ended),
+	// refused and recorded.
+	illegal int
 }
 
 // checkThread asserts the invariants of the committed thread for the runs
 // in traces: exactly one terminal outcome each and none for other runs, no
 // event_id twice, every run's control events a path through the stateflow
-// (from nothing to its terminal state, the terminal event last), every
+// (from nothing to its terminal state, then nothing but refused inputs;
+// retries, stale answers and refused inputs recorded in the run's state
+// at the time, recorded in the state they were refused in),
+// every
 // data-plane event answering one of the run's dispatches and every gate
 // event one of its artifacts, and no thread record that fails to decode.
 func checkThread(t testing.TB, c *collector, flow *orchestrator.Stateflow, traces map[string]bool) threadReport {
@@ -273,7 +283,13 @@ func checkThread(t testing.TB, c *collector, flow *orchestrator.Stateflow, trace
 					fail("run %s: %v: no transition %q → %q in the stateflow (events %v)", tr, e, state, to, control)
 				}
 				state = to
-			case e.ev.EventType == thread.RunRetryScheduled:
+			case e.ev.EventType == thread.RunRetryScheduled || e.ev.EventType == thread.RunStale || e.ev.EventType == thread.RunIllegal:
+				switch e.ev.EventType {
+				case thread.RunStale:
+					rep.stale++
+				case thread.RunIllegal:
+					rep.illegal++
+				}
 				if to != state {
 					fail("run %s: %v in state %q, the run is in %q", tr, e, to, state)
 				}
@@ -283,8 +299,10 @@ func checkThread(t testing.TB, c *collector, flow *orchestrator.Stateflow, trace
 			if terminalTypes[e.ev.EventType] {
 				terminals++
 				rep.outcomes[e.ev.EventType]++
-				if i != len(control)-1 {
-					fail("run %s: terminal %v is not the run's last control event (events %v)", tr, e, control)
+				for _, later := range control[i+1:] {
+					if later.ev.EventType != thread.RunIllegal && later.ev.EventType != thread.RunStale {
+						fail("run %s: %v after the terminal %v (events %v)", tr, later, e, control)
+					}
 				}
 			}
 		}

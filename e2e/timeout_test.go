@@ -1,0 +1,207 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/spinerun/spine/processors/dataplane"
+	gatesrunner "github.com/spinerun/spine/processors/gates"
+	"github.com/spinerun/spine/processors/orchestrator"
+	"github.com/spinerun/spine/processors/thread"
+	"github.com/spinerun/spine/schemas"
+)
+
+// checkTimedOut asserts each run of traces took its retries per the policy
+// and then the fallback: exactly MaximumAttempts dispatches (attempts 0, 1,
+// …), one run.retry_scheduled between consecutive ones, each retry no
+// earlier than the state's timeout after the state was entered and each
+// re-dispatch no earlier than the backoff after its retry was scheduled,
+// and run.timed_out last (checkThread checks it is the only terminal).
+func checkTimedOut(t *testing.T, s *stack, rep threadReport, traces map[string]bool) {
+	t.Helper()
+	policy := retryPolicy(s.cfg)
+	want := int(policy.MaximumAttempts)
+	errs := 0
+	fail := func(format string, args ...any) {
+		if errs++; errs <= 10 {
+			t.Errorf(format, args...)
+		}
+	}
+	// Event timestamps are milliseconds; allow for the truncation.
+	const slack = 2 * time.Millisecond
+	for tr := range traces {
+		var control []event
+		for _, e := range rep.perTrace[tr] {
+			if e.ev.Phase == "control_plane" {
+				control = append(control, e)
+			}
+		}
+		var dispatches, retries int32
+		var entered, scheduled time.Time
+		for _, e := range control {
+			ev := e.ev
+			switch ev.EventType {
+			case thread.RunDispatch:
+				// attempt is a V2 field: V1 (baseline) events carry 0.
+				if ev.SchemaVersion == schemas.V2 && ev.Attempt != dispatches {
+					fail("run %s: dispatch %d has attempt %d", tr, dispatches, ev.Attempt)
+				}
+				if dispatches > 0 {
+					if gap := ev.Timestamp.Sub(scheduled); gap+slack < policy.Backoff(dispatches) {
+						fail("run %s: attempt %d dispatched %s after its retry was scheduled, backoff is %s", tr, dispatches, gap, policy.Backoff(dispatches))
+					}
+				}
+				dispatches++
+				entered = ev.Timestamp
+			case thread.RunExecuting:
+				entered = ev.Timestamp
+			case thread.RunRetryScheduled, thread.RunTimedOut:
+				if gap := ev.Timestamp.Sub(entered); gap+slack < s.cfg.ExecTimeout {
+					fail("run %s: %s %s after the state was entered, timeout is %s", tr, ev.EventType, gap, s.cfg.ExecTimeout)
+				}
+				if ev.EventType == thread.RunRetryScheduled {
+					retries++
+					scheduled = ev.Timestamp
+				}
+			}
+		}
+		if int(dispatches) != want || int(retries) != want-1 {
+			fail("run %s: %d dispatches and %d retries, want %d and %d", tr, dispatches, retries, want, want-1)
+		}
+		ended := ""
+		for _, e := range control {
+			if terminalTypes[e.ev.EventType] {
+				ended = e.ev.EventType
+			}
+		}
+		if ended != thread.RunTimedOut {
+			fail("run %s does not end timed out: %v", tr, control)
+		}
+	}
+	if rep.outcomes[thread.RunTimedOut] != len(traces) {
+		t.Errorf("outcomes %v, want %d timed out", rep.outcomes, len(traces))
+	}
+}
+
+// timeoutEnv is a short stateflow: a dispatch or execution times out after
+// exec, three attempts 150 ms then 300 ms apart, and a data plane whose
+// executor never answers.
+func timeoutEnv(exec string) map[string]string {
+	return map[string]string{
+		"SPINE_EXEC_TIMEOUT":           exec,
+		"SPINE_RETRY_MAX_ATTEMPTS":     "3",
+		"SPINE_RETRY_INITIAL_INTERVAL": "150ms",
+		"SPINE_RETRY_MAX_INTERVAL":     "1s",
+		"SPINE_SYNTHETIC_HANG_RATE":    "1",
+	}
+}
+
+// TestTimeouts: with a data plane that never answers (the synthetic
+// executor hangs every execution), every run times out in executing,
+// is re-dispatched per the retry policy (MaximumAttempts dispatches, the
+// backoff between them), then takes the fallback, run.timed_out.
+func TestTimeouts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end")
+	}
+	t.Parallel()
+	const n = 200
+	s := newStack(t, nil, timeoutEnv("400ms"))
+	committed := s.collect(t, true)
+	s.startAll(canaryRouter)
+	outs := intents("to", n)
+	traces := map[string]bool{}
+	for _, o := range outs {
+		traces[string(o.Key)] = true
+	}
+	s.produce(t.Context(), outs)
+	waitFor(t, 60*time.Second, func() bool { return committed.terminalCount() >= n },
+		func() string { return fmt.Sprintf("%d runs timed out (have %d)", n, committed.terminalCount()) })
+	committed.settle(time.Second)
+	flow := orchestrator.MustStateflow(defaultStates(s.cfg))
+	rep := checkThread(t, committed, flow, traces)
+	checkTimedOut(t, s, rep, traces)
+	// The data plane answered each dispatch with dispatched and started,
+	// then nothing.
+	all, _ := committed.snapshot()
+	kinds := map[string]int{}
+	for _, e := range all {
+		if e.ev.Phase == "data_plane" {
+			kinds[e.ev.EventType]++
+		}
+	}
+	if kinds[thread.DataplaneStarted] != 3*n || kinds[thread.ArtifactDelivered] != 0 {
+		t.Errorf("data-plane events %v, want %d started and no artifact", kinds, 3*n)
+	}
+}
+
+// TestTimeoutsAcrossRestart runs the orchestrator as a child process
+// (`spine run orchestrator`) and SIGKILLs it while every run's timer is
+// pending, twice, restarting it after the deadlines have passed: the timers
+// fire after the restart, exactly once each, and every run still retries
+// per policy and ends timed out once.
+func TestTimeoutsAcrossRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	t.Parallel()
+	const n = 200
+	spineBinary(t)
+	s := newStack(t, embeddedNoCompaction(t), timeoutEnv("2s"))
+	committed := s.collect(t, true)
+	s.start(dataplane.Name, "e2e", nil)
+	s.start(gatesrunner.Name, "e2e", nil)
+	orch := s.spawn(t, orchestrator.Name, "timers")
+	outs := intents("tor", n)
+	traces := map[string]bool{}
+	for _, o := range outs {
+		traces[string(o.Key)] = true
+	}
+	s.produce(t.Context(), outs)
+
+	countType := func(typ string) func() int {
+		return func() int {
+			committed.mu.Lock()
+			defer committed.mu.Unlock()
+			c := 0
+			for _, e := range committed.events {
+				if e.ev.EventType == typ {
+					c++
+				}
+			}
+			return c
+		}
+	}
+	executing, retries := countType(thread.RunExecuting), countType(thread.RunRetryScheduled)
+	// 1: every run is executing (its timeout pending): kill, wait past the
+	// deadline, restart.
+	waitFor(t, 60*time.Second, func() bool { return executing() >= n },
+		func() string { return fmt.Sprintf("%d runs executing (have %d)", n, executing()) })
+	orch.kill(t)
+	t.Logf("killed the orchestrator with %d runs executing, %d retries scheduled", executing(), retries())
+	time.Sleep(s.cfg.ExecTimeout + 500*time.Millisecond)
+	orch = s.spawn(t, orchestrator.Name, "timers")
+	// 2: once the first timers fired after the restart, kill again while the
+	// rest (retries, second attempts' timeouts) are pending.
+	waitFor(t, 60*time.Second, func() bool { return retries() >= n },
+		func() string { return fmt.Sprintf("%d retries after the restart (have %d)", n, retries()) })
+	orch.kill(t)
+	t.Logf("killed the orchestrator again with %d retries scheduled", retries())
+	time.Sleep(time.Second)
+	orch = s.spawn(t, orchestrator.Name, "timers")
+
+	waitFor(t, 90*time.Second, func() bool { return committed.terminalCount() >= n },
+		func() string { return fmt.Sprintf("%d runs timed out (have %d)", n, committed.terminalCount()) })
+	committed.settle(1500 * time.Millisecond)
+	if !orch.alive() {
+		t.Error("the orchestrator exited on its own")
+	}
+	flow := orchestrator.MustStateflow(defaultStates(s.cfg))
+	rep := checkThread(t, committed, flow, traces)
+	checkTimedOut(t, s, rep, traces)
+	// After a restart, overdue timers may fire before the data plane's
+	// answers that waited in spine.dataplane are read: those answers are
+	// then stale or refused (recorded), never acted on.
+	t.Logf("%d stale answers and %d refused late answers recorded", rep.stale, rep.illegal)
+}
