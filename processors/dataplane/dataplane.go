@@ -38,7 +38,10 @@ type Config struct {
 	// Routes are the synthetic executor's parameters per route (baseline,
 	// canary); a missing baseline gets synthetic.Default().
 	Routes map[string]synthetic.Params
-	// Sleep makes the synthetic executor really wait its latency.
+	// Sleep makes the synthetic executor really wait its latency. The loop
+	// handles a partition's records one after another, so with Sleep the
+	// throughput is at most partitions / mean latency per instance; leave it
+	// off for load tests (the gates judge the reported latency).
 	Sleep bool
 	// ExecTimeout bounds one execution; 0 means none.
 	ExecTimeout time.Duration
