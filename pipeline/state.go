@@ -54,29 +54,6 @@ func (s *store) dropAll() {
 	s.mu.Unlock()
 }
 
-// owned returns the partitions with restored state.
-func (s *store) owned() []int32 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]int32, 0, len(s.parts))
-	for p := range s.parts {
-		out = append(out, p)
-	}
-	slices.Sort(out)
-	return out
-}
-
-// size returns the number of keys held.
-func (s *store) size() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, ps := range s.parts {
-		n += len(ps.data)
-	}
-	return n
-}
-
 // dueTimers pops the timers due at now from every partition.
 func (s *store) dueTimers(now time.Time) map[int32][]timer {
 	s.mu.Lock()
