@@ -135,6 +135,7 @@ func TestRunnerConfig(t *testing.T) {
 		{checks.Schema(), checks.Schema()},
 		{checks.CheckFunc{CheckName: "verdict"}},
 		{checks.CheckFunc{CheckName: ""}},
+		{checks.CheckFunc{CheckName: "astrology"}},
 	} {
 		if _, err := gatesrunner.New(pipeline.Layout{}, gatesrunner.Config{Checks: cs}); err == nil {
 			t.Errorf("accepted checks %v", cs)
