@@ -62,7 +62,9 @@ type CanaryPolicy struct {
 	// gate (0..1).
 	GatePassRateMin float64 `json:"gate_pass_rate_min"`
 	// LatencyP99MaxRatio is the highest acceptable canary p99 latency as a
-	// multiple of the baseline's p99 (for example 1.2).
+	// multiple of the baseline's p99 (for example 1.2). With fewer than 500
+	// runs a side p95 is compared instead, below 100 the median (a tail
+	// quantile needs observations beyond it).
 	LatencyP99MaxRatio float64 `json:"latency_p99_max_ratio"`
 	// LatencyP99MaxMs is the highest acceptable canary p99 latency in ms.
 	LatencyP99MaxMs float64 `json:"latency_p99_max_ms"`
@@ -326,20 +328,21 @@ func canaryChecks(p CanaryPolicy, e CanaryEvidence) []CanaryCheck {
 			out = append(out, ch)
 		}
 	}
-	if p.LatencyP99MaxRatio > 0 && b.Latency.P99 > 0 {
-		ch := CanaryCheck{Name: "latency_p99_ratio", Baseline: b.Latency.P99, Canary: c.Latency.P99, Threshold: p.LatencyP99MaxRatio}
-		ratio := c.Latency.P99 / b.Latency.P99
+	q, bl, cl := tailLatency(b, c)
+	if p.LatencyP99MaxRatio > 0 && bl > 0 {
+		ch := CanaryCheck{Name: "latency_" + q + "_ratio", Baseline: bl, Canary: cl, Threshold: p.LatencyP99MaxRatio}
+		ratio := cl / bl
 		ch.Passed = ratio <= ch.Threshold
 		if !ch.Passed {
-			ch.Reason = fmt.Sprintf("p99 latency %.0f ms is %.2f× the baseline's %.0f ms, above %.2f×", ch.Canary, ratio, ch.Baseline, ch.Threshold)
+			ch.Reason = fmt.Sprintf("%s latency %.0f ms is %.2f× the baseline's %.0f ms, above %.2f×", q, cl, ratio, bl, ch.Threshold)
 		}
 		out = append(out, ch)
 	}
 	if p.LatencyP99MaxMs > 0 {
-		ch := CanaryCheck{Name: "latency_p99_ms", Baseline: b.Latency.P99, Canary: c.Latency.P99, Threshold: p.LatencyP99MaxMs}
+		ch := CanaryCheck{Name: "latency_" + q + "_ms", Baseline: bl, Canary: cl, Threshold: p.LatencyP99MaxMs}
 		ch.Passed = ch.Canary <= ch.Threshold
 		if !ch.Passed {
-			ch.Reason = fmt.Sprintf("p99 latency %.0f ms above %.0f ms (baseline %.0f ms)", ch.Canary, ch.Threshold, ch.Baseline)
+			ch.Reason = fmt.Sprintf("%s latency %.0f ms above %.0f ms (baseline %.0f ms)", q, cl, ch.Threshold, bl)
 		}
 		out = append(out, ch)
 	}
@@ -348,20 +351,73 @@ func canaryChecks(p CanaryPolicy, e CanaryEvidence) []CanaryCheck {
 		if m == "" {
 			m = DriftPSI
 		}
-		var v float64
+		var v, noise float64
 		if m == DriftKS {
-			v = KS(b.Scores, c.Scores)
+			v, noise = KS(b.Scores, c.Scores), KSNoise(sum(b.Scores), sum(c.Scores))
 		} else {
-			v = PSI(b.Scores, c.Scores)
+			v, noise = PSI(b.Scores, c.Scores), PSINoise(occupied(b.Scores, c.Scores), sum(b.Scores), sum(c.Scores))
 		}
-		ch := CanaryCheck{Name: "score_drift_" + string(m), Baseline: 0, Canary: v, Threshold: p.DriftMax}
-		ch.Passed = v <= ch.Threshold
+		// Baseline carries the drift two samples of these sizes show by
+		// chance; the canary passes while its drift beyond that stays
+		// under the threshold.
+		ch := CanaryCheck{Name: "score_drift_" + string(m), Baseline: noise, Canary: v, Threshold: p.DriftMax}
+		ch.Passed = v-noise <= ch.Threshold
 		if !ch.Passed {
-			ch.Reason = fmt.Sprintf("score drift %s %.4f above %.4f", m, v, ch.Threshold)
+			ch.Reason = fmt.Sprintf("score drift %s %.4f (%.4f expected by chance) above %.4f", m, v, noise, ch.Threshold)
 		}
 		out = append(out, ch)
 	}
 	return out
+}
+
+// tailSamples is the number of observations a tail quantile needs beyond
+// it to be more than one outlier: p99 is compared from 500 runs a side,
+// p95 from 100; below that the median stands in, so that one slow run in a
+// small sample cannot roll a rollout back.
+const tailSamples = 5
+
+// tailLatency returns the highest latency quantile both sides' sample sizes
+// support (p99, p95 or p50) and both sides' values of it.
+func tailLatency(b, c CanarySide) (name string, bv, cv float64) {
+	n := min(b.Runs, c.Runs)
+	switch {
+	case n >= tailSamples*100:
+		return "p99", b.Latency.P99, c.Latency.P99
+	case n >= tailSamples*20:
+		return "p95", b.Latency.P95, c.Latency.P95
+	}
+	return "p50", b.Latency.P50, c.Latency.P50
+}
+
+// occupied counts the bins where either vector has counts.
+func occupied(a, b []float64) int {
+	k := 0
+	for i := range min(len(a), len(b)) {
+		if a[i] > 0 || b[i] > 0 {
+			k++
+		}
+	}
+	return k
+}
+
+// PSINoise is the PSI two samples of sizes n and m drawn from one
+// distribution show by chance over k occupied bins: PSI is a symmetrised
+// chi-square divergence, whose expectation under the null is about
+// (k−1)·(1/n + 1/m).
+func PSINoise(k int, n, m float64) float64 {
+	if k < 2 || n <= 0 || m <= 0 {
+		return 0
+	}
+	return float64(k-1) * (1/n + 1/m)
+}
+
+// KSNoise is the two-sample KS critical value at the 5% level for samples
+// of sizes n and m: 1.358·√((n+m)/(n·m)).
+func KSNoise(n, m float64) float64 {
+	if n <= 0 || m <= 0 {
+		return 0
+	}
+	return 1.358 * math.Sqrt((n+m)/(n*m))
 }
 
 func sum(xs []float64) float64 {
@@ -374,25 +430,30 @@ func sum(xs []float64) float64 {
 	return s
 }
 
-// psiFloor replaces an empty bin's share, so PSI stays finite.
-const psiFloor = 1e-4
+// psiPseudo is the pseudo-count added to every occupied bin before PSI
+// takes shares (additive smoothing), so a bin one small sample happens to
+// miss does not count as a share of zero.
+const psiPseudo = 0.5
 
 // PSI is the population stability index of actual against expected, two
 // count vectors over the same bins: Σ (a−e)·ln(a/e) over the bins' shares,
-// an empty bin counted as a share of 1e-4. It is 0 for equal distributions
-// and grows with the shift. Vectors of different length are compared over
-// the shorter; an empty vector gives 0.
+// after adding 0.5 to the counts of every bin either vector occupies. It
+// is 0 for equal distributions and grows with the shift. Vectors of
+// different length are compared over the shorter; an empty vector gives 0.
 func PSI(expected, actual []float64) float64 {
 	n := min(len(expected), len(actual))
 	se, sa := sum(expected[:n]), sum(actual[:n])
 	if se <= 0 || sa <= 0 {
 		return 0
 	}
+	k := float64(occupied(expected[:n], actual[:n]))
 	var psi float64
 	for i := range n {
-		e := max(expected[i], 0) / se
-		a := max(actual[i], 0) / sa
-		e, a = max(e, psiFloor), max(a, psiFloor)
+		if expected[i] <= 0 && actual[i] <= 0 {
+			continue
+		}
+		e := (max(expected[i], 0) + psiPseudo) / (se + psiPseudo*k)
+		a := (max(actual[i], 0) + psiPseudo) / (sa + psiPseudo*k)
 		psi += (a - e) * math.Log(a/e)
 	}
 	return psi

@@ -196,78 +196,7 @@ func startLoadtestStack(ctx context.Context, a *app, base *pipeline.Config, o lo
 }
 
 func runLoadtest(ctx context.Context, a *app, cfg *pipeline.Config, o loadtestOpts) error {
-	target := "external stack"
-	external := o.external || !cfg.Embedded()
-	if external {
-		if o.v2LatencyMs > 0 || o.v2FailureRate >= 0 || o.v2ScoreShift != 0 {
-			fmt.Fprintln(a.stderr, "spine loadtest: --v2-* apply to the in-process stack only; an external stack's canary executor is set by its SPINE_CANARY_* variables")
-		}
-		target = fmt.Sprintf("external stack at %v", cliBrokers(cfg))
-	} else {
-		fmt.Fprintln(a.stderr, "starting the stack in this process...")
-		c, stop, err := startLoadtestStack(ctx, a, cfg, o)
-		if err != nil {
-			return err
-		}
-		defer stop()
-		cfg = c
-		target = fmt.Sprintf("in-process embedded stack (%d partitions, synthetic executor)", cfg.Partitions)
-		fmt.Fprintf(a.stderr, "stack up: kafka %v, registry %s, http http://%s/\n", cliBrokers(cfg), cliRegistryURL(cfg), cfg.HTTPAddr)
-	}
-
-	layout := pipeline.NewLayout(cfg)
-	kopts, err := cliKafkaOpts(cfg)
-	if err != nil {
-		return err
-	}
-	srcl, err := newSRClient(cfg, cliRegistryURL(cfg))
-	if err != nil {
-		return err
-	}
-	serde, err := schemas.NewSerde(srcl)
-	if err != nil {
-		return err
-	}
-	codec := pipeline.NewSchemaCodec(serde, layout)
-
-	flags := pipeline.NewFlags(kopts, layout, pipeline.WithFlagsLogger(a.log))
-	fctx, stopFlags := context.WithCancel(ctx)
-	fdone := make(chan error, 1)
-	go func() { fdone <- flags.Run(fctx) }()
-	defer func() { stopFlags(); <-fdone }()
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = flags.WaitReady(wctx)
-	cancel()
-	if err != nil {
-		return err
-	}
-
-	r := flags.Rollout()
-	r.Weight = int(o.canary*100 + 0.5)
-	r.StepWeight = int(o.stepWeight*100 + 0.5)
-	r.MaxWeight = int(o.maxWeight*100 + 0.5)
-	r.Interval = pipeline.Duration(o.interval)
-	r.MinSamples = o.minSamples
-	r.FailureLimit = o.failureLimit
-	r.Phase, r.PauseReason, r.Failures = pipeline.PhaseProgressing, "", 0
-	if err := r.Validate(); err != nil {
-		return usageError{err}
-	}
-
-	lcfg := loadtest.Config{
-		Rate: o.rate, Duration: o.duration, Drain: o.drain, Rollout: r,
-		Kafka: kopts, Layout: layout, Codec: codec, Flags: flags, Actors: o.actors,
-		Progress: a.stderr, Logger: a.log,
-		Params: loadtest.Params{
-			Rate: o.rate, Duration: o.duration.String(), CanaryPct: o.canary,
-			V2LatencyMs: o.v2LatencyMs, V2FailureRate: max(o.v2FailureRate, 0), V2ScoreShift: o.v2ScoreShift,
-			Partitions: layout.Partitions, Target: target,
-		},
-	}
-	if o.rawRecords > 0 {
-		lcfg.Chain = &loadtest.ChainConfig{Records: o.rawRecords, Partitions: layout.Partitions}
-	}
-	rep, err := loadtest.Run(ctx, lcfg)
+	rep, err := loadtestReport(ctx, a, cfg, o)
 	if err != nil {
 		return err
 	}
@@ -290,4 +219,81 @@ func runLoadtest(ctx context.Context, a *app, cfg *pipeline.Config, o loadtestOp
 	}
 	fmt.Fprintf(a.stdout, "report: %s\n        %s\n", hp, jp)
 	return nil
+}
+
+// loadtestReport starts the stack if asked, runs the load test and
+// returns its report.
+func loadtestReport(ctx context.Context, a *app, cfg *pipeline.Config, o loadtestOpts) (*loadtest.Report, error) {
+	target := "external stack"
+	external := o.external || !cfg.Embedded()
+	if external {
+		if o.v2LatencyMs > 0 || o.v2FailureRate >= 0 || o.v2ScoreShift != 0 {
+			fmt.Fprintln(a.stderr, "spine loadtest: --v2-* apply to the in-process stack only; an external stack's canary executor is set by its SPINE_CANARY_* variables")
+		}
+		target = fmt.Sprintf("external stack at %v", cliBrokers(cfg))
+	} else {
+		fmt.Fprintln(a.stderr, "starting the stack in this process...")
+		c, stop, err := startLoadtestStack(ctx, a, cfg, o)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		cfg = c
+		target = fmt.Sprintf("in-process embedded stack (%d partitions, synthetic executor)", cfg.Partitions)
+		fmt.Fprintf(a.stderr, "stack up: kafka %v, registry %s, http http://%s/\n", cliBrokers(cfg), cliRegistryURL(cfg), cfg.HTTPAddr)
+	}
+
+	layout := pipeline.NewLayout(cfg)
+	kopts, err := cliKafkaOpts(cfg)
+	if err != nil {
+		return nil, err
+	}
+	srcl, err := newSRClient(cfg, cliRegistryURL(cfg))
+	if err != nil {
+		return nil, err
+	}
+	serde, err := schemas.NewSerde(srcl)
+	if err != nil {
+		return nil, err
+	}
+	codec := pipeline.NewSchemaCodec(serde, layout)
+
+	flags := pipeline.NewFlags(kopts, layout, pipeline.WithFlagsLogger(a.log))
+	fctx, stopFlags := context.WithCancel(ctx)
+	fdone := make(chan error, 1)
+	go func() { fdone <- flags.Run(fctx) }()
+	defer func() { stopFlags(); <-fdone }()
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = flags.WaitReady(wctx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+
+	r := flags.Rollout()
+	r.Weight = int(o.canary*100 + 0.5)
+	r.StepWeight = int(o.stepWeight*100 + 0.5)
+	r.MaxWeight = int(o.maxWeight*100 + 0.5)
+	r.Interval = pipeline.Duration(o.interval)
+	r.MinSamples = o.minSamples
+	r.FailureLimit = o.failureLimit
+	r.Phase, r.PauseReason, r.Failures = pipeline.PhaseProgressing, "", 0
+	if err := r.Validate(); err != nil {
+		return nil, usageError{err}
+	}
+
+	lcfg := loadtest.Config{
+		Rate: o.rate, Duration: o.duration, Drain: o.drain, Rollout: r,
+		Kafka: kopts, Layout: layout, Codec: codec, Flags: flags, Actors: o.actors,
+		Progress: a.stderr, Logger: a.log,
+		Params: loadtest.Params{
+			Rate: o.rate, Duration: o.duration.String(), CanaryPct: o.canary,
+			V2LatencyMs: o.v2LatencyMs, V2FailureRate: max(o.v2FailureRate, 0), V2ScoreShift: o.v2ScoreShift,
+			Partitions: layout.Partitions, Target: target,
+		},
+	}
+	if o.rawRecords > 0 {
+		lcfg.Chain = &loadtest.ChainConfig{Records: o.rawRecords, Partitions: layout.Partitions}
+	}
+	return loadtest.Run(ctx, lcfg)
 }

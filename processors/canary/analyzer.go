@@ -240,8 +240,8 @@ func NewAnalyzer(cfg AnalyzerConfig) (*Analyzer, error) {
 // applies at once. Errors of one analysis are logged and retried at the
 // next interval.
 func (a *Analyzer) Run(ctx context.Context) error {
-	var last time.Time
-	var started time.Time
+	// The first analysis is one interval after the start.
+	last, started := time.Now(), a.cfg.Flags.Rollout().Started
 	for {
 		r := a.cfg.Flags.Rollout()
 		iv := time.Duration(r.Interval)

@@ -151,8 +151,8 @@ func TestAnalyze(t *testing.T) {
 	}{
 		{"equal steps up", rollout(1000), evidence(30, 100), "canary.step", pipeline.PhaseProgressing, 2000, true, true, 1, 0.95},
 		{"equal at max promotes", rollout(3000), evidence(30, 100), "canary.promote", pipeline.PhasePromoted, 3000, true, true, 1, 0.95},
-		{"slower holds first", rollout(1000), evidence(90, 100), "canary.hold", pipeline.PhaseProgressing, 1000, false, true, 90, 1.5},
-		{"slower again rolls back", failedOnce, evidence(90, 100), "canary.rollback", pipeline.PhaseRolledBack, 0, false, true, 90, 1.5},
+		{"slower holds first", rollout(1000), evidence(90, 100), "canary.hold", pipeline.PhaseProgressing, 1000, false, true, 45, 1.5},
+		{"slower again rolls back", failedOnce, evidence(90, 100), "canary.rollback", pipeline.PhaseRolledBack, 0, false, true, 45, 1.5},
 		{"too few samples pauses", rollout(1000), evidence(30, 10), "canary.inconclusive", pipeline.PhasePaused, 1000, false, true, 10, 50},
 		{"still too few stays paused, unchanged", paused, evidence(30, 10), "canary.inconclusive", pipeline.PhasePaused, 1000, false, false, 10, 50},
 		{"enough samples resume a paused rollout", paused, evidence(30, 100), "canary.step", pipeline.PhaseProgressing, 2000, true, true, 1, 0.95},
@@ -174,10 +174,14 @@ func TestAnalyze(t *testing.T) {
 			if ev.SchemaVersion != schemas.V2 || ev.Phase != schemas.PhaseGate || ev.TraceID != canary.RolloutTrace(tt.r) || ev.EventID == "" || ev.SpanID == "" || !ev.Timestamp.Equal(now) {
 				t.Fatalf("envelope %+v", ev)
 			}
+			q, qb := "p95", "15"
+			if tt.e.Canary.Runs < 100 {
+				q, qb = "p50", "10"
+			}
 			for k, want := range map[string]string{
+				"check.latency_" + q + "_ratio.threshold": "1.5", "check.latency_" + q + "_ratio.baseline": qb,
 				"decision": strings.TrimPrefix(tt.event, "canary."), "baseline.runs": "500", "canary.runs": fmt.Sprint(tt.e.Canary.Runs),
 				"baseline.p99_ms": "30", "canary.p99_ms": fmt.Sprint(tt.e.Canary.Latency.P99), "min_samples": "50", "failure_limit": "2",
-				"check.latency_p99_ratio.threshold": "1.5", "check.latency_p99_ratio.baseline": "30",
 				"weight_after_bp": fmt.Sprint(tt.weight), "canary.gate.schema.samples": fmt.Sprint(tt.e.Canary.Runs),
 			} {
 				if got := ev.Attributes[k]; got != want {
