@@ -49,8 +49,11 @@ test-kafka:
 	echo "test-kafka: running the suite against Apache Kafka at $$bootstrap"; \
 	KAFKA_BROKERS=$$bootstrap $(GO) test -race -count=1 -p $(KAFKA_TEST_P) -timeout 30m $(PKGS)
 
+# Package benchmarks for 3s each; the end-to-end golden path (e2e) runs a
+# fixed 10,000 intents per sub-benchmark instead (see e2e/PERFORMANCE.md).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3s ./...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3s $$($(GO) list ./... | grep -v /e2e$$)
+	$(GO) test -run '^$$' -bench GoldenPath -benchtime 10000x -timeout 15m ./e2e
 
 lint:
 	$(GO) vet $(PKGS)
