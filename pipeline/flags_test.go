@@ -2,8 +2,10 @@ package pipeline_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -228,4 +230,81 @@ func TestRolloutValidateReportsEveryProblem(t *testing.T) {
 	if err := pipeline.DefaultRollout().Validate(); err != nil {
 		t.Errorf("default rollout invalid: %v", err)
 	}
+}
+
+// FuzzFlagRecord feeds arbitrary bytes to the flag-record decoder every
+// process runs on spine.flags: it never panics, and a value that decodes
+// and validates re-encodes to the same rollout.
+func FuzzFlagRecord(f *testing.F) {
+	good, _ := json.Marshal(pipeline.FlagChange{Flag: pipeline.FlagV2Rollout, Rev: 1, Value: mustJSON(pipeline.DefaultRollout()), Who: "a", Why: "b"})
+	f.Add(good)
+	f.Add([]byte(`{"flag":"v2_rollout","rev":1,"value":{"weight_bp":-5}}`))
+	f.Add([]byte(`{"flag":"v2_rollout","rev":1,"value":{"interval":"1h","phase":"paused"}}`))
+	f.Add([]byte(`{"flag":"v2_rollout","rev":1,"value":null}`))
+	f.Add([]byte(`{`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var c pipeline.FlagChange
+		if json.Unmarshal(b, &c) != nil {
+			return
+		}
+		r, err := c.Rollout()
+		if err != nil || r.Validate() != nil {
+			return
+		}
+		again, err := pipeline.FlagChange{Flag: c.Flag, Value: mustJSON(r)}.Rollout()
+		if err != nil {
+			t.Fatalf("a valid rollout does not decode after encoding: %v", err)
+		}
+		if !reflect.DeepEqual(again, r) {
+			t.Fatalf("round trip changed the rollout:\n%+v\n%+v", r, again)
+		}
+	})
+}
+
+// FuzzRolloutApply: any setting text either is refused with ErrInvalidFlag
+// or applies; weights always land in basis points.
+func FuzzRolloutApply(f *testing.F) {
+	for _, s := range pipeline.RolloutSettings {
+		f.Add(s, "10")
+	}
+	f.Add("weight", "12.5%")
+	f.Add("weight", "1e400")
+	f.Add("weight", "NaN")
+	f.Add("interval", "-1s")
+	f.Fuzz(func(t *testing.T, name, value string) {
+		r := pipeline.DefaultRollout()
+		err := r.Apply(name, value, time.Unix(0, 0))
+		if err != nil {
+			if !errors.Is(err, pipeline.ErrInvalidFlag) {
+				t.Fatalf("error %v is not ErrInvalidFlag", err)
+			}
+			return
+		}
+		if r.Weight < 0 || r.Weight > 10000 || r.StepWeight < 0 || r.StepWeight > 10000 || r.MaxWeight < 0 || r.MaxWeight > 10000 {
+			t.Fatalf("%s=%q gave weights %d/%d/%d", name, value, r.Weight, r.StepWeight, r.MaxWeight)
+		}
+	})
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func ExampleRollout_Apply() {
+	r := pipeline.DefaultRollout()
+	for _, kv := range [][2]string{{"weight", "12.5%"}, {"max_weight", "80"}, {"interval", "10s"}} {
+		if err := r.Apply(kv[0], kv[1], time.Now()); err != nil {
+			fmt.Println(err)
+		}
+	}
+	fmt.Println(r.Weight, r.MaxWeight, time.Duration(r.Interval), r.Validate() == nil)
+	_, err := pipeline.ParseWeight("120%")
+	fmt.Println(errors.Is(err, pipeline.ErrInvalidFlag))
+	// Output:
+	// 1250 8000 10s true
+	// true
 }
