@@ -397,6 +397,9 @@ func (p *Processor) session(ctx context.Context) error {
 		kgo.Balancers(kgo.RangeBalancer()), // co-partitioned: partition p of every input goes to one member
 		kgo.BlockRebalanceOnPoll(),
 		kgo.SessionTimeout(p.cfg.sessionTimeout),
+		// Heartbeats are how a member learns of a rebalance: frequent ones
+		// shorten the stall when an instance joins or leaves.
+		kgo.HeartbeatInterval(max(p.cfg.sessionTimeout/10, 200*time.Millisecond)),
 		kgo.RebalanceTimeout(p.cfg.rebalanceTime),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.TransactionalID(p.txnID),

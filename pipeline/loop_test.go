@@ -343,7 +343,7 @@ func TestLoopTwoInstancesShareGroup(t *testing.T) {
 		return pipeline.ObserverFunc(func(o []pipeline.Output) { c.Add(int64(len(o))) })
 	}
 	e.start(t, "orchestrator", &counter{out: out}, pipeline.WithInstanceID("a"), pipeline.WithObserver(obs(&a)))
-	e.start(t, "orchestrator", &counter{out: out}, pipeline.WithInstanceID("b"), pipeline.WithObserver(obs(&b)))
+	stopB := e.start(t, "orchestrator", &counter{out: out}, pipeline.WithInstanceID("b"), pipeline.WithObserver(obs(&b)))
 	// Wait until both joined: the group has two members.
 	adm := kadm.NewClient(kafkatest.Client(t, e.brokers))
 	waitFor(t, 20*time.Second, func() bool {
@@ -360,6 +360,16 @@ func TestLoopTwoInstancesShareGroup(t *testing.T) {
 	assertExactlyOnce(t, recs, n)
 	if a.Load() == 0 || b.Load() == 0 || a.Load()+b.Load() != n {
 		t.Errorf("instances committed %d and %d outputs; want both > 0 summing to %d", a.Load(), b.Load(), n)
+	}
+
+	// b leaves: a is revoked, reassigned everything, restores b's
+	// partitions' state and continues every key's sequence.
+	stopB()
+	e.produce(t, e.layout.Intents(), msgs("s2", n, ""), func(i int) string { return fmt.Sprintf("k%d", i%40) })
+	recs = e.readAll(t, out, 2*n, 500*time.Millisecond, true)
+	assertExactlyOnce(t, recs, 2*n)
+	if a.Load() <= int64(n)-b.Load() {
+		t.Errorf("instance a committed no outputs after b left")
 	}
 }
 
