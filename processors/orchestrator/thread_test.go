@@ -249,3 +249,54 @@ func (s *simThread) check(t *testing.T, runs int, flow *orchestrator.Stateflow) 
 		}
 	}
 }
+
+// TestThreadPropertyNoLoss: when nothing fails and no time passes, every run
+// completes or is rejected, whatever order the topics are read in (a verdict
+// may overtake its artifact, a ledger reply its run's other events).
+func TestThreadPropertyNoLoss(t *testing.T) {
+	t.Parallel()
+	params := synthetic.Default()
+	params.LatencyMean, params.LatencyP99 = 600*time.Millisecond, 4*time.Second // some fail the performance gate
+	for seed := range uint64(8) {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			t.Parallel()
+			var opts []orchestrator.Option
+			if seed%2 == 0 {
+				opts = append(opts, orchestrator.WithMaxPerActor(1))
+			}
+			s := newSimThread(t, seed+100, params, opts...)
+			cs := s.consumers()
+			const runs = 40
+			for i := range runs {
+				it := newIntent(fmt.Sprintf("n%d-r%d", seed, i), fmt.Sprintf("actor-%d", i%4), orchestrator.DefaultIntentKinds[i%5])
+				it.Priority = int32(i % 3)
+				s.produce([]pipeline.Output{{Topic: s.h.layout.Intents(), Key: []byte(it.TraceID), Value: it, Version: schemas.V2}})
+			}
+			for s.step(cs) {
+			}
+			outcomes := map[string]int{}
+			for trace, evs := range s.runs() {
+				n, last := terminals(evs)
+				if n != 1 || (last != thread.RunCompleted && last != thread.RunRejected) {
+					t.Fatalf("%s ended %d times, last %q: %v", trace, n, last, types(evs))
+				}
+				outcomes[last]++
+			}
+			if outcomes[thread.RunCompleted]+outcomes[thread.RunRejected] != runs {
+				t.Fatalf("outcomes %v, want %d runs ended", outcomes, runs)
+			}
+		})
+	}
+}
+
+func (s *simThread) runs() map[string][]*schemas.RuntimeEvent {
+	byRun := map[string][]*schemas.RuntimeEvent{}
+	for _, o := range s.logs[s.h.layout.Control()] {
+		if _, actor := thread.IsActorKey(o.Key); actor {
+			continue
+		}
+		ev := o.Value.(*schemas.RuntimeEvent)
+		byRun[ev.TraceID] = append(byRun[ev.TraceID], ev)
+	}
+	return byRun
+}
