@@ -885,3 +885,51 @@ func TestKafkaPins(t *testing.T) {
 		}
 	}
 }
+
+// TestPromtool checks the Prometheus config and rules with Prometheus' own
+// promtool, and runs the rule unit tests in deploy/prometheus/tests (alerts
+// fire on failing, stalled and canary-worse traffic and stay quiet on
+// healthy traffic). CI installs promtool (Debian's prometheus package);
+// elsewhere the test skips, saying so, and the checks above still run.
+func TestPromtool(t *testing.T) {
+	t.Parallel()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("SKIPPED: promtool is not on PATH (apt-get install prometheus); the built-in PromQL checks still ran")
+	}
+	run := func(dir string, args ...string) {
+		t.Helper()
+		cmd := exec.CommandContext(t.Context(), promtool, args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	prom := filepath.Join(root, "deploy/prometheus")
+	rules, err := filepath.Glob(filepath.Join(prom, "rules/*.yml"))
+	if err != nil || len(rules) == 0 {
+		t.Fatalf("no rules (%v)", err)
+	}
+	for _, r := range rules {
+		run(".", "check", "rules", r)
+	}
+	run(".", "test", "rules", filepath.Join(prom, "tests/spine_test.yml"))
+
+	// prometheus.yml names its rule files where compose mounts them; check
+	// it with that mount point rewritten to a copy here.
+	c := loadCompose(t)
+	target := c.mountTarget(t, "prometheus", "./deploy/prometheus")
+	tmp := t.TempDir()
+	b, err := os.ReadFile(filepath.Join(prom, "prometheus.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(filepath.Join(tmp, "mount"), os.DirFS(prom)); err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.ReplaceAll(string(b), target+"/", filepath.Join(tmp, "mount")+"/")
+	if err := os.WriteFile(filepath.Join(tmp, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(tmp, "check", "config", "prometheus.yml")
+}
