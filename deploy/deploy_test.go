@@ -933,3 +933,29 @@ func TestPromtool(t *testing.T) {
 	}
 	run(tmp, "check", "config", "prometheus.yml")
 }
+
+// TestComposeConfig validates docker-compose.yml (and its redpanda profile)
+// with Docker Compose itself where it is installed (`docker compose` or
+// `docker-compose`; validating needs no engine). Elsewhere it skips, saying
+// so, and the checks above still run.
+func TestComposeConfig(t *testing.T) {
+	t.Parallel()
+	var compose []string
+	if exec.CommandContext(t.Context(), "docker", "compose", "version").Run() == nil {
+		compose = []string{"docker", "compose"}
+	} else if p, err := exec.LookPath("docker-compose"); err == nil {
+		compose = []string{p}
+	} else {
+		t.Skip("SKIPPED: neither `docker compose` nor docker-compose is installed; the compose checks above still ran")
+	}
+	for _, profile := range []string{"", "redpanda"} {
+		args := append(compose[1:], "-f", filepath.Join(root, "docker-compose.yml"))
+		if profile != "" {
+			args = append(args, "--profile", profile)
+		}
+		args = append(args, "config", "-q")
+		if out, err := exec.CommandContext(t.Context(), compose[0], args...).CombinedOutput(); err != nil {
+			t.Errorf("%s %s: %v\n%s", compose[0], strings.Join(args, " "), err, out)
+		}
+	}
+}
