@@ -263,6 +263,10 @@ func TestComposeTopology(t *testing.T) {
 	if !slices.ContainsFunc(rp.Command, func(a string) bool { return strings.HasPrefix(a, "--schema-registry-addr=") }) {
 		t.Error("redpanda does not serve its built-in schema registry (--schema-registry-addr)")
 	}
+	if cfg := c.Services["redpanda-registry-config"]; !slices.Contains(cfg.Command, `{"compatibility": "FULL_TRANSITIVE"}`) ||
+		!slices.Contains(cfg.Command, "http://redpanda:8081/config") {
+		t.Error("the redpanda profile does not set its registry to FULL_TRANSITIVE")
+	}
 	for name, s := range c.Services {
 		if slices.Contains(s.Profiles, "redpanda") && s.isSpine() && s.processor() != "up" {
 			t.Errorf("%s: the redpanda profile runs spine as one `spine up` process", name)
