@@ -441,6 +441,7 @@ func (p *Processor) session(ctx context.Context) error {
 		adm:     kadm.NewClient(admCl),
 		settle:  2 * p.cfg.txnTimeout,
 		timeout: 2*p.cfg.txnTimeout + 30*time.Second,
+		quiet:   5 * time.Second,
 		timed:   p.timed,
 		log:     log,
 	}

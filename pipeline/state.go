@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -180,8 +181,11 @@ type restorer struct {
 	// (a crashed predecessor's transaction is aborted by its timeout).
 	settle  time.Duration
 	timeout time.Duration
-	timed   Timed
-	log     *slog.Logger
+	// quiet is how long a partition may yield nothing before it is taken
+	// as read to its end.
+	quiet time.Duration
+	timed Timed
+	log   *slog.Logger
 }
 
 // restore reads partitions of the changelog from the start to their end,
@@ -225,18 +229,38 @@ func (r *restorer) restore(ctx context.Context, partitions []int32) (map[int32]*
 			return nil, fmt.Errorf("restore %s: %w", r.topic, err)
 		}
 		defer cl.Close()
+		lastSeen := map[int32]time.Time{}
+		for p := range consume {
+			lastSeen[p] = time.Now()
+		}
 		for len(consume) > 0 {
-			fs := cl.PollFetches(ctx)
+			pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			fs := cl.PollFetches(pctx)
+			cancel()
 			if err := ctx.Err(); err != nil {
 				return nil, fmt.Errorf("restore %s partitions %v: not at the end after %s (is the broker reachable?): %w", r.topic, keysOf(consume), r.timeout, err)
 			}
 			for _, fe := range fs.Errors() {
+				if errors.Is(fe.Err, context.DeadlineExceeded) {
+					continue
+				}
 				r.log.Warn("restore: fetch error", "topic", fe.Topic, "partition", fe.Partition, "err", fe.Err)
+			}
+			// A partition whose tail holds no visible record (its last
+			// transaction marker was compacted away) is at its end once the
+			// client finds nothing more to read for a while.
+			for p := range consume {
+				if time.Since(lastSeen[p]) > r.quiet {
+					r.log.Warn("restore: no record up to the last stable offset; taking the partition as read (compacted tail?)",
+						"topic", r.topic, "partition", p, "target", targets[p])
+					delete(consume, p)
+				}
 			}
 			fs.EachRecord(func(rec *kgo.Record) {
 				if _, ok := consume[rec.Partition]; !ok {
 					return
 				}
+				lastSeen[rec.Partition] = time.Now()
 				if !rec.Attrs.IsControl() {
 					ps := out[rec.Partition]
 					if rec.Value == nil {
