@@ -25,7 +25,11 @@ func TestGoldenPath(t *testing.T) {
 		t.Skip("end to end")
 	}
 	n := envInt("E2E_INTENTS", 2000)
-	s := newStack(t, nil, nil)
+	// No run may time out on the golden path: a burst of 10,000 intents
+	// under the race detector on two loaded cores queues longer than the
+	// default 30s execution timeout (runs would then retry and time out,
+	// correctly, but off the golden path).
+	s := newStack(t, nil, map[string]string{"SPINE_EXEC_TIMEOUT": "10m", "SPINE_GATE_TIMEOUT": "10m"})
 	committed := s.collect(t, true)
 	s.startAll(canaryRouter)
 
