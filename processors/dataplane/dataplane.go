@@ -114,10 +114,11 @@ func (d *Dataplane) Handle(ctx context.Context, _ []byte, in pipeline.Input) (pi
 	}
 	out := make([]pipeline.Output, 0, 3)
 	emit := func(typ, state string) *schemas.RuntimeEvent {
+		id := thread.DataEventID(ev.TraceID, ev.SpanID, typ)
 		e := &schemas.RuntimeEvent{
-			EventID:       thread.DataEventID(ev.TraceID, ev.SpanID, typ),
+			EventID:       id,
 			TraceID:       ev.TraceID,
-			SpanID:        thread.DataSpanID(ev.TraceID, ev.SpanID, typ),
+			SpanID:        id[:16], // = thread.DataSpanID
 			ParentSpanID:  ev.SpanID,
 			Actor:         ev.Actor,
 			Intent:        ev.Intent,

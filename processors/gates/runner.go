@@ -127,10 +127,11 @@ func (r *Runner) Handle(ctx context.Context, _ []byte, in pipeline.Input) (pipel
 	subj := checks.Subject{Event: ev, Version: ver, Headers: in.Headers, Now: now}
 	out := make([]pipeline.Output, 0, len(r.checks)+1)
 	gateEvent := func(name, typ string, g *schemas.GateOutcome) {
+		id, span := thread.IDs(ev.TraceID, "g", ev.SpanID, name)
 		e := &schemas.RuntimeEvent{
-			EventID:       thread.ID(ev.TraceID, "g", ev.SpanID, name),
+			EventID:       id,
 			TraceID:       ev.TraceID,
-			SpanID:        thread.SpanID(ev.TraceID, "g", ev.SpanID, name),
+			SpanID:        span,
 			ParentSpanID:  ev.SpanID,
 			Actor:         ev.Actor,
 			Intent:        ev.Intent,

@@ -13,12 +13,12 @@ import (
 // the next step index, so its ids are deterministic.
 func (s *step) event(typ string, parent string) *schemas.RuntimeEvent {
 	r := s.r
-	n := thread.Step(r.Seq)
+	id, span := thread.IDs(r.Trace, "o", thread.Step(r.Seq))
 	r.Seq++
 	return &schemas.RuntimeEvent{
-		EventID:       thread.ID(r.Trace, "o", n),
+		EventID:       id,
 		TraceID:       r.Trace,
-		SpanID:        thread.SpanID(r.Trace, "o", n),
+		SpanID:        span,
 		ParentSpanID:  parent,
 		Actor:         r.Actor,
 		Intent:        r.Kind,

@@ -10,6 +10,7 @@ package thread
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"strconv"
 )
@@ -77,17 +78,34 @@ func IsActorKey(key []byte) (string, bool) {
 }
 
 // ID returns a deterministic 32-hex-digit id for trace and the parts that
-// name one step of it (a processor tag, a step index, a parent span, ...).
-// Equal inputs give equal ids; the parts are length-prefixed so ("ab","c")
-// and ("a","bc") differ.
+// name one step of it (a processor tag, a step index, a parent span, ...):
+// the first 16 bytes of SHA-256 over the length-prefixed parts. Equal inputs
+// give equal ids; ("ab","c") and ("a","bc") differ.
 func ID(trace string, parts ...string) string {
-	return hashHex(16, trace, parts)
+	var buf [256]byte
+	b := appendPart(buf[:0], trace)
+	for _, p := range parts {
+		b = appendPart(b, p)
+	}
+	sum := sha256.Sum256(b)
+	var out [32]byte
+	hex.Encode(out[:], sum[:16])
+	return string(out[:])
 }
 
 // SpanID returns a deterministic 16-hex-digit span id, as OpenTelemetry
-// spans have.
-func SpanID(trace string, parts ...string) string {
-	return hashHex(8, trace, parts)
+// spans have: the first half of ID of the same parts.
+func SpanID(trace string, parts ...string) string { return ID(trace, parts...)[:16] }
+
+// IDs returns ID and SpanID of the same parts with one hash.
+func IDs(trace string, parts ...string) (eventID, spanID string) {
+	id := ID(trace, parts...)
+	return id, id[:16]
+}
+
+func appendPart(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
 }
 
 // DataEventID and DataSpanID are the ids of the data-plane event typ that
@@ -101,22 +119,3 @@ func DataSpanID(trace, dispatchSpan, typ string) string { return SpanID(trace, "
 
 // Step formats a step index as an id part.
 func Step(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
-
-func hashHex(n int, trace string, parts []string) string {
-	h := sha256.New()
-	var lb [8]byte
-	write := func(s string) {
-		l := len(s)
-		for i := range lb {
-			lb[i] = byte(l >> (8 * i))
-		}
-		h.Write(lb[:])
-		h.Write([]byte(s))
-	}
-	write(trace)
-	for _, p := range parts {
-		write(p)
-	}
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0])[:n])
-}
