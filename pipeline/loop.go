@@ -590,6 +590,13 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	}
 	b := &batch{ov: p.store.newOverlay(), dlq: map[string]int{}, fired: due}
 	buffered := 0
+	promise := func(r *kgo.Record, err error) {
+		if err != nil {
+			b.mu.Lock()
+			b.prodErr = errors.Join(b.prodErr, fmt.Errorf("produce to %s: %w", r.Topic, err))
+			b.mu.Unlock()
+		}
+	}
 	produce := func(r *kgo.Record) {
 		if buffered++; buffered >= p.cfg.maxBuffered {
 			// A huge transaction: send what is buffered so far.
@@ -600,13 +607,7 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 			}
 			buffered = 1
 		}
-		sess.Produce(wctx, r, func(r *kgo.Record, err error) {
-			if err != nil {
-				b.mu.Lock()
-				b.prodErr = errors.Join(b.prodErr, fmt.Errorf("produce to %s: %w", r.Topic, err))
-				b.mu.Unlock()
-			}
-		})
+		sess.Produce(wctx, r, promise)
 	}
 
 	var blocked error
