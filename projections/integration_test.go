@@ -25,6 +25,7 @@ import (
 // env is a cluster (kfake or the real Kafka of KAFKA_BROKERS) with the
 // layout's topics, Spine's own schema registry and the production codec.
 type env struct {
+	srURL   string
 	brokers []string
 	layout  pipeline.Layout
 	codec   *pipeline.SchemaCodec
@@ -77,7 +78,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{brokers: brokers, layout: l, codec: pipeline.NewSchemaCodec(serde, l), cl: cl}
+	return &env{srURL: srv.URL, brokers: brokers, layout: l, codec: pipeline.NewSchemaCodec(serde, l), cl: cl}
 }
 
 // produce writes the runs' events to their thread topics, encoded with the

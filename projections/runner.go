@@ -41,6 +41,11 @@ type RunnerConfig struct {
 	// restarts of one instance so a restart fences its predecessor's open
 	// transaction at once. Default Layout.Group("projections") + "-0".
 	TransactionalID string
+	// InstanceID is the group.instance.id (static membership): a restarted
+	// instance takes its partitions back at once instead of waiting for
+	// the group to time out its crashed predecessor. Default: the
+	// transactional id. Two live instances must not share it.
+	InstanceID string
 	// TransactionTimeout bounds how long a crashed instance's open
 	// transaction blocks the partitions it held. Default 10s.
 	TransactionTimeout time.Duration
@@ -107,6 +112,9 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	}
 	if cfg.TransactionalID == "" {
 		cfg.TransactionalID = cfg.Layout.Group(ProcessorName) + "-0"
+	}
+	if cfg.InstanceID == "" {
+		cfg.InstanceID = cfg.TransactionalID
 	}
 	if cfg.TransactionTimeout <= 0 {
 		cfg.TransactionTimeout = 10 * time.Second
@@ -198,6 +206,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	slices.Sort(topics)
 	sess, err := kgo.NewGroupTransactSession(append(append([]kgo.Opt{}, r.cfg.Kafka...),
 		kgo.ConsumerGroup(l.Group(ProcessorName)),
+		kgo.InstanceID(r.cfg.InstanceID),
 		kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
