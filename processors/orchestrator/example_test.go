@@ -3,6 +3,7 @@ package orchestrator_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spinerun/spine/pipeline"
@@ -47,4 +48,39 @@ func ExampleHashRouter() {
 	first := r.Route("trace-7", "alice")
 	fmt.Println(canary/100, "% canary, sticky:", r.Route("trace-7", "alice") == first)
 	// Output: 20 % canary, sticky: true
+}
+
+// The default stateflow, printed from its table: each state's entry event,
+// timeout, retry policy and fallback are data.
+func ExampleDefaultStates() {
+	specs := orchestrator.DefaultStates(orchestrator.DefaultRetry, 30*time.Second, 30*time.Second)
+	flow := orchestrator.MustStateflow(specs)
+	for _, sp := range specs {
+		line := fmt.Sprintf("%-10s %-16s", sp.State, sp.Event)
+		if sp.Timeout > 0 {
+			line += fmt.Sprintf(" timeout %s → %s", sp.Timeout, sp.Fallback)
+		}
+		if sp.Retry != nil {
+			line += fmt.Sprintf(", %d attempts", sp.Retry.MaximumAttempts)
+		}
+		if sp.Terminal {
+			line += " (terminal)"
+		}
+		fmt.Println(strings.TrimSpace(line))
+	}
+	_, ok := flow.Next(orchestrator.StateCompleted, orchestrator.OnRetry)
+	fmt.Println("completed → retry allowed:", ok)
+	// Output:
+	// received   intent.received
+	// routed     run.routed
+	// queued     run.queued
+	// dispatched run.dispatch     timeout 30s → timed_out, 3 attempts
+	// executing  run.executing    timeout 30s → timed_out, 3 attempts
+	// delivered  run.delivered
+	// gating     run.gating       timeout 30s → timed_out
+	// completed  run.completed    (terminal)
+	// rejected   run.rejected     (terminal)
+	// failed     run.failed       (terminal)
+	// timed_out  run.timed_out    (terminal)
+	// completed → retry allowed: false
 }
