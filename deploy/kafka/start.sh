@@ -14,6 +14,9 @@
 #   SPINE_KAFKA_WORK    work dir: data, logs, pid, config (default
 #                       ${TMPDIR:-/tmp}/spine-kafka)
 #   KAFKA_HEAP_OPTS     JVM heap (default -Xms256m -Xmx768m)
+#   KAFKA_TRANSACTION_VERSION  transaction.version feature (default 2,
+#                       KIP-890's server-side transaction defence; 1 or 0
+#                       to compare with older brokers)
 #   KAFKA_START_TIMEOUT seconds to wait for the broker (default 120)
 #   MVN                 Maven command and options (default mvn), e.g.
 #                       "mvn -Dmaven.repo.local=/tmp/m2" for another cache
@@ -29,6 +32,7 @@ cport=$((port + 1))
 work="${SPINE_KAFKA_WORK:-${TMPDIR:-/tmp}/spine-kafka}"
 heap="${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
 timeout="${KAFKA_START_TIMEOUT:-120}"
+tv="${KAFKA_TRANSACTION_VERSION:-2}"
 read -ra mvn <<<"${MVN:-mvn}"
 
 log() { echo "kafka-up: $*" >&2; }
@@ -111,11 +115,11 @@ PROPS
 jvm=(java $heap -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
 	-Dlog4j2.configurationFile="$here/log4j2.properties" -cp "$cp")
 
-# 3. Format KRaft storage with a fresh cluster id; transaction.version 2
-#    (KIP-890 server-side defence against hanging transactions).
+# 3. Format KRaft storage with a fresh cluster id and transaction.version
+#    (2: KIP-890 server-side defence against hanging transactions).
 cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
 if ! "${jvm[@]}" kafka.tools.StorageTool format --config "$work/server.properties" \
-	--cluster-id "$cluster_id" --feature transaction.version=2 >"$work/format.log" 2>&1; then
+	--cluster-id "$cluster_id" --feature transaction.version="$tv" >"$work/format.log" 2>&1; then
 	cat "$work/format.log" >&2
 	die "formatting KRaft storage failed"
 fi
@@ -130,7 +134,7 @@ echo "127.0.0.1:$port" >"$work/bootstrap"
 # 5. Wait until it answers: brokers listed, transaction.version finalized,
 #    the group and transaction coordinators loaded.
 if ! (cd "$root" && go run ./deploy/kafka/kafkawait -brokers "127.0.0.1:$port" \
-	-timeout "${timeout}s" -pid "$pid") >&2; then
+	-timeout "${timeout}s" -pid "$pid" -transaction-version "$tv") >&2; then
 	log "broker did not come up; last lines of $work/kafka.log:"
 	tail -n 40 "$work/kafka.log" >&2 || true
 	"$here/stop.sh" >&2 || true

@@ -184,3 +184,122 @@ func waitLeaders(ctx context.Context, t *testing.T, adm *kadm.Client, topics ...
 		}
 	}
 }
+
+// TestOffsetOnlyTransactions runs transactions that commit consumed offsets
+// but produce nothing, each right after one that produced: a processor does
+// this whenever a batch holds only events it ignores. Exactly-once must hold
+// however many of them the client aborts. It logs the abort count: on Apache
+// Kafka 4.1 with transaction.version 2, franz-go v1.22.3 aborts a large share
+// of them (its TxnOffsetCommit gets an abortable error right after the
+// previous EndTxn; with transaction.version 1 none abort), so a processor
+// must treat an aborted End as "process these records again", not as a
+// rebalance or a failure.
+func TestOffsetOnlyTransactions(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	brokers := kafkatest.Brokers(t)
+	p := kafkatest.Prefix(t)
+	in, out := p+"in", p+"out"
+	adm := kadm.NewClient(kafkatest.Client(t, brokers))
+	created, err := adm.CreateTopics(ctx, 1, 1, nil, in, out)
+	if err == nil {
+		err = created.Error()
+	}
+	if err != nil {
+		t.Fatalf("create topics: %v", err)
+	}
+	waitLeaders(ctx, t, adm, in, out)
+
+	const n = 200
+	plain := kafkatest.Client(t, brokers, kgo.DefaultProduceTopic(in))
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, &kgo.Record{Value: []byte(strconv.Itoa(i))})
+	}
+	if err := plain.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce inputs: %v", err)
+	}
+
+	sess, err := kgo.NewGroupTransactSession(
+		kgo.SeedBrokers(brokers...),
+		kgo.TransactionalID(p+"txn"),
+		kgo.ConsumerGroup(p+"group"),
+		kgo.ConsumeTopics(in),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.DefaultProduceTopic(out),
+	)
+	if err != nil {
+		t.Fatalf("group transact session: %v", err)
+	}
+	defer sess.Close()
+	var done, txns, offsetOnly, aborted, outputs int
+	for done < n {
+		fs := sess.PollRecords(ctx, 5)
+		if ctx.Err() != nil {
+			t.Fatalf("consumed %d of %d before the deadline: %v", done, n, ctx.Err())
+		}
+		if err := fs.Err0(); err != nil {
+			t.Fatalf("poll: %v", err)
+		}
+		if err := sess.Begin(); err != nil {
+			t.Fatalf("begin: %v", err)
+		}
+		produce := txns%2 == 0
+		var outs []*kgo.Record
+		fs.EachRecord(func(r *kgo.Record) {
+			if produce {
+				outs = append(outs, &kgo.Record{Value: r.Value})
+			}
+		})
+		if err := sess.ProduceSync(ctx, outs...).FirstErr(); err != nil {
+			t.Fatalf("produce in txn: %v", err)
+		}
+		committed, err := sess.End(ctx, kgo.TryCommit)
+		if err != nil {
+			t.Fatalf("end txn: %v", err)
+		}
+		txns++
+		if !produce {
+			offsetOnly++
+		}
+		if !committed {
+			aborted++
+			continue
+		}
+		done += len(fs.Records())
+		outputs += len(outs)
+	}
+	t.Logf("%s: %d transactions, %d offset-only, %d aborted (the aborted ones' records were consumed again)",
+		kafkatest.Backend(), txns, offsetOnly, aborted)
+
+	offs, err := adm.FetchOffsets(ctx, p+"group")
+	if err != nil {
+		t.Fatalf("fetch offsets: %v", err)
+	}
+	if o, ok := offs.Lookup(in, 0); !ok || o.At != n {
+		t.Errorf("committed offset %+v, want %d", o, n)
+	}
+	// The committed outputs are exactly those of committed transactions,
+	// none twice.
+	reader := kafkatest.Client(t, brokers, kgo.ConsumeTopics(out),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	seen := map[string]int{}
+	for total := 0; total < outputs; {
+		fs := reader.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d committed outputs: %v", total, outputs, ctx.Err())
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			seen[string(r.Value)]++
+			total++
+		})
+	}
+	for v, c := range seen {
+		if c != 1 {
+			t.Errorf("output %s committed %d times", v, c)
+		}
+	}
+}
