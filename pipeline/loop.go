@@ -45,6 +45,7 @@ type processorConfig struct {
 	rebalanceTime   time.Duration
 	static          bool
 	maxBuffered     int
+	concurrency     int
 }
 
 func defaultProcessorConfig() processorConfig {
@@ -65,6 +66,7 @@ func defaultProcessorConfig() processorConfig {
 		sessionTimeout:  10 * time.Second,
 		rebalanceTime:   30 * time.Second,
 		maxBuffered:     1 << 17,
+		concurrency:     1,
 	}
 }
 
@@ -149,6 +151,14 @@ func WithGroupTimeouts(session, rebalance time.Duration) ProcessorOpt {
 // transaction producing more is sent part way. Default 131072.
 func WithMaxBuffered(n int) ProcessorOpt { return func(c *processorConfig) { c.maxBuffered = n } }
 
+// WithConcurrency lets the loop handle the records of up to n partitions
+// of a batch at once (each partition's records still in order, one
+// transaction per batch as always). It pays off for handlers that wait (a
+// dataplane executor calling out); the handler must then be safe for
+// concurrent calls on different partitions. Default 1: one record at a
+// time.
+func WithConcurrency(n int) ProcessorOpt { return func(c *processorConfig) { c.concurrency = n } }
+
 // WithStaticMembership joins the group as a static member (KIP-345) whose
 // group.instance.id is the transactional id: a restarted instance takes its
 // partitions back at once, without a rebalance or waiting out the session
@@ -185,6 +195,9 @@ func (c *processorConfig) validate(name string, h Handler) error {
 	}
 	if c.instance == "" || strings.ContainsAny(c.instance, " /\\,:") {
 		bad("instance id %q must be non-empty without spaces or separators", c.instance)
+	}
+	if c.concurrency < 1 {
+		bad("concurrency %d must be at least 1", c.concurrency)
 	}
 	if c.maxBuffered < 2 {
 		bad("max buffered records %d must be at least 2", c.maxBuffered)
@@ -589,7 +602,7 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 		return fmt.Errorf("begin transaction: %w", err)
 	}
 	b := &batch{ov: p.store.newOverlay(), dlq: map[string]int{}, fired: due}
-	buffered := 0
+	var buffered atomic.Int64
 	promise := func(r *kgo.Record, err error) {
 		if err != nil {
 			b.mu.Lock()
@@ -598,23 +611,27 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 		}
 	}
 	produce := func(r *kgo.Record) {
-		if buffered++; buffered >= p.cfg.maxBuffered {
+		if buffered.Add(1) >= int64(p.cfg.maxBuffered) {
 			// A huge transaction: send what is buffered so far.
 			if err := sess.Client().Flush(wctx); err != nil {
 				b.mu.Lock()
 				b.prodErr = errors.Join(b.prodErr, fmt.Errorf("flush: %w", err))
 				b.mu.Unlock()
 			}
-			buffered = 1
+			buffered.Store(1)
 		}
 		sess.Produce(wctx, r, promise)
 	}
 
 	var blocked error
-	for _, r := range recs {
-		if err := p.record(ctx, wctx, b, r, produce); err != nil {
-			blocked = err
-			break
+	if p.cfg.concurrency > 1 && len(recs) > 1 {
+		blocked = p.recordsConcurrently(ctx, wctx, b, recs, produce)
+	} else {
+		for _, r := range recs {
+			if err := p.record(ctx, wctx, b, r, produce); err != nil {
+				blocked = err
+				break
+			}
 		}
 	}
 	if blocked == nil && len(due) > 0 {
@@ -678,6 +695,53 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	if len(b.outputs) > 0 {
 		for _, o := range p.cfg.observers {
 			o.Committed(b.outputs)
+		}
+	}
+	return nil
+}
+
+// recordsConcurrently handles recs with one goroutine per partition (at
+// most WithConcurrency at a time), each partition's records in order. Every
+// goroutine stages into its own batch sharing the overlay, whose partitions
+// are created up front so each goroutine writes only its own; the batches
+// are merged afterwards. It returns the first error that blocks.
+func (p *Processor) recordsConcurrently(ctx, wctx context.Context, b *batch, recs []*kgo.Record, produce func(*kgo.Record)) error {
+	byPart := map[int32][]*kgo.Record{}
+	var order []int32
+	for _, r := range recs {
+		if _, ok := byPart[r.Partition]; !ok {
+			order = append(order, r.Partition)
+			b.ov.part(r.Partition)
+		}
+		byPart[r.Partition] = append(byPart[r.Partition], r)
+	}
+	subs := make([]*batch, len(order))
+	errs := make([]error, len(order))
+	sem := make(chan struct{}, p.cfg.concurrency)
+	var wg sync.WaitGroup
+	for i, part := range order {
+		subs[i] = &batch{ov: b.ov, dlq: map[string]int{}}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			for _, r := range byPart[part] {
+				if err := p.record(ctx, wctx, subs[i], r, produce); err != nil {
+					errs[i] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i, sb := range subs {
+		b.outputs = append(b.outputs, sb.outputs...)
+		b.records += sb.records
+		for code, n := range sb.dlq {
+			b.dlq[code] += n
+		}
+		if errs[i] != nil {
+			return errs[i]
 		}
 	}
 	return nil

@@ -539,3 +539,29 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool, what string) {
 		}
 	}
 }
+
+// TestLoopConcurrency: with WithConcurrency the partitions of a batch are
+// handled at once, yet every key's records stay in order, exactly once,
+// poison still goes to the DLQ once and a transient error still blocks and
+// retries the batch.
+func TestLoopConcurrency(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 4)
+	e.codec.n = 5
+	out := e.layout.Control()
+	ms := msgs("c", 200, "")
+	ms = append(ms, msg{ID: "rej", Kind: "reject"}, msg{ID: "flaky", Kind: "flaky-decode"})
+	ms = append(ms, msgs("d", 200, "")...)
+	e.produce(t, e.layout.Intents(), ms, func(i int) string { return fmt.Sprintf("k%d", i%40) })
+	reg := prometheus.NewRegistry()
+	e.start(t, "orchestrator", &slowCounter{counter{out: out}}, pipeline.WithConcurrency(4), pipeline.WithRegisterer(reg))
+	recs := e.readAll(t, out, len(ms)-1, 500*time.Millisecond, true)
+	assertExactlyOnce(t, recs, len(ms)-1)
+	dead := e.readAll(t, e.layout.DLQ(), 1, 300*time.Millisecond, true)
+	if len(dead) != 1 {
+		t.Errorf("DLQ has %d records, want 1", len(dead))
+	}
+	if n := metricValue(t, reg, "spine_processor_records_total", "orchestrator", "retry"); n < 5 {
+		t.Errorf("retries = %v, want >= 5", n)
+	}
+}
