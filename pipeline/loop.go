@@ -283,9 +283,8 @@ type Processor struct {
 	dlqTopic   Topic
 	inputs     map[string]bool
 
-	m        *loopMetrics
-	store    *store
-	restorer *restorer // set before each session's client exists
+	m     *loopMetrics
+	store *store
 
 	running atomic.Bool
 	fatalMu sync.Mutex
@@ -404,6 +403,25 @@ func (p *Processor) session(ctx context.Context) error {
 
 	klog := kslog.New(slog.New(minLevelHandler{h: log.Handler(), min: slog.LevelWarn}))
 	base := append(slices.Clone(p.cfg.kafka), kgo.WithLogger(klog))
+
+	// The restorer reads the changelog with its own plain client; its admin
+	// requests go through a separate client too so they never queue behind
+	// the session's.
+	admCl, err := kgo.NewClient(base...)
+	if err != nil {
+		return &clientError{fmt.Errorf("pipeline: processor %s: %w", p.name, err)}
+	}
+	defer admCl.Close()
+	rs := &restorer{
+		topic:   p.stateTopic,
+		opts:    base,
+		adm:     kadm.NewClient(admCl),
+		settle:  2 * p.cfg.txnTimeout,
+		timeout: 2*p.cfg.txnTimeout + 30*time.Second,
+		quiet:   5 * time.Second,
+		timed:   p.timed,
+		log:     log,
+	}
 	opts := append(slices.Clone(base),
 		kgo.ConsumerGroup(p.group),
 		kgo.ConsumeTopics(topicStrings(p.cfg.inputs)...),
@@ -426,7 +444,9 @@ func (p *Processor) session(ctx context.Context) error {
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.RecordDeliveryTimeout(p.cfg.txnTimeout),
 		kgo.RecordPartitioner(statePartitioner{state: string(p.stateTopic), rest: kgo.StickyKeyPartitioner(nil)}),
-		kgo.OnPartitionsAssigned(p.onAssigned),
+		kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+			p.onAssigned(ctx, rs, assigned)
+		}),
 		kgo.OnPartitionsRevoked(p.onRevoked),
 		kgo.OnPartitionsLost(p.onRevoked),
 	)
@@ -438,25 +458,6 @@ func (p *Processor) session(ctx context.Context) error {
 			kprom.Registerer(tolerantRegisterer{p.cfg.reg}),
 			kprom.WithStaticLabel(prometheus.Labels{"processor": p.name}))
 		opts = append(opts, kgo.WithHooks(km))
-	}
-
-	// The restorer reads the changelog with its own plain client; its admin
-	// requests go through a separate client too so they never queue behind
-	// the session's.
-	admCl, err := kgo.NewClient(base...)
-	if err != nil {
-		return &clientError{fmt.Errorf("pipeline: processor %s: %w", p.name, err)}
-	}
-	defer admCl.Close()
-	p.restorer = &restorer{
-		topic:   p.stateTopic,
-		opts:    base,
-		adm:     kadm.NewClient(admCl),
-		settle:  2 * p.cfg.txnTimeout,
-		timeout: 2*p.cfg.txnTimeout + 30*time.Second,
-		quiet:   5 * time.Second,
-		timed:   p.timed,
-		log:     log,
 	}
 
 	sess, err := kgo.NewGroupTransactSession(opts...)
@@ -545,12 +546,12 @@ func (p *Processor) partitionsOf(m map[string][]int32) []int32 {
 
 // onAssigned restores the assigned partitions' state before fetching from
 // them begins (BlockRebalanceOnPoll keeps it serial with the loop).
-func (p *Processor) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+func (p *Processor) onAssigned(ctx context.Context, rs *restorer, assigned map[string][]int32) {
 	parts := p.partitionsOf(assigned)
 	if len(parts) == 0 {
 		return
 	}
-	states, err := p.restorer.restore(ctx, parts)
+	states, err := rs.restore(ctx, parts)
 	if err != nil {
 		p.setFatal(fmt.Errorf("restore state of partitions %v: %w", parts, err))
 		return
