@@ -182,6 +182,10 @@ type CanaryState struct {
 	Weight int `json:"weight_bp"`
 	// Failures counts failed analyses so far in this rollout.
 	Failures int `json:"failures"`
+	// RunsAtLast is the canary's finished-run count at the last conclusive
+	// analysis: the next one needs MinSamples runs beyond it, so no
+	// evidence is judged twice.
+	RunsAtLast int64 `json:"canary_runs_at_last"`
 }
 
 // CanaryAction is the outcome of one analysis.
@@ -224,6 +228,8 @@ type CanaryDecision struct {
 	Action   CanaryAction  `json:"action"`
 	Weight   int           `json:"weight_bp"`
 	Failures int           `json:"failures"`
+	// RunsAtLast is the state's RunsAtLast after this analysis.
+	RunsAtLast int64 `json:"canary_runs_at_last"`
 	Checks   []CanaryCheck `json:"checks"`
 	// Reason summarises the decision in one line.
 	Reason string `json:"reason"`
@@ -243,20 +249,27 @@ func (d CanaryDecision) Failed() []CanaryCheck {
 // Canary analyses one window: evidence in, decision out. It is pure and
 // deterministic. p must be valid (see CanaryPolicy.Validate).
 //
-// Too few samples on either side (fewer than MinSamples finished runs) is
+// Too few samples on either side (fewer than MinSamples finished runs), or
+// fewer than MinSamples canary runs since the last conclusive analysis, is
 // inconclusive: nothing moves. Otherwise each configured check compares the
 // canary with its threshold; if all pass the weight steps up by StepWeight
 // to MaxWeight, and an analysis that passes at MaxWeight promotes. If any
 // fails the failure count grows (it is never reset within a rollout, as in
 // Flagger), and at FailureLimit the rollout rolls back to weight 0.
 func Canary(p CanaryPolicy, s CanaryState, e CanaryEvidence) CanaryDecision {
-	d := CanaryDecision{Weight: s.Weight, Failures: s.Failures}
+	d := CanaryDecision{Weight: s.Weight, Failures: s.Failures, RunsAtLast: s.RunsAtLast}
 	d.Checks = canaryChecks(p, e)
 	if e.Canary.Runs < p.MinSamples || e.Baseline.Runs < p.MinSamples {
 		d.Action = ActionInconclusive
 		d.Reason = fmt.Sprintf("inconclusive: %d canary and %d baseline runs, %d each needed", e.Canary.Runs, e.Baseline.Runs, p.MinSamples)
 		return d
 	}
+	if fresh := e.Canary.Runs - s.RunsAtLast; fresh < p.MinSamples {
+		d.Action = ActionInconclusive
+		d.Reason = fmt.Sprintf("inconclusive: %d canary runs since the last decision, %d needed", max(fresh, 0), p.MinSamples)
+		return d
+	}
+	d.RunsAtLast = e.Canary.Runs
 	failed := d.Failed()
 	if len(failed) > 0 {
 		d.Failures = s.Failures + 1

@@ -53,6 +53,29 @@ func run(p gates.CanaryPolicy, w int, e gates.CanaryEvidence, n int) []gates.Can
 	return out
 }
 
+func TestCanaryNeedsFreshSamples(t *testing.T) {
+	t.Parallel()
+	// The same evidence is never judged twice: after a decision at 200
+	// canary runs, the next needs MinSamples more.
+	e := gates.CanaryEvidence{Baseline: side(1000), Canary: side(200)}
+	d := gates.Canary(policy(), gates.CanaryState{Weight: 1000}, e)
+	if d.Action != gates.ActionStep || d.RunsAtLast != 200 {
+		t.Fatalf("first analysis %+v", d)
+	}
+	st := gates.CanaryState{Weight: d.Weight, Failures: d.Failures, RunsAtLast: d.RunsAtLast}
+	if d := gates.Canary(policy(), st, e); d.Action != gates.ActionInconclusive || d.Weight != 2000 || d.RunsAtLast != 200 || !strings.Contains(d.Reason, "since the last decision") {
+		t.Fatalf("same evidence again: %+v", d)
+	}
+	e.Canary = side(249)
+	if d := gates.Canary(policy(), st, e); d.Action != gates.ActionInconclusive {
+		t.Fatalf("49 fresh runs: %+v", d)
+	}
+	e.Canary = side(250)
+	if d := gates.Canary(policy(), st, e); d.Action != gates.ActionStep || d.Weight != 3000 || d.RunsAtLast != 250 {
+		t.Fatalf("50 fresh runs: %+v", d)
+	}
+}
+
 func actions(ds []gates.CanaryDecision) string {
 	var b []string
 	for _, d := range ds {

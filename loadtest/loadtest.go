@@ -81,6 +81,10 @@ type Config struct {
 	Kind string
 	// Progress receives one line a second; nil prints nothing.
 	Progress io.Writer
+	// UntilDecided, when above Duration, keeps sending after Duration until
+	// the rollout is promoted or rolled back, for at most UntilDecided in
+	// all.
+	UntilDecided time.Duration
 	// Chain, when set, measures the raw franz-go chain after the load.
 	Chain *ChainConfig
 	// Params are recorded in the report.
@@ -185,7 +189,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer prod.Close()
 	var produceErrs atomic.Int64
 	var firstErr atomic.Value
-	sendCtx, stopSend := context.WithTimeout(ctx, cfg.Duration)
+	total := cfg.Duration
+	if cfg.UntilDecided > total {
+		total = cfg.UntilDecided
+	}
+	sendCtx, stopSend := context.WithTimeout(ctx, total)
 	defer stopSend()
 	progress := time.NewTicker(time.Second)
 	defer progress.Stop()
@@ -201,6 +209,9 @@ sending:
 		case <-progress.C:
 			report(cfg, st, start)
 		case now := <-tick.C:
+			if now.Sub(sendStart) >= cfg.Duration && (cfg.UntilDecided <= 0 || decided(cfg.Flags.Rollout())) {
+				break sending
+			}
 			due := int64(now.Sub(sendStart).Seconds() * cfg.Rate)
 			for ; n < due; n++ {
 				trace := prefix + strconv.FormatInt(n, 10)
@@ -286,6 +297,12 @@ sending:
 		}
 	}
 	return buildReport(cfg, st, id, start, sendStart, sendEnd, chain), nil
+}
+
+// decided reports whether the rollout reached an end: promoted or rolled
+// back.
+func decided(r pipeline.Rollout) bool {
+	return r.Phase == pipeline.PhasePromoted || r.Phase == pipeline.PhaseRolledBack
 }
 
 // newCollector returns a client consuming topics from their current ends.

@@ -145,6 +145,9 @@ type Rollout struct {
 	PauseReason string `json:"pause_reason,omitempty"`
 	// Failures counts failed analyses in this rollout.
 	Failures int `json:"failures"`
+	// CanaryRunsAtLast is the canary's finished runs at the last
+	// conclusive analysis; the next needs MinSamples more.
+	CanaryRunsAtLast int64 `json:"canary_runs_at_last,omitempty"`
 	// Started is when this rollout (its analysis window) began.
 	Started time.Time `json:"started,omitzero"`
 }
@@ -190,6 +193,9 @@ func (r Rollout) Validate() error {
 	}
 	if r.Failures < 0 {
 		bad("failures %d is negative", r.Failures)
+	}
+	if r.CanaryRunsAtLast < 0 {
+		bad("canary_runs_at_last %d is negative", r.CanaryRunsAtLast)
 	}
 	th := r.Thresholds
 	for name, v := range map[string]float64{"success_rate_min": th.SuccessRateMin, "error_rate_max": th.ErrorRateMax, "gate_pass_rate_min": th.GatePassRateMin} {
@@ -300,7 +306,7 @@ func (r *Rollout) Apply(name, value string, now time.Time) error {
 	case "phase":
 		p := RolloutPhase(value)
 		if p == PhaseProgressing && r.Phase != PhaseProgressing {
-			r.Failures, r.Started, r.PauseReason = 0, now.UTC(), ""
+			r.Failures, r.Started, r.PauseReason, r.CanaryRunsAtLast = 0, now.UTC(), "", 0
 		}
 		if p == PhasePaused {
 			r.PauseReason = "manual"

@@ -38,6 +38,7 @@ type loadtestOpts struct {
 	actors        int
 	external      bool
 	partitions    int32
+	untilDecided  time.Duration
 }
 
 func newLoadtestCmd(a *app) *cobra.Command {
@@ -102,6 +103,7 @@ the v2 executor settings are then that stack's (SPINE_CANARY_*).`,
 	f.IntVar(&o.actors, "actors", 1000, "distinct actors the intents come from")
 	f.BoolVar(&o.external, "external", false, "drive an already running stack (the configured one) instead of starting one")
 	f.Int32Var(&o.partitions, "partitions", 0, "partitions of the in-process stack's topics (default SPINE_PARTITIONS)")
+	f.DurationVar(&o.untilDecided, "until-decided", 0, "keep sending after --duration until the rollout is promoted or rolled back, for at most this long in all")
 	return cmd
 }
 
@@ -277,13 +279,13 @@ func loadtestReport(ctx context.Context, a *app, cfg *pipeline.Config, o loadtes
 	r.Interval = pipeline.Duration(o.interval)
 	r.MinSamples = o.minSamples
 	r.FailureLimit = o.failureLimit
-	r.Phase, r.PauseReason, r.Failures = pipeline.PhaseProgressing, "", 0
+	r.Phase, r.PauseReason, r.Failures, r.CanaryRunsAtLast = pipeline.PhaseProgressing, "", 0, 0
 	if err := r.Validate(); err != nil {
 		return nil, usageError{err}
 	}
 
 	lcfg := loadtest.Config{
-		Rate: o.rate, Duration: o.duration, Drain: o.drain, Rollout: r,
+		Rate: o.rate, Duration: o.duration, Drain: o.drain, Rollout: r, UntilDecided: o.untilDecided,
 		Kafka: kopts, Layout: layout, Codec: codec, Flags: flags, Actors: o.actors,
 		Progress: a.stderr, Logger: a.log,
 		Params: loadtest.Params{

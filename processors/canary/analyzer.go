@@ -68,7 +68,7 @@ type Analysis struct {
 // Changed reports whether the analysis moved the rollout (a flag change).
 func (a Analysis) Changed() bool {
 	b, c := a.Before, a.After
-	return b.Weight != c.Weight || b.Phase != c.Phase || b.Failures != c.Failures || b.PauseReason != c.PauseReason
+	return b.Weight != c.Weight || b.Phase != c.Phase || b.Failures != c.Failures || b.PauseReason != c.PauseReason || b.CanaryRunsAtLast != c.CanaryRunsAtLast
 }
 
 // Due reports whether a rollout in r's phase is analysed: a progressing
@@ -83,9 +83,9 @@ func Due(r pipeline.Rollout) bool {
 // 0 and ends it rolled back, a hold counts a failure, and an inconclusive
 // analysis pauses it (resumed by the next conclusive one).
 func Analyze(r pipeline.Rollout, e gates.CanaryEvidence, now time.Time) Analysis {
-	d := gates.Canary(Policy(r), gates.CanaryState{Weight: r.Weight, Failures: r.Failures}, e)
+	d := gates.Canary(Policy(r), gates.CanaryState{Weight: r.Weight, Failures: r.Failures, RunsAtLast: r.CanaryRunsAtLast}, e)
 	next := r
-	next.Weight, next.Failures = d.Weight, d.Failures
+	next.Weight, next.Failures, next.CanaryRunsAtLast = d.Weight, d.Failures, d.RunsAtLast
 	switch d.Action {
 	case gates.ActionStep, gates.ActionHold:
 		next.Phase, next.PauseReason = pipeline.PhaseProgressing, ""
