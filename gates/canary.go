@@ -225,12 +225,12 @@ type CanaryCheck struct {
 // CanaryDecision is the outcome of one analysis and the rollout's next
 // position.
 type CanaryDecision struct {
-	Action   CanaryAction  `json:"action"`
-	Weight   int           `json:"weight_bp"`
-	Failures int           `json:"failures"`
+	Action   CanaryAction `json:"action"`
+	Weight   int          `json:"weight_bp"`
+	Failures int          `json:"failures"`
 	// RunsAtLast is the state's RunsAtLast after this analysis.
-	RunsAtLast int64 `json:"canary_runs_at_last"`
-	Checks   []CanaryCheck `json:"checks"`
+	RunsAtLast int64         `json:"canary_runs_at_last"`
+	Checks     []CanaryCheck `json:"checks"`
 	// Reason summarises the decision in one line.
 	Reason string `json:"reason"`
 }
