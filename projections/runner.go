@@ -214,6 +214,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		kgo.TransactionTimeout(r.cfg.TransactionTimeout),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(0),
+		// Cells are small JSON written once per transaction; compressing
+		// them costs more CPU than it saves on a local broker.
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.OnPartitionsRevoked(r.onDrop),
 		kgo.OnPartitionsLost(r.onDrop),
 	)...)
