@@ -143,14 +143,37 @@ func testTransactions(t *testing.T, brokers []string) {
 
 	// The group's committed offsets cover every input (committed with the
 	// transactions, not separately).
-	offs, err := adm.FetchOffsets(ctx, p+"group")
-	if err != nil {
-		t.Fatalf("fetch group offsets: %v", err)
-	}
+	offs := stableOffsets(ctx, t, adm, p+"group")
 	var sum int64
 	offs.Each(func(o kadm.OffsetResponse) { sum += o.At })
 	if sum != n {
 		t.Errorf("group committed offsets sum to %d, want %d", sum, n)
+	}
+}
+
+// stableOffsets fetches a group's committed offsets once no transactional
+// offset commit is pending: with transaction.version 2, EndTxn returns
+// before the commit markers land in __consumer_offsets, so a plain fetch
+// right after it can still see the previous offsets.
+func stableOffsets(ctx context.Context, t *testing.T, adm *kadm.Client, group string) kadm.OffsetResponses {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		// A partition with a pending commit answers UNSTABLE_OFFSET_COMMIT
+		// (retriable): ask again until none does.
+		offs, err := adm.FetchOffsets(kadm.RequireStable(ctx), group)
+		if err == nil {
+			err = offs.Error()
+		}
+		if err == nil {
+			return offs
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("fetch stable offsets of %s: %v", group, err)
+		case <-tick.C:
+		}
 	}
 }
 
@@ -275,10 +298,7 @@ func TestOffsetOnlyTransactions(t *testing.T) {
 	t.Logf("%s: %d transactions, %d offset-only, %d aborted (the aborted ones' records were consumed again)",
 		kafkatest.Backend(), txns, offsetOnly, aborted)
 
-	offs, err := adm.FetchOffsets(ctx, p+"group")
-	if err != nil {
-		t.Fatalf("fetch offsets: %v", err)
-	}
+	offs := stableOffsets(ctx, t, adm, p+"group")
 	if o, ok := offs.Lookup(in, 0); !ok || o.At != n {
 		t.Errorf("committed offset %+v, want %d", o, n)
 	}
