@@ -47,6 +47,9 @@ var (
 	// ErrFlagsNotRunning is returned by Set when Run has not been called or
 	// has returned.
 	ErrFlagsNotRunning = errors.New("flag store is not running")
+	// ErrFlagConflict is returned by SetIf when the flag moved past the
+	// expected revision (stable code "flag_conflict").
+	ErrFlagConflict = errors.New("flag changed concurrently")
 )
 
 // RolloutPhase is where a rollout stands.
@@ -400,7 +403,7 @@ type Flags struct {
 	perFlag *prometheus.CounterVec
 	invalid prometheus.Counter
 
-	rollout atomic.Pointer[Rollout] // the current typed v2_rollout
+	rollout atomic.Pointer[rolloutRev] // the current typed v2_rollout
 
 	mu      sync.Mutex
 	cl      *kgo.Client
@@ -433,8 +436,7 @@ func NewFlags(kopts []kgo.Opt, layout Layout, opts ...FlagsOpt) *Flags {
 	if c.reg != nil {
 		c.reg.MustRegister(f.perFlag, f.invalid)
 	}
-	d := DefaultRollout()
-	f.rollout.Store(&d)
+	f.rollout.Store(&rolloutRev{r: DefaultRollout()})
 	return f
 }
 
@@ -574,7 +576,7 @@ func (f *Flags) apply(r *kgo.Record) {
 	}
 	if c.Flag == FlagV2Rollout {
 		ro, _ := c.Rollout()
-		f.rollout.Store(&ro)
+		f.rollout.Store(&rolloutRev{r: ro, rev: c.Rev})
 	}
 	f.perFlag.WithLabelValues(c.Flag).Inc()
 	for _, fn := range watch {
@@ -595,7 +597,20 @@ func (f *Flags) WaitReady(ctx context.Context) error {
 
 // Rollout returns the current v2 rollout (DefaultRollout until the flag is
 // set). It is lock-free and cheap enough for every routed intent.
-func (f *Flags) Rollout() Rollout { return *f.rollout.Load() }
+func (f *Flags) Rollout() Rollout { return f.rollout.Load().r }
+
+// rolloutRev is a rollout and the revision it came from.
+type rolloutRev struct {
+	r   Rollout
+	rev int64
+}
+
+// RolloutRev returns the current v2 rollout and its revision (0 before
+// the flag was ever set), for a later SetRolloutIf.
+func (f *Flags) RolloutRev() (Rollout, int64) {
+	p := f.rollout.Load()
+	return p.r, p.rev
+}
 
 // Get returns the latest change of flag, if any.
 func (f *Flags) Get(flag string) (FlagChange, bool) {
@@ -617,6 +632,19 @@ func (f *Flags) History(flag string) []FlagChange {
 // after Set sees it. The revision is the current one plus one; value is
 // validated first. Run must be running and ready.
 func (f *Flags) Set(ctx context.Context, flag string, value any, who, why string) (FlagChange, error) {
+	return f.set(ctx, flag, value, -1, who, why)
+}
+
+// SetIf is Set on the condition that the flag is still at revision expect
+// in this store's view; otherwise it writes nothing and returns an error
+// wrapping ErrFlagConflict. It narrows, but cannot close, the window in
+// which two writers in different processes both write the same revision;
+// readers then keep the later record.
+func (f *Flags) SetIf(ctx context.Context, flag string, value any, expect int64, who, why string) (FlagChange, error) {
+	return f.set(ctx, flag, value, expect, who, why)
+}
+
+func (f *Flags) set(ctx context.Context, flag string, value any, expect int64, who, why string) (FlagChange, error) {
 	validate, ok := knownFlags[flag]
 	if !ok {
 		return FlagChange{}, fmt.Errorf("%w %q (known: %s)", ErrUnknownFlag, flag, FlagV2Rollout)
@@ -637,6 +665,9 @@ func (f *Flags) Set(ctx context.Context, flag string, value any, who, why string
 	f.mu.Unlock()
 	if cl == nil {
 		return FlagChange{}, ErrFlagsNotRunning
+	}
+	if expect >= 0 && rev-1 != expect {
+		return FlagChange{}, fmt.Errorf("%w: %s is at revision %d, not %d", ErrFlagConflict, flag, rev-1, expect)
 	}
 	if who == "" {
 		who = "unknown"
@@ -677,4 +708,76 @@ func (f *Flags) SetRollout(ctx context.Context, r Rollout, who, why string) (Fla
 		return FlagChange{}, err
 	}
 	return f.Set(ctx, FlagV2Rollout, r, who, why)
+}
+
+// SetRolloutIf is SetRollout on the condition that the rollout is still at
+// revision expect (see SetIf).
+func (f *Flags) SetRolloutIf(ctx context.Context, r Rollout, expect int64, who, why string) (FlagChange, error) {
+	if err := r.Validate(); err != nil {
+		return FlagChange{}, err
+	}
+	return f.SetIf(ctx, FlagV2Rollout, r, expect, who, why)
+}
+
+// Leader elects one process among every process that runs a Leader with
+// the same name on the same layout: the member of the consumer group
+// Layout.Group(name) that is assigned the one partition of the flag topic
+// leads. When it stops or dies the group reassigns the partition and
+// another member leads (on a crash, after the session timeout, 10 s). The
+// canary analyzer runs under one, so that several `spine up` processes on
+// one cluster take one decision per interval, not several. A Leader is
+// safe for concurrent use.
+type Leader struct {
+	kopts   []kgo.Opt
+	group   string
+	topic   Topic
+	log     *slog.Logger
+	leading atomic.Bool
+}
+
+// NewLeader returns a Leader for name; it does no I/O.
+func NewLeader(kopts []kgo.Opt, layout Layout, name string, log *slog.Logger) *Leader {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Leader{kopts: kopts, group: layout.Group(name), topic: layout.Flags(), log: log.With("component", "leader", "group", layout.Group(name))}
+}
+
+// Leading reports whether this process leads now.
+func (l *Leader) Leading() bool { return l.leading.Load() }
+
+// Run takes part in the election until ctx ends; it returns nil then, after
+// leaving the group so another member takes over at once.
+func (l *Leader) Run(ctx context.Context) error {
+	set := func(parts map[string][]int32, v bool) {
+		if slices.Contains(parts[string(l.topic)], 0) && l.leading.Swap(v) != v {
+			l.log.Info("leadership changed", "leading", v)
+		}
+	}
+	cl, err := kgo.NewClient(append(slices.Clone(l.kopts),
+		kgo.ConsumerGroup(l.group),
+		kgo.ConsumeTopics(string(l.topic)),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
+		kgo.DisableAutoCommit(),
+		kgo.SessionTimeout(10*time.Second),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, p map[string][]int32) { set(p, true) }),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, p map[string][]int32) { set(p, false) }),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, p map[string][]int32) { set(p, false) }),
+	)...)
+	if err != nil {
+		return fmt.Errorf("leader client: %w", err)
+	}
+	defer func() {
+		l.leading.Store(false)
+		cl.Close() // leaves the group
+	}()
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			l.log.Debug("leader: fetch error", "topic", t, "partition", p, "err", err)
+		})
+	}
 }

@@ -139,6 +139,36 @@ func TestFlagsHistoryListsEveryChange(t *testing.T) {
 	}
 }
 
+func TestFlagsSetIfRefusesAStaleRevision(t *testing.T) {
+	t.Parallel()
+	brokers, l := flagsEnv(t)
+	a := runFlags(t, brokers, l)
+	b := runFlags(t, brokers, l)
+	r, rev := a.RolloutRev()
+	if rev != 0 {
+		t.Fatalf("rev %d before any change", rev)
+	}
+	r.Weight = 500
+	if _, err := a.SetRolloutIf(t.Context(), r, 0, "analyzer", "step"); err != nil {
+		t.Fatal(err)
+	}
+	// b changes the flag; once a has read it, a write expecting rev 1 fails.
+	eventually(t, 5*time.Second, "b sees rev 1", func() bool { _, v := b.RolloutRev(); return v == 1 })
+	r2, _ := b.RolloutRev()
+	r2.Phase = pipeline.PhasePaused
+	if _, err := b.SetRollout(t.Context(), r2, "bob", "pause"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "a sees rev 2", func() bool { _, v := a.RolloutRev(); return v == 2 })
+	r.Weight = 1500
+	if _, err := a.SetRolloutIf(t.Context(), r, 1, "analyzer", "stale step"); !errors.Is(err, pipeline.ErrFlagConflict) {
+		t.Fatalf("stale SetIf: err %v, want ErrFlagConflict", err)
+	}
+	if got, v := a.RolloutRev(); v != 2 || got.Phase != pipeline.PhasePaused || got.Weight != 500 {
+		t.Fatalf("rollout rev %d %+v after a refused write", v, got)
+	}
+}
+
 func TestFlagsRefuseInvalidValuesAndSkipBadRecords(t *testing.T) {
 	t.Parallel()
 	brokers, l := flagsEnv(t)
@@ -307,4 +337,47 @@ func ExampleRollout_Apply() {
 	// Output:
 	// 1250 8000 10s true
 	// true
+}
+
+func TestLeaderElectsOneAndFailsOver(t *testing.T) {
+	t.Parallel()
+	brokers, l := flagsEnv(t)
+	opts := []kgo.Opt{kgo.SeedBrokers(brokers...)}
+	type member struct {
+		l      *pipeline.Leader
+		cancel context.CancelFunc
+		done   chan error
+	}
+	start := func() *member {
+		m := &member{l: pipeline.NewLeader(opts, l, "canary-analyzer", nil), done: make(chan error, 1)}
+		ctx, cancel := context.WithCancel(t.Context())
+		m.cancel = cancel
+		go func() { m.done <- m.l.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-m.done })
+		return m
+	}
+	a, b := start(), start()
+	leaders := func() int {
+		n := 0
+		for _, m := range []*member{a, b} {
+			if m.l.Leading() {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, 20*time.Second, "one leader", func() bool { return leaders() == 1 })
+	lead, other := a, b
+	if b.l.Leading() {
+		lead, other = b, a
+	}
+	lead.cancel()
+	if err := <-lead.done; err != nil {
+		t.Fatal(err)
+	}
+	lead.done <- nil // for Cleanup
+	if lead.l.Leading() {
+		t.Fatal("a stopped leader still leads")
+	}
+	eventually(t, 20*time.Second, "the other takes over", other.l.Leading)
 }

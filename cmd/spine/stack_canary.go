@@ -58,14 +58,16 @@ func (st *stack) wireCanary(ctx context.Context) error {
 		}
 		return canary.ProjectionEvidence(st.projections, 0, src).Evidence(ctx, since)
 	})
+	// One analyzer decides, however many stacks share the cluster.
+	leader := pipeline.NewLeader(opts, layout, "canary-analyzer", log)
 	an, err := canary.NewAnalyzer(canary.AnalyzerConfig{
 		Flags: flags, Evidence: evidence, Publisher: pub, Layout: layout,
-		Logger: log, Registerer: st.reg, LatencySource: src,
+		Logger: log, Registerer: st.reg, LatencySource: src, Leader: leader,
 	})
 	if err != nil {
 		return err
 	}
-	st.runners = append(st.runners, flags.Run, func(ctx context.Context) error {
+	st.runners = append(st.runners, flags.Run, leader.Run, func(ctx context.Context) error {
 		defer pub.Close()
 		if err := flags.WaitReady(ctx); err != nil {
 			return nil // ctx ended

@@ -40,7 +40,10 @@ type Publisher interface {
 // FlagWriter reads and writes the rollout (a *pipeline.Flags).
 type FlagWriter interface {
 	RolloutSource
-	SetRollout(ctx context.Context, r pipeline.Rollout, who, why string) (pipeline.FlagChange, error)
+	// RolloutRev returns the rollout and its revision.
+	RolloutRev() (pipeline.Rollout, int64)
+	// SetRolloutIf writes r if the rollout is still at revision expect.
+	SetRolloutIf(ctx context.Context, r pipeline.Rollout, expect int64, who, why string) (pipeline.FlagChange, error)
 }
 
 // Policy returns the analysis policy a rollout describes.
@@ -195,6 +198,9 @@ type AnalyzerConfig struct {
 	// LatencySource names the latency Evidence compares, recorded on each
 	// event as the attribute latency_source (default end_to_end).
 	LatencySource LatencySource
+	// Leader, when set, lets only the leading process analyse (a
+	// *pipeline.Leader), so that several processes take one decision.
+	Leader interface{ Leading() bool }
 }
 
 // Analyzer runs the canary analysis every rollout interval. It is safe for
@@ -267,12 +273,13 @@ func (a *Analyzer) Run(ctx context.Context) error {
 	}
 }
 
-// AnalyzeOnce analyses the rollout now if it is due (see Due): it reads the
+// AnalyzeOnce analyses the rollout now if it is due (see Due) and this
+// process leads (when a Leader is configured): it reads the
 // evidence, decides, publishes the gate.canary event and then, if the
 // rollout moved, writes the flag change. It reports whether it analysed.
 func (a *Analyzer) AnalyzeOnce(ctx context.Context) (Analysis, bool, error) {
-	r := a.cfg.Flags.Rollout()
-	if !Due(r) {
+	r, rev := a.cfg.Flags.RolloutRev()
+	if !Due(r) || (a.cfg.Leader != nil && !a.cfg.Leader.Leading()) {
 		return Analysis{}, false, nil
 	}
 	e, err := a.cfg.Evidence.Evidence(ctx, r.Started)
@@ -285,13 +292,18 @@ func (a *Analyzer) AnalyzeOnce(ctx context.Context) (Analysis, bool, error) {
 		src = LatencyEndToEnd
 	}
 	an.Event.Attributes["latency_source"] = string(src)
+	if _, now := a.cfg.Flags.RolloutRev(); now != rev {
+		// Someone changed the rollout while the evidence was read: decide
+		// on the new one at the next interval.
+		return an, false, fmt.Errorf("canary analysis dropped: %w (revision %d, now %d)", pipeline.ErrFlagConflict, rev, now)
+	}
 	out := pipeline.Output{Topic: a.cfg.Layout.Gate(GateName), Key: []byte(an.Event.TraceID), Value: an.Event, Version: schemas.V2}
 	if _, err := a.cfg.Publisher.Produce(ctx, out); err != nil {
 		return an, true, fmt.Errorf("publish %s to %s: %w", an.Event.EventType, out.Topic, err)
 	}
 	a.analyses.WithLabelValues(string(an.Decision.Action)).Inc()
 	if an.Changed() {
-		if _, err := a.cfg.Flags.SetRollout(ctx, an.After, AnalyzerActor, an.Decision.Reason); err != nil {
+		if _, err := a.cfg.Flags.SetRolloutIf(ctx, an.After, rev, AnalyzerActor, an.Decision.Reason); err != nil {
 			return an, true, fmt.Errorf("record canary decision %s: %w", an.Decision.Action, err)
 		}
 	}

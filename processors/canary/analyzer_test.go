@@ -2,6 +2,7 @@ package canary_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -273,5 +274,45 @@ func TestAnalyzerRecordsEachDecisionAsAFlagChange(t *testing.T) {
 	}
 	if s := strings.Join(by, " "); s != "paused/1000 progressing/2000 progressing/3000 progressing/3000 rolled_back/0" {
 		t.Fatalf("flag history %q", s)
+	}
+}
+
+func TestAnalyzerDropsADecisionWhenTheRolloutMoved(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	l := pipeline.Layout{Prefix: kafkatest.Prefix(t), Partitions: 1}
+	if err := pipeline.EnsureTopics(t.Context(), kadm.NewClient(kafkatest.Client(t, brokers)), l, -1); err != nil {
+		t.Fatal(err)
+	}
+	flags := pipeline.NewFlags([]kgo.Opt{kgo.SeedBrokers(brokers...)}, l)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- flags.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if _, err := flags.SetRollout(t.Context(), rollout(1000), "tester", "start"); err != nil {
+		t.Fatal(err)
+	}
+	// A person pauses the rollout while the analyzer reads the evidence.
+	src := canary.EvidenceSourceFunc(func(ctx context.Context, _ time.Time) (gates.CanaryEvidence, error) {
+		r := flags.Rollout()
+		r.Phase = pipeline.PhasePaused
+		if _, err := flags.SetRollout(ctx, r, "alice", "incident"); err != nil {
+			return gates.CanaryEvidence{}, err
+		}
+		return evidence(30, 100), nil
+	})
+	pub := &recorder{}
+	an, err := canary.NewAnalyzer(canary.AnalyzerConfig{Flags: flags, Evidence: src, Publisher: pub, Layout: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := an.AnalyzeOnce(t.Context()); !errors.Is(err, pipeline.ErrFlagConflict) {
+		t.Fatalf("err %v, want ErrFlagConflict", err)
+	}
+	if len(pub.outs) != 0 {
+		t.Errorf("published %d events for a dropped decision", len(pub.outs))
+	}
+	if r := flags.Rollout(); r.Phase != pipeline.PhasePaused || r.Weight != 1000 {
+		t.Errorf("the person's pause was overwritten: %+v", r)
 	}
 }

@@ -6,8 +6,8 @@
 //
 // Goroutines: Router has none (it reads the flag store lock-free). An
 // Analyzer runs one goroutine, Run, which owns all of its mutable state; its
-// Last method reads a copy under a mutex. Run one Analyzer per deployment:
-// two would both decide.
+// Analyses method reads a copy under a mutex. Any number of processes may
+// run an Analyzer: with a pipeline.Leader only the leading one decides.
 package canary
 
 import (
