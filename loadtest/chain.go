@@ -97,7 +97,6 @@ func Chain(ctx context.Context, cfg ChainConfig) (ChainResult, error) {
 			kgo.TransactionalID(cfg.Prefix+"rawchain-hop"+strconv.Itoa(i)),
 			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-			kgo.RequireStableFetchOffsets(),
 			kgo.ProducerLinger(0),
 			kgo.ProducerBatchCompression(kgo.NoCompression()),
 			kgo.DefaultProduceTopic(topic(i+1)),
