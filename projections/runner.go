@@ -223,7 +223,10 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("projections: transactional session: %w", err)
 	}
-	defer sess.Close()
+	defer func() {
+		sess.Close()
+		r.leaveGroup()
+	}()
 	adm := kadm.NewClient(sess.Client())
 	// Initialising the producer id fences a predecessor with our
 	// transactional id (a crashed incarnation) and aborts its open
@@ -274,6 +277,26 @@ func (r *Runner) Run(ctx context.Context) error {
 		} else if committed {
 			backoff = 100 * time.Millisecond
 		}
+	}
+}
+
+// leaveGroup makes a clean stop leave the group at once: a static member
+// does not leave on Close, and its partitions would otherwise wait for the
+// session timeout before another instance takes them.
+func (r *Runner) leaveGroup() {
+	cl, err := kgo.NewClient(r.cfg.Kafka...)
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := kadm.NewClient(cl).LeaveGroup(ctx, kadm.LeaveGroup(r.cfg.Layout.Group(ProcessorName)).InstanceIDs(r.cfg.InstanceID).Reason("clean shutdown"))
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		r.log.Warn("could not leave the group on shutdown; its partitions wait for the session timeout", "err", err)
 	}
 }
 
