@@ -48,7 +48,7 @@ func TestCrashHelper(t *testing.T) {
 	r, err := NewRunner(RunnerConfig{
 		Kafka:  []kgo.Opt{kgo.SeedBrokers(strings.Split(os.Getenv(envBrokers), ",")...)},
 		Layout: l, Codec: pipeline.NewSchemaCodec(serde, l),
-		TransactionTimeout: 5 * time.Second, MaxPollRecords: 40,
+		TransactionTimeout: 5 * time.Second, MaxPollRecords: 40, StaticMembership: true,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -359,7 +359,8 @@ func TestProjectionsRebalanceExactlyOnce(t *testing.T) {
 
 	member := func(id string) func() {
 		r, err := NewRunner(RunnerConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec,
-			TransactionalID: e.layout.Group(ProcessorName) + "-" + id, TransactionTimeout: 5 * time.Second, MaxPollRecords: 50})
+			TransactionalID: e.layout.Group(ProcessorName) + "-" + id, TransactionTimeout: 5 * time.Second, MaxPollRecords: 50,
+			StaticMembership: id != "b", SessionTimeout: 6 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

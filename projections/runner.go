@@ -41,11 +41,18 @@ type RunnerConfig struct {
 	// restarts of one instance so a restart fences its predecessor's open
 	// transaction at once. Default Layout.Group("projections") + "-0".
 	TransactionalID string
-	// InstanceID is the group.instance.id (static membership): a restarted
-	// instance takes its partitions back at once instead of waiting for
-	// the group to time out its crashed predecessor. Default: the
-	// transactional id. Two live instances must not share it.
+	// StaticMembership joins the group as a static member named
+	// InstanceID: a restarted instance takes its partitions back at once
+	// instead of after the session timeout. A cleanly stopped runner
+	// leaves the group explicitly. Default false.
+	StaticMembership bool
+	// InstanceID is the group.instance.id under StaticMembership. Default:
+	// the transactional id. Two live instances must not share it.
 	InstanceID string
+	// SessionTimeout is the group session timeout: how long a crashed
+	// instance keeps its partitions (without StaticMembership, how long a
+	// restart waits for them). Default 10s.
+	SessionTimeout time.Duration
 	// TransactionTimeout bounds how long a crashed instance's open
 	// transaction blocks the partitions it held. Default 10s.
 	TransactionTimeout time.Duration
@@ -118,6 +125,9 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	}
 	if cfg.TransactionTimeout <= 0 {
 		cfg.TransactionTimeout = 10 * time.Second
+	}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = 10 * time.Second
 	}
 	if cfg.MaxPollRecords <= 0 {
 		cfg.MaxPollRecords = 2000
@@ -204,9 +214,13 @@ func (r *Runner) Run(ctx context.Context) error {
 		topics = append(topics, t)
 	}
 	slices.Sort(topics)
-	sess, err := kgo.NewGroupTransactSession(append(append([]kgo.Opt{}, r.cfg.Kafka...),
+	opts := append([]kgo.Opt{}, r.cfg.Kafka...)
+	if r.cfg.StaticMembership {
+		opts = append(opts, kgo.InstanceID(r.cfg.InstanceID))
+	}
+	sess, err := kgo.NewGroupTransactSession(append(opts,
 		kgo.ConsumerGroup(l.Group(ProcessorName)),
-		kgo.InstanceID(r.cfg.InstanceID),
+		kgo.SessionTimeout(r.cfg.SessionTimeout),
 		kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -225,7 +239,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	defer func() {
 		sess.Close()
-		r.leaveGroup()
+		if r.cfg.StaticMembership {
+			r.leaveGroup()
+		}
 	}()
 	adm := kadm.NewClient(sess.Client())
 	// Initialising the producer id fences a predecessor with our
