@@ -42,7 +42,7 @@ served on SPINE_METRICS_ADDR, or SPINE_HTTP_ADDR when that is empty.`,
 				return err
 			}
 			if args[0] == "projections" {
-				return fmt.Errorf("run projections is not available in this build yet (projections)")
+				return runProjections(cmd.Context(), a, cfg)
 			}
 			return runProcessor(cmd.Context(), a, cfg, args[0])
 		},

@@ -2,10 +2,16 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net/http"
+	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/projections"
@@ -42,12 +48,24 @@ func newProjectionsRunner(cfg *pipeline.Config, brokers []string, codec pipeline
 	if err != nil {
 		return nil, err
 	}
+	instance := cfg.InstanceID
+	if instance == "" {
+		if instance, err = os.Hostname(); err != nil || instance == "" {
+			instance = "0"
+		}
+	}
+	layout := pipeline.NewLayout(cfg)
 	return projections.NewRunner(projections.RunnerConfig{
-		Kafka:      append(opts, kgo.ClientID(cfg.ServiceName+"-"+projections.ProcessorName)),
-		Layout:     pipeline.NewLayout(cfg),
-		Codec:      codec,
-		Logger:     log,
-		Registerer: reg,
+		Kafka:              append(opts, kgo.ClientID(cfg.ServiceName+"-"+projections.ProcessorName)),
+		Layout:             layout,
+		Codec:              codec,
+		TransactionalID:    layout.Group(projections.ProcessorName) + "-" + instance,
+		TransactionTimeout: cfg.TransactionTimeout,
+		MaxPollRecords:     cfg.BatchMaxRecords,
+		SessionTimeout:     cfg.GroupSessionTimeout,
+		StaticMembership:   cfg.StaticMembership,
+		Logger:             log,
+		Registerer:         reg,
 	})
 }
 
@@ -62,4 +80,42 @@ func newProjectionsStore(cfg *pipeline.Config, brokers []string, log *slog.Logge
 		Layout: pipeline.NewLayout(cfg),
 		Logger: log,
 	})
+}
+
+// runProjections runs the projections processor on its own (`spine run
+// projections`) with the view, the JSON API and the dashboard, /healthz and
+// /metrics, until ctx ends.
+func runProjections(ctx context.Context, a *app, cfg *pipeline.Config) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	codec, err := cliCodec(cfg)
+	if err != nil {
+		return err
+	}
+	brokers := cliBrokers(cfg)
+	runner, err := newProjectionsRunner(cfg, brokers, codec, a.log, reg)
+	if err != nil {
+		return err
+	}
+	store, err := newProjectionsStore(cfg, brokers, a.log)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, "{\"status\":\"ok\",\"processor\":%q}\n", projections.ProcessorName)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	projections.NewAPI(store).Mount(mux)
+	srv := &pipeline.HTTPServer{Name: projections.ProcessorName, Addr: cfg.HTTPAddr, Handler: mux, ShutdownTimeout: cfg.ShutdownTimeout, Log: a.log}
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	a.log.Info("processor running", "processor", projections.ProcessorName, "kafka", brokers, "http", "http://"+hostport(srv.BoundAddr())+"/")
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return runner.Run(gctx) })
+	g.Go(func() error { return store.Run(gctx) })
+	g.Go(func() error { return srv.Run(gctx) })
+	return g.Wait()
 }
