@@ -2,13 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/sethvargo/go-envconfig"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
@@ -87,5 +91,42 @@ func TestCLIFlagsRejectsBadSettings(t *testing.T) {
 	}
 	if code, out, _ := run("flags", "history"); code != exitOK || strings.Count(out, "\n") != 1 {
 		t.Errorf("a refused setting was recorded:\n%s", out)
+	}
+}
+
+func TestFlagsHandlerServesRolloutAndHistory(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	l := pipeline.Layout{Prefix: kafkatest.Prefix(t), Partitions: 1}
+	if err := pipeline.EnsureTopics(t.Context(), kadm.NewClient(kafkatest.Client(t, brokers)), l, -1); err != nil {
+		t.Fatal(err)
+	}
+	f := pipeline.NewFlags([]kgo.Opt{kgo.SeedBrokers(brokers...)}, l)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	r := pipeline.DefaultRollout()
+	r.Weight = 300
+	if _, err := f.SetRollout(t.Context(), r, "carol", "try"); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(flagsHandler(f))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Rollout pipeline.Rollout      `json:"v2_rollout"`
+		Current pipeline.FlagChange   `json:"current"`
+		History []pipeline.FlagChange `json:"history"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	if body.Rollout.Weight != 300 || body.Current.Who != "carol" || len(body.History) != 1 || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("body %+v", body)
 	}
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,6 +69,8 @@ func (st *stack) wireCanary(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	st.mux.Handle("GET /v1/flags", flagsHandler(flags))
+	st.mux.Handle("GET /v1/canary/analyses", analysesHandler(an))
 	st.runners = append(st.runners, flags.Run, leader.Run, func(ctx context.Context) error {
 		defer pub.Close()
 		if err := flags.WaitReady(ctx); err != nil {
@@ -97,4 +101,37 @@ func newFlagRouter(cfg *pipeline.Config, brokers []string, log *slog.Logger, reg
 	}
 	flags := pipeline.NewFlags(opts, pipeline.NewLayout(cfg), pipeline.WithFlagsLogger(log), pipeline.WithFlagsRegisterer(reg))
 	return canary.NewRouter(flags), flags.Run, nil
+}
+
+// flagsHandler serves GET /v1/flags: the current v2_rollout (its latest
+// change: value, who, why, when, revision) and its history.
+func flagsHandler(f *pipeline.Flags) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		body := struct {
+			Rollout pipeline.Rollout      `json:"v2_rollout"`
+			Current *pipeline.FlagChange  `json:"current,omitempty"`
+			History []pipeline.FlagChange `json:"history"`
+		}{Rollout: f.Rollout(), History: f.History(pipeline.FlagV2Rollout)}
+		if c, ok := f.Get(pipeline.FlagV2Rollout); ok {
+			body.Current = &c
+		}
+		if body.History == nil {
+			body.History = []pipeline.FlagChange{}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(body)
+	})
+}
+
+// analysesHandler serves GET /v1/canary/analyses: the analyses this
+// process's analyzer made (the last 1000), oldest first.
+func analysesHandler(an *canary.Analyzer) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		list := an.Analyses()
+		if list == nil {
+			list = []canary.Analysis{}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(list)
+	})
 }
