@@ -1,7 +1,11 @@
 package projections
 
 import (
+	"context"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spinerun/spine/schemas"
 )
@@ -39,5 +43,48 @@ func BenchmarkEncodeGoldenCell(b *testing.B) {
 		if _, err := EncodeCell(g); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkRunner measures the projections processor end to end on the
+// test cluster: thread events folded and committed per second, from a
+// backlog of complete runs (13 events each), until the view shows them all.
+// Run with -benchtime=1x; each iteration uses fresh topics.
+func BenchmarkRunner(b *testing.B) {
+	const nRuns = 5000
+	for range b.N {
+		b.StopTimer()
+		e := newEnvTB(b)
+		runs := synth(61, nRuns, "baseline", schemas.V1, 10)
+		events := e.produceTB(b, runs)
+		store, err := NewStore(StoreConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { _ = store.Run(ctx) }()
+		r, err := NewRunner(RunnerConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx) }()
+		for {
+			rep := store.Aggregate(Range{}).CanaryReport()
+			if rep.Baseline.Terminal == nRuns && rep.Baseline.Artifacts == nRuns && rep.Baseline.Gates["verdict"].Passed+rep.Baseline.Gates["verdict"].Failed == nRuns {
+				break
+			}
+			if time.Since(start) > 2*time.Minute {
+				b.Fatal("runner did not fold the backlog within 2m")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		el := time.Since(start)
+		b.StopTimer()
+		b.ReportMetric(float64(events)/el.Seconds(), "events/s")
+		cancel()
+		<-done
 	}
 }

@@ -32,7 +32,9 @@ type env struct {
 	cl      *kgo.Client
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvTB(t) }
+
+func newEnvTB(t testing.TB) *env {
 	t.Helper()
 	brokers, prefix := kafkatest.Brokers(t), kafkatest.Prefix(t)
 	l := pipeline.Layout{Prefix: prefix, Partitions: testPartitions}
@@ -83,7 +85,9 @@ func newEnv(t *testing.T) *env {
 
 // produce writes the runs' events to their thread topics, encoded with the
 // run's contract version, keyed by trace_id on the run's partition.
-func (e *env) produce(t *testing.T, runs []runSpec) int {
+func (e *env) produce(t *testing.T, runs []runSpec) int { return e.produceTB(t, runs) }
+
+func (e *env) produceTB(t testing.TB, runs []runSpec) int {
 	t.Helper()
 	var recs []*kgo.Record
 	for _, r := range runs {

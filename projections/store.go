@@ -37,7 +37,7 @@ type Store struct {
 	log *slog.Logger
 
 	mu    sync.RWMutex
-	runs  map[string]map[string]*RunPart // trace → source topic → part
+	runs  map[string]map[string][]byte // trace → source topic → encoded part, decoded on query
 	aggs  Cells                          // aggregate cells by key
 	ready bool
 	last  time.Time // when the last record was applied
@@ -56,20 +56,28 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{cfg: cfg, log: log.With("component", "projections-store"), runs: map[string]map[string]*RunPart{}, aggs: Cells{}}, nil
+	return &Store{cfg: cfg, log: log.With("component", "projections-store"), runs: map[string]map[string][]byte{}, aggs: Cells{}}, nil
 }
 
 // NewMemStore returns a Store serving fixed cells (for example a replay's),
 // without Kafka.
 func NewMemStore(cells Cells, window time.Duration) *Store {
-	s := &Store{cfg: StoreConfig{Window: window}, log: slog.New(slog.DiscardHandler), runs: map[string]map[string]*RunPart{}, aggs: Cells{}, ready: true}
+	s := &Store{cfg: StoreConfig{Window: window}, log: slog.New(slog.DiscardHandler), runs: map[string]map[string][]byte{}, aggs: Cells{}, ready: true}
 	if s.cfg.Window <= 0 {
 		s.cfg.Window = DefaultWindow
 	}
 	for k, c := range cells {
-		if kk, err := ParseKey(k); err == nil {
-			s.put(kk, k, c)
+		kk, err := ParseKey(k)
+		if err != nil {
+			continue
 		}
+		if kk.Projection == ProjRuns {
+			if b, err := EncodeCell(c); err == nil {
+				s.putRun(kk, b)
+			}
+			continue
+		}
+		s.aggs[k] = c
 	}
 	return s
 }
@@ -158,25 +166,27 @@ func (s *Store) apply(key, value []byte) {
 		s.del(k, string(key))
 		return
 	}
+	if k.Projection == ProjRuns {
+		// Runs are many and read one at a time: keep the bytes and decode
+		// on query.
+		s.putRun(k, value)
+		return
+	}
 	c, err := decodeCell(k.Projection, value)
 	if err != nil {
 		s.log.Error("skipping corrupt projection cell", "key", string(key), "err", err, "code", Code(err))
 		return
 	}
-	s.put(k, string(key), c)
+	s.aggs[string(key)] = c
 }
 
-func (s *Store) put(k Key, key string, c Cell) {
-	if p, ok := c.(*RunPart); ok {
-		m := s.runs[p.TraceID]
-		if m == nil {
-			m = map[string]*RunPart{}
-			s.runs[p.TraceID] = m
-		}
-		m[k.Source.Topic] = p
-		return
+func (s *Store) putRun(k Key, value []byte) {
+	m := s.runs[k.TraceID]
+	if m == nil {
+		m = map[string][]byte{}
+		s.runs[k.TraceID] = m
 	}
-	s.aggs[key] = c
+	m[k.Source.Topic] = value
 }
 
 func (s *Store) del(k Key, key string) {
@@ -194,8 +204,18 @@ func (s *Store) del(k Key, key string) {
 // ErrNotFound.
 func (s *Store) RunStatus(trace string) (Run, error) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	r, ok := MergeRun(s.runs[trace])
+	raw := s.runs[trace]
+	parts := make(map[string]*RunPart, len(raw))
+	for topic, b := range raw {
+		c, err := decodeCell(ProjRuns, b)
+		if err != nil {
+			s.log.Error("skipping corrupt run cell", "trace_id", trace, "topic", topic, "err", err, "code", Code(err))
+			continue
+		}
+		parts[topic] = c.(*RunPart)
+	}
+	s.mu.RUnlock()
+	r, ok := MergeRun(parts)
 	if !ok {
 		return Run{}, errRunNotFound(trace)
 	}
