@@ -38,7 +38,7 @@ type Store struct {
 
 	mu    sync.RWMutex
 	runs  map[string]map[string][]byte // trace → source topic → encoded part, decoded on query
-	aggs  Cells                          // aggregate cells by key
+	aggs  Cells                        // aggregate cells by key
 	ready bool
 	last  time.Time // when the last record was applied
 	n     int64     // records applied
