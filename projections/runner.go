@@ -268,6 +268,14 @@ func (r *Runner) Run(ctx context.Context) error {
 		})
 		r.applyDrops()
 		if fs.NumRecords() == 0 {
+			if len(fs.Errors()) > 0 {
+				// Do not spin on a persistent fetch error (a missing topic).
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(time.Second):
+				}
+			}
 			continue
 		}
 		// Finish the polled batch even if shutdown begins meanwhile
