@@ -178,3 +178,20 @@ func rolledBack(check string) func(t *testing.T, r *loadtest.Report) {
 		}
 	}
 }
+
+func TestLoadtestUsageErrors(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"loadtest", "--rate", "0"},
+		{"loadtest", "--duration", "-1s"},
+		{"loadtest", "--canary", "150"},
+		{"loadtest", "--max-weight", "0"},
+		{"loadtest", "--v2-failure-rate", "2"},
+		{"loadtest", "extra"},
+	} {
+		code, _, stderr := runCLI(t, "", args...)
+		if code != exitUsage || stderr == "" {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 with a reason", args, code, stderr)
+		}
+	}
+}
