@@ -74,9 +74,13 @@ func (a Analysis) Changed() bool {
 	return b.Weight != c.Weight || b.Phase != c.Phase || b.Failures != c.Failures || b.PauseReason != c.PauseReason || b.CanaryRunsAtLast != c.CanaryRunsAtLast
 }
 
-// Due reports whether a rollout in r's phase is analysed: a progressing
-// rollout, or one the analyzer itself paused as inconclusive.
+// Due reports whether a rollout is analysed: one somebody started (the
+// default rollout, before anyone set the flag, is not) that is progressing,
+// or that the analyzer itself paused as inconclusive.
 func Due(r pipeline.Rollout) bool {
+	if r.Started.IsZero() {
+		return false
+	}
 	return r.Phase == pipeline.PhaseProgressing || (r.Phase == pipeline.PhasePaused && r.PauseReason == pipeline.PauseInconclusive)
 }
 

@@ -131,6 +131,31 @@ func evidence(canaryP99 float64, canaryRuns int64) gates.CanaryEvidence {
 	return gates.CanaryEvidence{Baseline: s(30, 500), Canary: s(canaryP99, canaryRuns)}
 }
 
+func TestDue(t *testing.T) {
+	t.Parallel()
+	started := rollout(1000)
+	manual := started
+	manual.Phase, manual.PauseReason = pipeline.PhasePaused, "manual"
+	auto := started
+	auto.Phase, auto.PauseReason = pipeline.PhasePaused, pipeline.PauseInconclusive
+	done := started
+	done.Phase = pipeline.PhasePromoted
+	for name, tt := range map[string]struct {
+		r    pipeline.Rollout
+		want bool
+	}{
+		"never started (the default)": {pipeline.DefaultRollout(), false},
+		"progressing":                 {started, true},
+		"paused by a person":          {manual, false},
+		"paused as inconclusive":      {auto, true},
+		"promoted":                    {done, false},
+	} {
+		if got := canary.Due(tt.r); got != tt.want {
+			t.Errorf("%s: Due = %v, want %v", name, got, tt.want)
+		}
+	}
+}
+
 func TestAnalyze(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 3, 1, 12, 5, 0, 0, time.UTC)
