@@ -9,9 +9,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -25,6 +27,8 @@ import (
 // env is a cluster (kfake or the real Kafka of KAFKA_BROKERS) with the
 // layout's topics, Spine's own schema registry and the production codec.
 type env struct {
+	// failing makes the registry answer 503 (an outage).
+	failing *atomic.Bool
 	srURL   string
 	brokers []string
 	layout  pipeline.Layout
@@ -70,7 +74,17 @@ func newEnvTB(t testing.TB) *env {
 	case <-time.After(30 * time.Second):
 		t.Fatal("registry not ready within 30s")
 	}
-	srv := httptest.NewServer(reg.Handler())
+	failing := &atomic.Bool{}
+	h := reg.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			w.Header().Set("Content-Type", "application/vnd.schemaregistry.v1+json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"error_code":50003,"message":"unavailable (test outage)"}`)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
 	src, err := sr.NewClient(sr.URLs(srv.URL))
 	if err != nil {
@@ -80,7 +94,7 @@ func newEnvTB(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{srURL: srv.URL, brokers: brokers, layout: l, codec: pipeline.NewSchemaCodec(serde, l), cl: cl}
+	return &env{failing: failing, srURL: srv.URL, brokers: brokers, layout: l, codec: pipeline.NewSchemaCodec(serde, l), cl: cl}
 }
 
 // produce writes the runs' events to their thread topics, encoded with the
@@ -406,4 +420,60 @@ func TestProjectionsRebalanceExactlyOnce(t *testing.T) {
 		t.Fatalf("replay after rebalances:\n%s", out.String())
 	}
 	t.Log(strings.TrimSpace(out.String()))
+}
+
+// A registry outage is transient: the runner retries, dead-letters nothing,
+// and folds everything once the registry is back.
+func TestProjectionsRegistryOutageIsTransient(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	runs := synth(71, 40, "baseline", schemas.V1, 0)
+	e.produce(t, runs)
+
+	// A fresh serde has no schema cached: every decode needs the registry.
+	src, err := sr.NewClient(sr.URLs(e.srURL), sr.HTTPClient(&http.Client{Timeout: 2 * time.Second}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serde, err := schemas.NewSerde(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.failing.Store(true)
+	r, err := NewRunner(RunnerConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: pipeline.NewSchemaCodec(serde, e.layout), TransactionTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, "runner", r.Run)
+	store, err := NewStore(StoreConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, "store", store.Run)
+	srv := httptest.NewServer(NewAPI(store).Handler())
+	t.Cleanup(srv.Close)
+
+	// During the outage nothing is folded and nothing dead-lettered.
+	time.Sleep(2 * time.Second) // the outage lasts a while; nothing to poll for
+	if st := store.Status(); st.Runs != 0 {
+		t.Fatalf("folded %d runs while the registry was down", st.Runs)
+	}
+	var m dto.Metric
+	if err := r.metrics.txns.WithLabelValues("aborted").Write(&m); err != nil || m.GetCounter().GetValue() == 0 {
+		t.Fatal("the runner did not try (and abort) while the registry was down")
+	}
+	e.failing.Store(false)
+	waitTerminals(t, srv.URL, int64(len(runs)))
+	if dl := readAll(t, e, string(e.layout.DLQ())); len(dl) != 0 {
+		t.Fatalf("%d records dead-lettered during a registry outage", len(dl))
+	}
+	rr, err := Replay(t.Context(), ReplayConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rr.Equal {
+		var out strings.Builder
+		rr.WriteText(&out, 5)
+		t.Fatalf("replay after the outage:\n%s", out.String())
+	}
 }
