@@ -142,8 +142,8 @@ var briefMetrics = []string{
 	"spine_processor_transactions_total",
 	"spine_processor_transaction_seconds_bucket",
 	"spine_dlq_records_total",
-	"spine_kafka_produce_records_total",
-	"spine_kafka_fetch_records_total",
+	"spine_kafka_produce_bytes_total",
+	"spine_kafka_fetch_bytes_total",
 }
 
 func TestBriefMetrics(t *testing.T) {
