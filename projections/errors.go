@@ -17,9 +17,6 @@ var (
 	// longer starts at offset zero (retention deleted its beginning), so
 	// the projections cannot be rebuilt from it.
 	ErrThreadTruncated = errors.New("thread truncated by retention")
-	// ErrNotStable is returned by Replay when the live projections kept
-	// moving while it tried to take a consistent snapshot of them.
-	ErrNotStable = errors.New("live projections did not hold still")
 )
 
 // Code returns the stable code of an error of this package, or "".
@@ -33,8 +30,6 @@ func Code(err error) string {
 		return "not_found"
 	case errors.Is(err, ErrThreadTruncated):
 		return "thread_truncated"
-	case errors.Is(err, ErrNotStable):
-		return "projections_not_stable"
 	}
 	return ""
 }
