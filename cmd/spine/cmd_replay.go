@@ -31,9 +31,10 @@ executor, model or tool.
 
 It folds each thread partition up to the offsets the live projections have
 committed, read at a moment they hold still, so it compares like with like
-while the stack runs (stop the load, or let it drain, if it keeps moving).
-Progress goes to stderr. Prints "equal" and exits 0, or prints every
-differing cell with its differing fields and exits 1.`,
+while the stack runs; a partition that keeps moving through every attempt
+(load still running) is left out of the comparison and named. Progress goes
+to stderr. Prints "equal" and exits 0, or prints every differing cell with
+its differing fields and exits 1.`,
 		Example: `  spine replay
   spine replay --json > replay.json
   spine replay --max-diffs 0`,
