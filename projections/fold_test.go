@@ -333,6 +333,18 @@ func TestFoldRunsAndGates(t *testing.T) {
 		if !r.RunStarted.Equal(t0) || r.Hops["intent.received"].IsZero() {
 			t.Errorf("%s: run_started %v hops %v", tc.trace, r.RunStarted, r.Hops)
 		}
+		tl := r.Timeline
+		if len(tl) != len(r.Hops) || tl[0].EventType != "intent.received" || Terminals[tl[len(tl)-1].EventType] != tc.outcome {
+			t.Errorf("%s: timeline %+v", tc.trace, tl)
+		}
+		for i := 1; i < len(tl); i++ {
+			if tl[i].At.Before(tl[i-1].At) || tl[i].SinceMs < tl[i-1].SinceMs {
+				t.Errorf("%s: timeline out of order at %d: %+v", tc.trace, i, tl)
+			}
+		}
+		if r.DurationMs != tl[len(tl)-1].SinceMs {
+			t.Errorf("%s: duration %d, terminal at %d", tc.trace, r.DurationMs, tl[len(tl)-1].SinceMs)
+		}
 	}
 	if _, err := st.RunStatus("nope"); Code(err) != "not_found" {
 		t.Fatalf("unknown run: %v", err)

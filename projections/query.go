@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -15,6 +16,18 @@ type Run struct {
 	Sources []string `json:"sources"`
 	// Terminal reports whether the run reached a terminal outcome.
 	Terminal bool `json:"terminal"`
+	// Timeline lists the first occurrence of each event type in time
+	// order, with the time since run_started.
+	Timeline []TimelineEntry `json:"timeline"`
+	// DurationMs is run_started to the terminal event, when there is one.
+	DurationMs int64 `json:"duration_ms,omitempty"`
+}
+
+// TimelineEntry is one hop of a run's timeline.
+type TimelineEntry struct {
+	EventType string    `json:"event_type"`
+	At        time.Time `json:"at"`
+	SinceMs   int64     `json:"since_start_ms"`
 }
 
 // MergeRun merges the parts of one run, keyed by source topic. The
@@ -84,7 +97,43 @@ func MergeRun(parts map[string]*RunPart) (Run, bool) {
 		r.Illegal += p.Illegal
 	}
 	r.Terminal = r.Outcome != ""
+	r.Timeline = []TimelineEntry{}
+	for h, at := range r.Hops {
+		e := TimelineEntry{EventType: h, At: at}
+		if !r.RunStarted.IsZero() {
+			e.SinceMs = at.Sub(r.RunStarted).Milliseconds()
+		}
+		r.Timeline = append(r.Timeline, e)
+	}
+	sort.Slice(r.Timeline, func(i, j int) bool {
+		a, b := r.Timeline[i], r.Timeline[j]
+		if !a.At.Equal(b.At) {
+			return a.At.Before(b.At)
+		}
+		return pathOrder(a.EventType) < pathOrder(b.EventType)
+	})
+	if r.Terminal && !r.RunStarted.IsZero() {
+		r.DurationMs = r.OutcomeAt.Sub(r.RunStarted).Milliseconds()
+	}
 	return r, true
+}
+
+// pathOrder orders event types that share a millisecond along the thread:
+// control-plane intake first, then data plane, gates, and terminals last.
+func pathOrder(t string) int {
+	switch {
+	case t == "intent.received":
+		return 0
+	case strings.HasPrefix(t, "run.") && Terminals[t] == "":
+		return 1
+	case strings.HasPrefix(t, "dataplane.") || t == "artifact.delivered":
+		return 2
+	case strings.HasPrefix(t, "gate."):
+		return 3
+	case Terminals[t] != "":
+		return 5
+	}
+	return 4
 }
 
 func boolInt(b bool) int {
