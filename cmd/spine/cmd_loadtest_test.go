@@ -49,7 +49,7 @@ func TestLoadtestCanaryEndToEnd(t *testing.T) {
 	if kafkatest.External() {
 		t.Skip("drives the in-process stack: the v2 executor settings apply to it only")
 	}
-	t.Parallel()
+	// Not parallel: whole stacks would starve the package's other tests.
 	base := loadtestOpts{
 		rate: 100, duration: 5 * time.Second, untilDecided: 90 * time.Second, drain: 20 * time.Second, canary: 20,
 		interval: 1200 * time.Millisecond, stepWeight: 20, maxWeight: 60, minSamples: 25, failureLimit: 2,
