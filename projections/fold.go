@@ -150,36 +150,74 @@ func NormalizeReason(r string) string {
 	return s
 }
 
+// Plan is the set of cells one event changes, by encoded key; an empty
+// key means the event does not touch that projection. Fold changes exactly
+// these cells, so a runner can make sure they are in memory first.
+type Plan struct {
+	Runs, Golden, Gates, Artifacts string
+}
+
+// Keys lists the plan's non-empty keys.
+func (p Plan) Keys() []string {
+	var ks []string
+	for _, k := range []string{p.Runs, p.Golden, p.Gates, p.Artifacts} {
+		if k != "" {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
+
+// Plan returns the keys Fold changes for ev read from src.
+func (f Folder) Plan(src Source, ev *schemas.RuntimeEvent, writer schemas.ContractVersion) Plan {
+	if ev == nil {
+		return Plan{}
+	}
+	ver, route := versionOf(ev, writer), routeOf(ev)
+	win := f.window(ev.Timestamp)
+	agg := func(proj string) string {
+		return Key{Projection: proj, Source: src, Version: ver, Route: route, Window: win}.String()
+	}
+	var p Plan
+	// Canary analysis events are not about one run, nor a golden-path hop.
+	canary := src.Topic == "gate.canary"
+	if ev.TraceID != "" && !canary {
+		p.Runs = Key{Projection: ProjRuns, Source: src, TraceID: ev.TraceID}.String()
+	}
+	if !canary {
+		p.Golden = agg(ProjGolden)
+	}
+	if ev.Gate != nil && (ev.Phase == schemas.PhaseGate || strings.HasPrefix(src.Topic, "gate.")) {
+		p.Gates = agg(ProjGates)
+	}
+	if ev.EventType == "artifact.delivered" || ev.EventType == "dataplane.failed" {
+		p.Artifacts = agg(ProjArtifacts)
+	}
+	return p
+}
+
 // Fold folds one event read from src into cells and returns the keys it
-// changed. writer is the contract version the record was written with. An
-// event without trace_id changes nothing.
+// changed (those of Plan). writer is the contract version the record was
+// written with. An event without trace_id changes no run.
 func (f Folder) Fold(cells Cells, src Source, ev *schemas.RuntimeEvent, writer schemas.ContractVersion) []string {
 	if ev == nil {
 		return nil
 	}
+	plan := f.Plan(src, ev, writer)
 	ver, route := versionOf(ev, writer), routeOf(ev)
-	win := f.window(ev.Timestamp)
-	agg := func(proj string) Key {
-		return Key{Projection: proj, Source: src, Version: ver, Route: route, Window: win}
-	}
-	var changed []string
-	canary := src.Topic == "gate.canary"
 
-	// runs: per-run parts. Canary analysis events are not about one run.
-	if ev.TraceID != "" && !canary {
-		k := Key{Projection: ProjRuns, Source: src, TraceID: ev.TraceID}.String()
+	// runs: per-run parts.
+	if k := plan.Runs; k != "" {
 		p, _ := cells[k].(*RunPart)
 		if p == nil {
 			p = &RunPart{TraceID: ev.TraceID}
 			cells[k] = p
 		}
 		foldRun(p, src, ev, ver, route)
-		changed = append(changed, k)
 	}
 
 	// golden: counts and latencies per hop and per terminal outcome.
-	if !canary {
-		k := agg(ProjGolden).String()
+	if k := plan.Golden; k != "" {
 		g, _ := cells[k].(*GoldenCell)
 		if g == nil {
 			g = &GoldenCell{}
@@ -199,12 +237,10 @@ func (f Folder) Fold(cells Cells, src Source, ev *schemas.RuntimeEvent, writer s
 		if o, ok := Terminals[et]; ok {
 			g.Outcomes = addStat(g.Outcomes, o, lat, hasLat)
 		}
-		changed = append(changed, k)
 	}
 
 	// gates: outcomes by gate and reason.
-	if ev.Gate != nil && ev.Phase == schemas.PhaseGate || ev.Gate != nil && strings.HasPrefix(src.Topic, "gate.") {
-		k := agg(ProjGates).String()
+	if k := plan.Gates; k != "" {
 		c, _ := cells[k].(*GatesCell)
 		if c == nil {
 			c = &GatesCell{}
@@ -235,30 +271,26 @@ func (f Folder) Fold(cells Cells, src Source, ev *schemas.RuntimeEvent, writer s
 			}
 			s.Reasons[r]++
 		}
-		changed = append(changed, k)
 	}
 
 	// artifacts: delivered artifacts and failed executions.
-	switch {
-	case ev.EventType == "artifact.delivered":
-		k := agg(ProjArtifacts).String()
+	if k := plan.Artifacts; k != "" {
 		a := artifactsCell(cells, k)
-		a.Count++
-		if ev.Artifact != nil {
-			a.Bytes = satAdd(a.Bytes, max(ev.Artifact.SizeBytes, 0))
-			sc := ev.Artifact.Score
-			if !math.IsNaN(sc) {
-				a.Score.Record(int64(math.Round(math.Max(0, math.Min(1e12, sc)) * 1e4)))
+		if ev.EventType == "artifact.delivered" {
+			a.Count++
+			if ev.Artifact != nil {
+				a.Bytes = satAdd(a.Bytes, max(ev.Artifact.SizeBytes, 0))
+				sc := ev.Artifact.Score
+				if !math.IsNaN(sc) {
+					a.Score.Record(int64(math.Round(math.Max(0, math.Min(1e12, sc)) * 1e4)))
+				}
+				a.ExecLatency.Record(ev.Artifact.LatencyMs)
 			}
-			a.ExecLatency.Record(ev.Artifact.LatencyMs)
+		} else {
+			a.Failed++
 		}
-		changed = append(changed, k)
-	case ev.EventType == "dataplane.failed":
-		k := agg(ProjArtifacts).String()
-		artifactsCell(cells, k).Failed++
-		changed = append(changed, k)
 	}
-	return changed
+	return plan.Keys()
 }
 
 func artifactsCell(cells Cells, k string) *ArtifactsCell {
