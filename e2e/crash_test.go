@@ -22,14 +22,32 @@ import (
 // transaction visible to read_committed readers: every record only a
 // read_uncommitted reader sees is absent from the committed log, and the
 // committed log is exactly the uncommitted one minus those.
+//
+// It runs twice: with dynamic group membership (a restarted instance joins
+// anew; its dead predecessor's partitions move after the session timeout,
+// 6s here) and with SPINE_STATIC_MEMBERSHIP (the restarted instance takes
+// its partitions back at once).
 func TestCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
+	spineBinary(t) // build before the clock starts
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+	}{
+		{"dynamic membership", map[string]string{"SPINE_GROUP_SESSION_TIMEOUT": "6s"}},
+		{"static membership", map[string]string{"SPINE_STATIC_MEMBERSHIP": "true"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testCrash(t, tt.env) })
+	}
+}
+
+func testCrash(t *testing.T, env map[string]string) {
 	n := envInt("E2E_CRASH_INTENTS", 1500)
 	kills := envInt("E2E_CRASH_KILLS", 4)
-	spineBinary(t) // build before the clock starts
-	s := newStack(t, embeddedNoCompaction(t), nil)
+	start := time.Now()
+	s := newStack(t, embeddedNoCompaction(t), env)
 	committed := s.collect(t, true)
 	uncommitted := s.collect(t, false)
 
@@ -84,7 +102,7 @@ func TestCrash(t *testing.T) {
 
 	flow := orchestrator.MustStateflow(defaultStates(s.cfg))
 	rep := checkThread(t, committed, flow, traces)
-	t.Logf("%s: %d runs, %d committed events, outcomes %v", kafkatest.Backend(), n, rep.events, rep.outcomes)
+	t.Logf("%s: %d runs, %d kills, %d committed events, outcomes %v, in %s", kafkatest.Backend(), n, kills, rep.events, rep.outcomes, time.Since(start).Round(time.Millisecond))
 	if d := committed.dlqLen(); d != 0 {
 		t.Errorf("%d dead letters from good intents", d)
 	}
