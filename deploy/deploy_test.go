@@ -127,6 +127,12 @@ func (s composeService) processor() string {
 	return ""
 }
 
+// oneShot reports whether a Spine service runs a command to completion
+// (`spine schemas register`) rather than a long-lived process.
+func (s composeService) oneShot() bool {
+	return len(s.Command) == 2 && s.Command[0] == "schemas" && s.Command[1] == "register"
+}
+
 func (s composeService) profile() string { return strings.Join(s.Profiles, ",") }
 
 // listens reports whether service svc listens on port (from its Kafka
@@ -176,6 +182,9 @@ func TestComposeSpineEnvironment(t *testing.T) {
 				}
 			}
 			for _, k := range required {
+				if k == "SPINE_INSTANCE_ID" && s.oneShot() {
+					continue
+				}
 				if s.Environment[k] == "" {
 					t.Errorf("%s is required on a real cluster and is not set", k)
 				}
@@ -184,8 +193,14 @@ func TestComposeSpineEnvironment(t *testing.T) {
 			if _, err := pipeline.LoadConfigFrom(t.Context(), envconfig.MapLookuper(s.Environment)); err != nil {
 				t.Errorf("spine would refuse this environment: %v", err)
 			}
-			if p := s.processor(); p == "" || p != "up" && !slices.Contains(spineProcessors, p) {
-				t.Errorf("command %q is not `run <%s>` or `up`", s.Command, strings.Join(spineProcessors, "|"))
+			if p := s.processor(); !s.oneShot() && (p == "" || p != "up" && !slices.Contains(spineProcessors, p)) {
+				t.Errorf("command %q is not `run <%s>`, `up` or `schemas register`", s.Command, strings.Join(spineProcessors, "|"))
+			}
+			// Long-lived processes start after the contracts are registered.
+			if s.processor() != "" && s.processor() != "up" {
+				if d, ok := s.DependsOn["spine-init"].(map[string]any); !ok || d["condition"] != "service_completed_successfully" {
+					t.Errorf("does not wait for spine-init (service_completed_successfully)")
+				}
 			}
 			for _, b := range strings.Split(s.Environment["KAFKA_BROKERS"], ",") {
 				host, port, err := net.SplitHostPort(strings.TrimSpace(b))
@@ -218,6 +233,9 @@ func TestComposeSpineEnvironment(t *testing.T) {
 	if n == 0 {
 		t.Fatal("no Spine service in docker-compose.yml")
 	}
+	if init, ok := c.Services["spine-init"]; !ok || !init.oneShot() {
+		t.Error("no spine-init service running `spine schemas register`: nothing would register the contracts in Confluent's registry")
+	}
 }
 
 func TestComposeTopology(t *testing.T) {
@@ -229,7 +247,7 @@ func TestComposeTopology(t *testing.T) {
 	got := map[string]int{}
 	txnIDs := map[string]string{}
 	for name, s := range c.Services {
-		if !s.isSpine() {
+		if !s.isSpine() || s.oneShot() {
 			continue
 		}
 		if s.profile() == "" {
@@ -509,7 +527,7 @@ func TestPrometheusScrapeConfig(t *testing.T) {
 		}
 	}
 	for name, s := range c.Services {
-		if s.isSpine() && !scraped[name] {
+		if s.isSpine() && !s.oneShot() && !scraped[name] {
 			t.Errorf("Spine service %s is not scraped", name)
 		}
 	}

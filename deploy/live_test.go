@@ -54,12 +54,7 @@ func TestLiveMetrics(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 
-	bin := filepath.Join(t.TempDir(), "spine")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/spine")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/spine: %v\n%s", err, out)
-	}
+	bin := buildSpine(t)
 
 	brokers := kafkatest.Brokers(t)
 	httpAddr, regAddr := freeAddr(t), freeAddr(t)
@@ -235,6 +230,42 @@ func queriedMetrics(t *testing.T) map[string]string {
 		}
 	}
 	return out
+}
+
+var spineBin struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+	out  []byte
+}
+
+// buildSpine builds the spine binary once per test process.
+func buildSpine(t *testing.T) string {
+	t.Helper()
+	spineBin.once.Do(func() {
+		spineBin.dir, spineBin.err = os.MkdirTemp("", "spine-deploy-test-")
+		if spineBin.err != nil {
+			return
+		}
+		spineBin.path = filepath.Join(spineBin.dir, "spine")
+		build := exec.Command("go", "build", "-o", spineBin.path, "./cmd/spine")
+		build.Dir = root
+		spineBin.out, spineBin.err = build.CombinedOutput()
+	})
+	if spineBin.err != nil {
+		t.Fatalf("go build ./cmd/spine: %v\n%s", spineBin.err, spineBin.out)
+	}
+	return spineBin.path
+}
+
+// TestMain removes the binary buildSpine made.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if spineBin.dir != "" {
+		os.RemoveAll(spineBin.dir)
+	}
+	os.Exit(code)
 }
 
 // scrape fetches and parses a Prometheus text exposition.

@@ -41,6 +41,11 @@ served on SPINE_METRICS_ADDR, or SPINE_HTTP_ADDR when that is empty.`,
 			if err != nil {
 				return err
 			}
+			// A split deployment has no `spine up` to create the topic
+			// layout: each instance ensures it (idempotent) before consuming.
+			if err := (&stack{cfg: cfg, a: a, brokers: cliBrokers(cfg)}).ensureTopics(cmd.Context()); err != nil {
+				return err
+			}
 			if args[0] == "projections" {
 				return runProjections(cmd.Context(), a, cfg)
 			}

@@ -1,0 +1,206 @@
+package deploy_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/spinerun/spine/pipeline/kafkatest"
+)
+
+// TestComposeTopologyRuns runs docker-compose.yml's default profile without
+// Docker: every Spine service becomes a `spine` process with the
+// environment and command compose gives it, the test broker stands in for
+// kafka and Spine's own registry (`spine registry`) for Confluent's (only
+// the addresses are rewritten: brokers, registry URL, a free HTTP port per
+// service, a topic prefix). Intents produced with `spine produce` must all
+// end, both orchestrator and both dataplane instances must take a share of
+// the work, and the projections service must see every run.
+func TestComposeTopologyRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs seven spine processes")
+	}
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	c := loadCompose(t)
+	bin := buildSpine(t)
+	brokers := strings.Join(kafkatest.Brokers(t), ",")
+	prefix := kafkatest.Prefix(t)
+	base := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "SPINE_TOPIC_PREFIX=" + prefix}
+
+	regAddr := freeAddr(t)
+	start(ctx, t, "registry", bin, []string{"registry"}, append(slices.Clone(base),
+		"KAFKA_BROKERS="+brokers, "SPINE_REGISTRY_ADDR="+regAddr, "SPINE_LOG_LEVEL=warn", "SPINE_HTTP_ADDR="+freeAddr(t)),
+		"http://"+regAddr+"/subjects")
+	registryURL := "http://" + regAddr
+
+	urls := map[string]string{}
+	envOf := func(name string) []string {
+		env := slices.Clone(base)
+		for k, v := range c.Services[name].Environment {
+			switch k {
+			case "KAFKA_BROKERS":
+				v = brokers
+			case "SCHEMA_REGISTRY_URL":
+				v = registryURL
+			case "SPINE_HTTP_ADDR":
+				v = freeAddr(t)
+				urls[name] = "http://" + v
+			}
+			env = append(env, k+"="+v)
+		}
+		return env
+	}
+
+	// spine-init first, as compose orders it.
+	init := exec.CommandContext(ctx, bin, c.Services["spine-init"].Command...)
+	init.Env = envOf("spine-init")
+	if out, err := init.CombinedOutput(); err != nil {
+		t.Fatalf("spine-init (%s): %v\n%s", strings.Join(init.Args[1:], " "), err, out)
+	}
+
+	var names []string
+	for name, s := range c.Services {
+		if s.isSpine() && !s.oneShot() && s.profile() == "" {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		start(ctx, t, name, bin, c.Services[name].Command, envOf(name), urls[name]+"/healthz")
+	}
+
+	const n = 40
+	produce := exec.CommandContext(ctx, bin, "produce", "--count", fmt.Sprint(n))
+	produce.Env = append(slices.Clone(base), "KAFKA_BROKERS="+brokers, "SCHEMA_REGISTRY_URL="+registryURL)
+	if out, err := produce.CombinedOutput(); err != nil {
+		t.Fatalf("spine produce: %v\n%s", err, out)
+	}
+
+	// Every run ends, counted by the orchestrators between them and by the
+	// projections service.
+	waitFor(ctx, t, nil, fmt.Sprintf("%d runs end", n), func() error {
+		var runs float64
+		for _, name := range names {
+			if c.Services[name].processor() == "orchestrator" {
+				runs += sumMetric(t, urls[name], "spine_runs_total", nil)
+			}
+		}
+		if runs != n {
+			return fmt.Errorf("orchestrators counted %v terminal runs", runs)
+		}
+		var rep struct {
+			Groups []struct {
+				Terminals int64 `json:"terminal_runs"`
+			} `json:"groups"`
+		}
+		resp, err := http.Get(urls["projections"] + "/v1/stats/golden-path")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+			return err
+		}
+		var got int64
+		for _, g := range rep.Groups {
+			got += g.Terminals
+		}
+		if got != n {
+			return fmt.Errorf("projections show %d terminal runs", got)
+		}
+		return nil
+	})
+
+	// Scaling out works: each instance of a processor took a share.
+	for _, name := range names {
+		p := c.Services[name].processor()
+		if p != "orchestrator" && p != "dataplane" {
+			continue
+		}
+		if got := sumMetric(t, urls[name], "spine_processor_records_total", map[string]string{"outcome": "ok"}); got == 0 {
+			t.Errorf("%s handled no record: its consumer group did not share the partitions", name)
+		}
+	}
+}
+
+// start runs one spine process until the test ends and waits until ready
+// (a GET of it answers 200).
+func start(ctx context.Context, t *testing.T, name, bin string, args, env []string, ready string) {
+	t.Helper()
+	var logs lockedBuffer
+	cmd := exec.Command(bin, args...)
+	cmd.Env, cmd.Stdout, cmd.Stderr = env, &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Errorf("%s did not stop within 30s of SIGTERM", name)
+		}
+		if t.Failed() {
+			t.Logf("%s (%s) output:\n%s", name, strings.Join(args, " "), logs.String())
+		}
+	})
+	waitFor(ctx, t, exited, name+" answers "+ready, func() error {
+		resp, err := http.Get(ready)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %s", resp.Status)
+		}
+		return nil
+	})
+}
+
+// sumMetric scrapes base/metrics and sums the named counter's series whose
+// labels include match.
+func sumMetric(t *testing.T, base, name string, match map[string]string) float64 {
+	t.Helper()
+	fams, err := scrape(base + "/metrics")
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, m := range fams[name].GetMetric() {
+		if labelsMatch(m, match) {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+func labelsMatch(m *dto.Metric, match map[string]string) bool {
+	for k, v := range match {
+		ok := false
+		for _, l := range m.GetLabel() {
+			if l.GetName() == k && l.GetValue() == v {
+				ok = true
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
