@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -206,4 +207,61 @@ func TestTimeoutsAcrossRestart(t *testing.T) {
 	// answers that waited in spine.dataplane are read: those answers are
 	// then stale or refused (recorded), never acted on.
 	t.Logf("%d stale answers and %d refused late answers recorded", rep.stale, rep.illegal)
+}
+
+// TestAnsweredWhileOrchestratorDown is a reproducer of a known gap, skipped
+// unless E2E_KNOWN_GAPS is set: runs are dispatched, the orchestrator (a
+// child process) is SIGKILLed, the data plane answers every run and the
+// gates pass every artifact while it is down, and it is restarted after the
+// runs' execution deadline. Every answer was committed before its deadline,
+// so every run should complete. Today every run times out: after the
+// restart the pipeline loop fires the overdue timers in its first
+// transactions, before it has read the answers waiting in spine.dataplane
+// and gate.verdict (they are then refused as late). A fix belongs in the
+// loop: on assignment, fire a partition's overdue timers only once its
+// inputs are read up to their last stable offset at assignment time.
+func TestAnsweredWhileOrchestratorDown(t *testing.T) {
+	if os.Getenv("E2E_KNOWN_GAPS") == "" {
+		t.Skip("known gap (overdue timers fire before the backlog is read after a restart); set E2E_KNOWN_GAPS=1 to run")
+	}
+	const n = 200
+	spineBinary(t)
+	s := newStack(t, embeddedNoCompaction(t), map[string]string{
+		"SPINE_EXEC_TIMEOUT": "2s", "SPINE_RETRY_MAX_ATTEMPTS": "1", "SPINE_GROUP_SESSION_TIMEOUT": "6s"})
+	committed := s.collect(t, true)
+	orch := s.spawn(t, orchestrator.Name, "timers")
+	outs := intents("down", n)
+	traces := map[string]bool{}
+	for _, o := range outs {
+		traces[string(o.Key)] = true
+	}
+	s.produce(t.Context(), outs)
+	count := func(typ string) int {
+		committed.mu.Lock()
+		defer committed.mu.Unlock()
+		c := 0
+		for _, e := range committed.events {
+			if e.ev.EventType == typ {
+				c++
+			}
+		}
+		return c
+	}
+	waitFor(t, 60*time.Second, func() bool { return count(thread.RunDispatch) >= n },
+		func() string { return fmt.Sprintf("%d dispatches (have %d)", n, count(thread.RunDispatch)) })
+	orch.kill(t)
+	s.start(dataplane.Name, "e2e", nil)
+	s.start(gatesrunner.Name, "e2e", nil)
+	waitFor(t, 60*time.Second, func() bool { return count(thread.GateVerdict) >= n },
+		func() string { return fmt.Sprintf("%d verdicts (have %d)", n, count(thread.GateVerdict)) })
+	time.Sleep(s.cfg.ExecTimeout + 500*time.Millisecond)
+	s.spawn(t, orchestrator.Name, "timers")
+	waitFor(t, 60*time.Second, func() bool { return committed.terminalCount() >= n },
+		func() string { return fmt.Sprintf("%d terminal outcomes (have %d)", n, committed.terminalCount()) })
+	committed.settle(time.Second)
+	rep := checkThread(t, committed, orchestrator.MustStateflow(defaultStates(s.cfg)), traces)
+	if rep.outcomes[thread.RunCompleted] != n {
+		t.Errorf("outcomes %v (%d late answers refused): want all %d completed, every answer was committed before its deadline",
+			rep.outcomes, rep.illegal, n)
+	}
 }
