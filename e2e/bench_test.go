@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -95,6 +96,15 @@ func benchStack(b *testing.B, brokers []string) (*stack, *watcher, *kgo.Client) 
 	return s, w, cl
 }
 
+// cpuTime is the CPU time (user and system) this process used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // pct returns the q-quantile of sorted durations, in ms.
 func pct(sorted []time.Duration, q float64) float64 {
 	if len(sorted) == 0 {
@@ -129,6 +139,7 @@ func BenchmarkGoldenPath(b *testing.B) {
 		recs := s.encoded(b, fmt.Sprintf("tp%d", b.N), b.N)
 		rec0, v0 := w.counts()
 		b.ResetTimer()
+		cpu0 := cpuTime()
 		start := time.Now()
 		for i := 0; i < len(recs); i += 1000 {
 			cl.Produce(context.Background(), recs[i], nil)
@@ -142,6 +153,7 @@ func BenchmarkGoldenPath(b *testing.B) {
 		waitFor(b, time.Duration(60+b.N/100)*time.Second, func() bool { _, v := w.counts(); return v-v0 >= b.N },
 			func() string { _, v := w.counts(); return fmt.Sprintf("%d verdicts (have %d)", b.N, v-v0) })
 		elapsed := time.Since(start)
+		cpu := cpuTime() - cpu0
 		b.StopTimer()
 		// The runs' last events (run.completed) follow their verdicts:
 		// count the thread's events once it is quiet.
@@ -158,6 +170,9 @@ func BenchmarkGoldenPath(b *testing.B) {
 		b.ReportMetric(intentsPerSec, "intents/s")
 		b.ReportMetric(perIntent, "events/intent")
 		b.ReportMetric(perIntent*intentsPerSec, "events/s")
+		// CPU of this process (broker, registry, processors, watcher) per
+		// intent: the figure other load on the machine does not change.
+		b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/intent")
 		spineEventsPerSec = perIntent * intentsPerSec
 	})
 	b.Run("paced-2500", func(b *testing.B) {
@@ -209,18 +224,21 @@ func BenchmarkGoldenPath(b *testing.B) {
 		kopts := []kgo.Opt{kgo.SeedBrokers(brokers...)}
 		ctx := context.Background()
 		b.ResetTimer()
+		cpu0 := cpuTime()
 		// As many hop outputs as Spine's thread writes for b.N intents
 		// (13 events per run, 3 per chain record).
 		tp, err := loadtest.Chain(ctx, loadtest.ChainConfig{Kafka: kopts, Prefix: kafkatest.Prefix(b), Partitions: 6, Records: max(b.N*13/3, 1000)})
 		if err != nil {
 			b.Fatal(err)
 		}
+		cpu := cpuTime() - cpu0
 		paced, err := loadtest.Chain(ctx, loadtest.ChainConfig{Kafka: kopts, Prefix: kafkatest.Prefix(b), Partitions: 6, Records: max(b.N, 1000), Rate: 2500})
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
 		b.ReportMetric(tp.EventsPerSec, "events/s")
+		b.ReportMetric(float64(cpu.Microseconds())/float64(tp.Events), "cpu-µs/event")
 		b.ReportMetric(float64(paced.Latency.P50), "p50-ms@2500/s")
 		b.ReportMetric(float64(paced.Latency.P99), "p99-ms@2500/s")
 		if spineEventsPerSec > 0 && tp.EventsPerSec > 0 {
