@@ -3,7 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -105,6 +108,41 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// cpuPressure is the machine's total CPU stall time ("some" line of
+// /proc/pressure/cpu: time at least one runnable task waited for a CPU), or
+// -1 where PSI is not available.
+func cpuPressure() time.Duration {
+	b, err := os.ReadFile("/proc/pressure/cpu")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "some ") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "total="); ok {
+				if us, err := strconv.ParseInt(v, 10, 64); err == nil {
+					return time.Duration(us) * time.Microsecond
+				}
+			}
+		}
+	}
+	return -1
+}
+
+// reportPressure reports the share of the run's wall time in which some
+// runnable task on the machine waited for a CPU: the contention the
+// figures were measured under (other engineers' builds and tests share the
+// two cores).
+func reportPressure(b *testing.B, since time.Duration, wall time.Duration) {
+	now := cpuPressure()
+	if since < 0 || now < 0 || wall <= 0 {
+		return
+	}
+	b.ReportMetric(100*float64(now-since)/float64(wall), "cpu-stall-%")
+}
+
 // pct returns the q-quantile of sorted durations, in ms.
 func pct(sorted []time.Duration, q float64) float64 {
 	if len(sorted) == 0 {
@@ -139,7 +177,7 @@ func BenchmarkGoldenPath(b *testing.B) {
 		recs := s.encoded(b, fmt.Sprintf("tp%d", b.N), b.N)
 		rec0, v0 := w.counts()
 		b.ResetTimer()
-		cpu0 := cpuTime()
+		cpu0, psi0 := cpuTime(), cpuPressure()
 		start := time.Now()
 		for i := 0; i < len(recs); i += 1000 {
 			cl.Produce(context.Background(), recs[i], nil)
@@ -173,6 +211,7 @@ func BenchmarkGoldenPath(b *testing.B) {
 		// CPU of this process (broker, registry, processors, watcher) per
 		// intent: the figure other load on the machine does not change.
 		b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/intent")
+		reportPressure(b, psi0, elapsed)
 		spineEventsPerSec = perIntent * intentsPerSec
 	})
 	b.Run("paced-2500", func(b *testing.B) {
@@ -181,6 +220,7 @@ func BenchmarkGoldenPath(b *testing.B) {
 		recs := s.encoded(b, fmt.Sprintf("pc%d", b.N), b.N)
 		sent := make(map[string]time.Time, b.N)
 		b.ResetTimer()
+		psi0 := cpuPressure()
 		start := time.Now()
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
@@ -219,6 +259,7 @@ func BenchmarkGoldenPath(b *testing.B) {
 		b.ReportMetric(pct(lat, 0.50), "p50-ms")
 		b.ReportMetric(pct(lat, 0.99), "p99-ms")
 		b.ReportMetric(pct(lat, 1), "max-ms")
+		reportPressure(b, psi0, time.Since(start))
 	})
 	b.Run("raw-chain", func(b *testing.B) {
 		kopts := []kgo.Opt{kgo.SeedBrokers(brokers...)}
