@@ -49,6 +49,7 @@ func TestCrashHelper(t *testing.T) {
 		Kafka:  []kgo.Opt{kgo.SeedBrokers(strings.Split(os.Getenv(envBrokers), ",")...)},
 		Layout: l, Codec: pipeline.NewSchemaCodec(serde, l),
 		TransactionTimeout: 5 * time.Second, MaxPollRecords: 40, StaticMembership: true,
+		SweepEvery: time.Nanosecond, Retain: time.Nanosecond,
 	})
 	if err != nil {
 		t.Fatal(err)

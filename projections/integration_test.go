@@ -123,7 +123,8 @@ func (e *env) produceTB(t testing.TB, runs []runSpec) int {
 
 func (e *env) runner(t *testing.T) *Runner {
 	t.Helper()
-	r, err := NewRunner(RunnerConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec, TransactionTimeout: 5 * time.Second})
+	r, err := NewRunner(RunnerConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec, TransactionTimeout: 5 * time.Second,
+		SweepEvery: time.Nanosecond, Retain: time.Nanosecond}) // evict all they can, all the time
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +380,7 @@ func TestProjectionsRebalanceExactlyOnce(t *testing.T) {
 	member := func(id string) func() {
 		r, err := NewRunner(RunnerConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec,
 			TransactionalID: e.layout.Group(ProcessorName) + "-" + id, TransactionTimeout: 5 * time.Second, MaxPollRecords: 50,
-			StaticMembership: id != "b", SessionTimeout: 6 * time.Second})
+			StaticMembership: id != "b", SessionTimeout: 6 * time.Second, SweepEvery: time.Nanosecond, Retain: time.Nanosecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -460,7 +461,7 @@ func TestProjectionsRegistryOutageIsTransient(t *testing.T) {
 		t.Fatalf("folded %d runs while the registry was down", st.Runs)
 	}
 	var m dto.Metric
-	if err := r.metrics.txns.WithLabelValues("aborted").Write(&m); err != nil || m.GetCounter().GetValue() == 0 {
+	if err := r.metrics.txns.WithLabelValues("retried").Write(&m); err != nil || m.GetCounter().GetValue() == 0 {
 		t.Fatal("the runner did not try (and abort) while the registry was down")
 	}
 	e.failing.Store(false)
@@ -555,5 +556,80 @@ func TestReplayWhileMoving(t *testing.T) {
 			rr.WriteText(&out, 5)
 			t.Fatalf("replay after the stack went quiet:\n%s", out.String())
 		}
+	}
+}
+
+// Finished runs and old windows leave the runner's memory, and an event
+// for one of them (a stale result, a late gate) is still folded exactly:
+// its source partition is restored first.
+func TestProjectionsLateEventsAfterEviction(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	runs := synth(91, 400, "baseline", schemas.V1, 8) // ~15s of runs: two windows
+	e.produce(t, runs)
+	r := e.runner(t)
+	start(t, "runner", r.Run)
+	store, err := NewStore(StoreConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, "store", store.Run)
+	srv := httptest.NewServer(NewAPI(store).Handler())
+	t.Cleanup(srv.Close)
+	waitTerminals(t, srv.URL, int64(len(runs)))
+
+	// Late events: a stale dataplane result and an illegal transition for
+	// the first run (rejected, so finished and evicted), in its old window.
+	first := runs[0]
+	p := partOf(first.trace)
+	late := func(topic, typ, state string, ms int64) *kgo.Record {
+		ev := &schemas.RuntimeEvent{EventID: first.trace + "-late-" + typ, TraceID: first.trace, SpanID: "late", Actor: "a", Intent: "summarize",
+			SchemaVersion: schemas.V1, Timestamp: first.start.Add(time.Duration(ms) * time.Millisecond), RunStarted: first.start,
+			Phase: schemas.PhaseData, EventType: typ, State: state}
+		if topic == "spine.control" {
+			ev.Phase = schemas.PhaseControl
+		}
+		b, err := e.codec.Encode(t.Context(), pipeline.Topic(e.layout.Prefix+topic), schemas.V1, ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &kgo.Record{Topic: e.layout.Prefix + topic, Partition: p, Key: []byte(first.trace), Value: b}
+	}
+	if err := e.cl.ProduceSync(t.Context(),
+		late("spine.dataplane", "dataplane.failed", "failed", 500),
+		late("spine.control", "run.illegal_transition", "completed", 501),
+	).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		run, err := store.RunStatus(first.trace)
+		if err == nil && run.Illegal == 1 && run.Hops["dataplane.failed"].Equal(first.start.Add(500*time.Millisecond)) {
+			// Nothing of the part was lost: its earlier hops are there.
+			if run.Outcome != "rejected" || run.Hops["artifact.delivered"].IsZero() || run.Events != int64(len(first.events()))+2 {
+				t.Fatalf("late events folded into a fresh part: %+v", run)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("late events not folded: %+v (%v)", run, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var m dto.Metric
+	if err := r.metrics.pinned.Write(&m); err != nil || m.GetCounter().GetValue() == 0 {
+		t.Fatal("the late events did not hit evicted cells; the test proves nothing")
+	}
+	if err := r.metrics.evictions.Write(&m); err != nil || m.GetCounter().GetValue() == 0 {
+		t.Fatal("nothing was evicted")
+	}
+	rr, err := Replay(t.Context(), ReplayConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rr.Equal {
+		var out strings.Builder
+		rr.WriteText(&out, 5)
+		t.Fatalf("replay after late events:\n%s", out.String())
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"maps"
 	"slices"
@@ -58,6 +59,16 @@ type RunnerConfig struct {
 	TransactionTimeout time.Duration
 	// MaxPollRecords bounds the records per transaction. Default 2000.
 	MaxPollRecords int
+	// Retain is how far behind the newest window of its source partition
+	// an aggregate cell stays in memory; older ones are evicted. Default
+	// 2m. Finished runs (terminal on the control topic, delivered on the
+	// data plane, judged on a gate topic) are evicted too. An event for an
+	// evicted cell (a late or stale one) makes the runner restore that
+	// source partition from the projection topics first, so eviction
+	// bounds memory without changing any cell.
+	Retain time.Duration
+	// SweepEvery is how often (at most) the runner evicts. Default 10s.
+	SweepEvery time.Duration
 	// Logger receives the runner's logs; nil discards them.
 	Logger *slog.Logger
 	// Registerer receives the runner's metrics; nil registers none.
@@ -101,6 +112,11 @@ type Runner struct {
 	// Owned by Run's goroutine.
 	cells    Cells
 	restored map[Source]bool
+	// evicted holds hashes of the keys swept from memory, by source; an
+	// event for one of them pins the key and re-restores its source.
+	evicted   map[Source]map[uint64]struct{}
+	pinned    map[string]bool
+	lastSweep time.Time
 
 	mu      sync.Mutex
 	dropAll bool
@@ -132,6 +148,12 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	if cfg.MaxPollRecords <= 0 {
 		cfg.MaxPollRecords = 2000
 	}
+	if cfg.Retain <= 0 {
+		cfg.Retain = 2 * time.Minute
+	}
+	if cfg.SweepEvery <= 0 {
+		cfg.SweepEvery = 10 * time.Second
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -144,6 +166,8 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 		logical:  map[string]string{},
 		cells:    Cells{},
 		restored: map[Source]bool{},
+		evicted:  map[Source]map[uint64]struct{}{},
+		pinned:   map[string]bool{},
 	}
 	for _, t := range SourceTopics(cfg.Layout) {
 		r.logical[string(t)] = strings.TrimPrefix(string(t), cfg.Layout.Prefix)
@@ -192,6 +216,8 @@ func (r *Runner) applyDrops() {
 func (r *Runner) resetAll() {
 	r.cells = Cells{}
 	r.restored = map[Source]bool{}
+	r.evicted = map[Source]map[uint64]struct{}{}
+	r.metrics.resident.Set(0)
 }
 
 func (r *Runner) forget(s Source) {
@@ -199,11 +225,85 @@ func (r *Runner) forget(s Source) {
 		return
 	}
 	delete(r.restored, s)
+	delete(r.evicted, s)
 	for k := range r.cells {
 		if ks, err := ParseKey(k); err == nil && ks.Source == s {
 			delete(r.cells, k)
 		}
 	}
+}
+
+func keyHash(k string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(k))
+	return h.Sum64()
+}
+
+func (r *Runner) evict(s Source, k string) {
+	delete(r.cells, k)
+	m := r.evicted[s]
+	if m == nil {
+		m = map[uint64]struct{}{}
+		r.evicted[s] = m
+	}
+	m[keyHash(k)] = struct{}{}
+	r.metrics.evictions.Inc()
+}
+
+func (r *Runner) wasEvicted(s Source, k string) bool {
+	_, ok := r.evicted[s][keyHash(k)]
+	return ok
+}
+
+// runFinished reports whether a run's part on topic expects no more
+// events: the terminal outcome on the control topic, the delivery on the
+// data plane, the judgement on a gate topic. A later event (a stale
+// result, an illegal transition) is still folded exactly: it pins the part
+// and its source is restored first.
+func runFinished(topic string, p *RunPart) bool {
+	switch {
+	case topic == "spine.control":
+		return p.Outcome != ""
+	case topic == "spine.dataplane":
+		_, ok := p.Hops["artifact.delivered"]
+		return ok
+	case strings.HasPrefix(topic, "gate."):
+		return len(p.Gates) > 0
+	}
+	return false
+}
+
+// sweep evicts finished runs and aggregate windows older than Retain
+// behind the newest window of their source, at most every SweepEvery.
+func (r *Runner) sweep(now time.Time) {
+	if now.Sub(r.lastSweep) < r.cfg.SweepEvery {
+		return
+	}
+	r.lastSweep = now
+	newest := map[Source]time.Time{}
+	keys := make(map[string]Key, len(r.cells))
+	for k := range r.cells {
+		kk, err := ParseKey(k)
+		if err != nil {
+			continue
+		}
+		keys[k] = kk
+		if kk.Projection != ProjRuns && kk.Window.After(newest[kk.Source]) {
+			newest[kk.Source] = kk.Window
+		}
+	}
+	for k, kk := range keys {
+		if kk.Projection == ProjRuns {
+			if p, ok := r.cells[k].(*RunPart); ok && runFinished(kk.Source.Topic, p) {
+				r.evict(kk.Source, k)
+			}
+			continue
+		}
+		if kk.Window.Before(newest[kk.Source].Add(-r.cfg.Retain)) {
+			r.evict(kk.Source, k)
+		}
+	}
+	r.metrics.resident.Set(float64(len(r.cells)))
 }
 
 // Run consumes the thread and maintains the projections until ctx ends.
@@ -331,33 +431,115 @@ type fatalError struct{ err error }
 func (e *fatalError) Error() string { return e.err.Error() }
 func (e *fatalError) Unwrap() error { return e.err }
 
-// transact folds one polled batch in one transaction. On anything but a
-// commit it drops the in-memory cells: the session rewinds to the committed
-// offsets and the cells are restored from the projection topics.
+// item is one polled record, decoded.
+type item struct {
+	rec    *kgo.Record
+	src    Source
+	ev     *schemas.RuntimeEvent
+	writer schemas.ContractVersion
+	code   string // non-empty: poison, dead-lettered with this code
+	err    error
+}
+
+// transact folds one polled batch in one transaction. Once the transaction
+// has begun, anything but a commit drops the in-memory cells: the session
+// rewinds to the committed offsets and the cells are restored from the
+// projection topics.
 func (r *Runner) transact(ctx context.Context, sess *kgo.GroupTransactSession, adm *kadm.Client, fs kgo.Fetches) (committed bool, err error) {
 	start := time.Now()
+	begun := false
 	defer func() {
-		if !committed {
-			r.resetAll()
-			r.metrics.txns.WithLabelValues("aborted").Inc()
-		} else {
+		if committed {
 			r.metrics.txns.WithLabelValues("committed").Inc()
 			r.metrics.txnSeconds.Observe(time.Since(start).Seconds())
+			return
+		}
+		if begun {
+			r.resetAll()
+			r.metrics.txns.WithLabelValues("aborted").Inc()
 		}
 	}()
 
-	// Restore every source partition of this batch not in memory yet,
-	// before the transaction begins (our own open transaction would hold
-	// back the stable offset we read to).
-	need := map[int32][]Source{}
-	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
-		s := Source{Topic: r.logical[fp.Topic], Partition: fp.Partition}
-		if !r.restored[s] && !slices.Contains(need[fp.Partition], s) {
-			need[fp.Partition] = append(need[fp.Partition], s)
+	// Decode the batch first: a transient error (a registry outage) is
+	// retried before anything changes.
+	var items []item
+	var decErr error
+	fs.EachRecord(func(rec *kgo.Record) {
+		if decErr != nil {
+			return
 		}
+		it := item{rec: rec, src: Source{Topic: r.logical[rec.Topic], Partition: rec.Partition}}
+		v, writer, err := r.cfg.Codec.Decode(ctx, pipeline.Topic(rec.Topic), rec.Value)
+		ev, ok := v.(*schemas.RuntimeEvent)
+		if err == nil && !ok {
+			err = &pipeline.RejectError{Code: "unexpected_record_type", Reason: fmt.Sprintf("%T on %s is not a RuntimeEvent", v, rec.Topic)}
+		}
+		if err != nil {
+			if it.code = pipeline.CodeOf(err); it.code == "" {
+				decErr = fmt.Errorf("decode %s/%d@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+				return
+			}
+			it.err = err
+		} else {
+			it.ev, it.writer = ev, writer
+		}
+		items = append(items, it)
 	})
+	// rewind makes the session poll the batch again from the committed
+	// offsets (ending a transaction with abort resets them) when it is
+	// given up before anything changed.
+	rewind := func() {
+		if err := sess.Begin(); err == nil {
+			_, _ = sess.End(ctx, kgo.TryAbort)
+		}
+	}
+	if decErr != nil {
+		r.metrics.txns.WithLabelValues("retried").Inc()
+		rewind()
+		return false, decErr
+	}
+
+	// An event for an evicted cell (a late or stale one) makes its source
+	// partition be restored again, so the fold starts from the committed
+	// cell; and every cell the batch touches in a source about to be
+	// restored is pinned, so restoring loads it instead of evicting it.
+	again := map[Source]bool{}
+	for _, it := range items {
+		if it.ev == nil || !r.restored[it.src] {
+			continue
+		}
+		for _, k := range r.folder.Plan(it.src, it.ev, it.writer).Keys() {
+			if r.wasEvicted(it.src, k) {
+				again[it.src] = true
+				r.metrics.pinned.Inc()
+			}
+		}
+	}
+	for s := range again {
+		r.forget(s)
+	}
+	for _, it := range items {
+		if it.ev != nil && !r.restored[it.src] {
+			for _, k := range r.folder.Plan(it.src, it.ev, it.writer).Keys() {
+				r.pinned[k] = true
+			}
+		}
+	}
+
+	// Restore every source partition of this batch not in memory, before
+	// the transaction begins (our own open transaction would hold back the
+	// stable offset we read to).
+	need := map[int32][]Source{}
+	for _, it := range items {
+		s := it.src
+		if !r.restored[s] && !slices.Contains(need[s.Partition], s) {
+			need[s.Partition] = append(need[s.Partition], s)
+		}
+	}
 	if len(need) > 0 {
 		if err := r.restore(ctx, adm, need); err != nil {
+			r.resetAll()
+			rewind()
 			return false, fmt.Errorf("restore projections: %w", err)
 		}
 	}
@@ -365,38 +547,20 @@ func (r *Runner) transact(ctx context.Context, sess *kgo.GroupTransactSession, a
 	if err := sess.Begin(); err != nil {
 		return false, &fatalError{fmt.Errorf("begin transaction: %w", err)}
 	}
+	begun = true
 	changed := map[string]int32{} // key → projection partition
 	var outs []*kgo.Record
 	folded, dead := 0, 0
-	var decErr error
-	fs.EachRecord(func(rec *kgo.Record) {
-		if decErr != nil {
-			return
-		}
-		src := Source{Topic: r.logical[rec.Topic], Partition: rec.Partition}
-		v, writer, err := r.cfg.Codec.Decode(ctx, pipeline.Topic(rec.Topic), rec.Value)
-		ev, ok := v.(*schemas.RuntimeEvent)
-		if err == nil && !ok {
-			err = &pipeline.RejectError{Code: "unexpected_record_type", Reason: fmt.Sprintf("%T on %s is not a RuntimeEvent", v, rec.Topic)}
-		}
-		if err != nil {
-			code := pipeline.CodeOf(err)
-			if code == "" {
-				decErr = fmt.Errorf("decode %s/%d@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
-				return
-			}
-			outs = append(outs, r.deadLetter(rec, code, err))
+	for _, it := range items {
+		if it.ev == nil {
+			outs = append(outs, r.deadLetter(it.rec, it.code, it.err))
 			dead++
-			return
+			continue
 		}
-		for _, k := range r.folder.Fold(r.cells, src, ev, writer) {
-			changed[k] = rec.Partition
+		for _, k := range r.folder.Fold(r.cells, it.src, it.ev, it.writer) {
+			changed[k] = it.rec.Partition
 		}
 		folded++
-	})
-	if decErr != nil {
-		_, _ = sess.End(ctx, kgo.TryAbort)
-		return false, decErr
 	}
 	for _, k := range slices.Sorted(maps.Keys(changed)) {
 		c := r.cells[k]
@@ -428,6 +592,7 @@ func (r *Runner) transact(ctx context.Context, sess *kgo.GroupTransactSession, a
 	if committed {
 		r.metrics.records.WithLabelValues("folded").Add(float64(folded))
 		r.metrics.records.WithLabelValues("dead_lettered").Add(float64(dead))
+		r.sweep(time.Now())
 	}
 	return committed, nil
 }
@@ -487,12 +652,24 @@ func (r *Runner) restore(ctx context.Context, adm *kadm.Client, need map[int32][
 		key := string(rec.Key)
 		if rec.Value == nil {
 			delete(r.cells, key)
+			if m := r.evicted[s]; m != nil {
+				delete(m, keyHash(key))
+			}
 			return nil
 		}
 		c, err := decodeCell(k.Projection, rec.Value)
 		if err != nil {
 			r.log.Error("skipping corrupt projection cell", "key", key, "err", err, "code", Code(err))
 			return nil
+		}
+		if p, ok := c.(*RunPart); ok && !r.pinned[key] && runFinished(s.Topic, p) {
+			// Finished runs stay on the topic, not in memory.
+			delete(r.cells, key)
+			r.evict(s, key)
+			return nil
+		}
+		if m := r.evicted[s]; m != nil {
+			delete(m, keyHash(key))
 		}
 		r.cells[key] = c
 		loaded++
@@ -506,12 +683,21 @@ func (r *Runner) restore(ctx context.Context, adm *kadm.Client, need map[int32][
 			r.restored[s] = true
 		}
 	}
+	for k := range r.pinned {
+		if kk, err := ParseKey(k); err == nil && slices.Contains(need[kk.Source.Partition], kk.Source) {
+			delete(r.pinned, k)
+		}
+	}
+	r.metrics.resident.Set(float64(len(r.cells)))
 	r.metrics.restoreSeconds.Observe(time.Since(start).Seconds())
 	r.log.Debug("restored projection state", "partitions", len(need), "cells", loaded, "took", time.Since(start))
 	return nil
 }
 
 type runnerMetrics struct {
+	resident       prometheus.Gauge
+	evictions      prometheus.Counter
+	pinned         prometheus.Counter
 	records        *prometheus.CounterVec
 	txns           *prometheus.CounterVec
 	cells          *prometheus.CounterVec
@@ -521,11 +707,20 @@ type runnerMetrics struct {
 
 func newRunnerMetrics(reg prometheus.Registerer) *runnerMetrics {
 	m := &runnerMetrics{
+		resident: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spine_projection_cells_resident", Help: "Projection cells the runner holds in memory.",
+		}),
+		evictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "spine_projection_cells_evicted_total", Help: "Finished runs and old windows swept from the runner's memory (they stay on the topics).",
+		}),
+		pinned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "spine_projection_late_events_total", Help: "Events for evicted cells, each of which restored its source partition first.",
+		}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spine_projection_records_total", Help: "Thread records the projections consumed, by outcome (folded, dead_lettered).",
 		}, []string{"outcome"}),
 		txns: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "spine_projection_transactions_total", Help: "Projection transactions by outcome (committed, aborted).",
+			Name: "spine_projection_transactions_total", Help: "Projection transactions by outcome (committed, aborted; retried: a batch that could not be decoded yet, before any transaction).",
 		}, []string{"outcome"}),
 		cells: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spine_projection_cells_written_total", Help: "Projection cells written to the compacted topics, by projection.",
@@ -540,7 +735,7 @@ func newRunnerMetrics(reg prometheus.Registerer) *runnerMetrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.txns, m.cells, m.txnSeconds, m.restoreSeconds)
+		reg.MustRegister(m.resident, m.evictions, m.pinned, m.records, m.txns, m.cells, m.txnSeconds, m.restoreSeconds)
 	}
 	return m
 }
