@@ -62,7 +62,8 @@ type RunnerConfig struct {
 	// Retain is how far behind the newest window of its source partition
 	// an aggregate cell stays in memory; older ones are evicted. Default
 	// 2m. Finished runs (terminal on the control topic, delivered on the
-	// data plane, judged on a gate topic) are evicted too. An event for an
+	// data plane, judged on a gate topic) quiet for as long are evicted
+	// too. An event for an
 	// evicted cell (a late or stale one) makes the runner restore that
 	// source partition from the projection topics first, so eviction
 	// bounds memory without changing any cell.
@@ -294,7 +295,9 @@ func (r *Runner) sweep(now time.Time) {
 	}
 	for k, kk := range keys {
 		if kk.Projection == ProjRuns {
-			if p, ok := r.cells[k].(*RunPart); ok && runFinished(kk.Source.Topic, p) {
+			// Finished, and quiet for Retain of its source's event time,
+			// so stale results of a retried attempt mostly still find it.
+			if p, ok := r.cells[k].(*RunPart); ok && runFinished(kk.Source.Topic, p) && p.LastAt.Before(newest[kk.Source].Add(-r.cfg.Retain)) {
 				r.evict(kk.Source, k)
 			}
 			continue
