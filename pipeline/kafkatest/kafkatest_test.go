@@ -74,7 +74,6 @@ func testTransactions(t *testing.T, brokers []string) {
 		kgo.ConsumeTopics(in),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
 		kgo.DefaultProduceTopic(out),
 	)
 	if err != nil {
@@ -251,7 +250,6 @@ func TestOffsetOnlyTransactions(t *testing.T) {
 		kgo.ConsumeTopics(in),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
 		kgo.DefaultProduceTopic(out),
 	)
 	if err != nil {
