@@ -29,10 +29,16 @@
 // GroupTransactSession and writes each changed cell to its compacted
 // spine.proj.<name> topic, in the same transaction as the input offsets
 // (exactly once). It restores cells from those topics, not from the thread,
-// when it first sees a source partition. Store is a view that reads the
-// projection topics into memory; API serves it as JSON and Dashboard as a
-// page. Replay rebuilds every projection from the thread into memory and
-// diffs it with the live topics.
+// when it first sees a source partition. It keeps in memory only what can
+// still change: finished runs and windows older than RunnerConfig.Retain
+// are evicted, and an event for an evicted cell restores its source
+// partition first (Folder.Plan names the cells an event touches), so
+// eviction never changes a cell. Undecodable records go to spine.dlq in the
+// same transaction; a registry outage is retried, never dead-lettered.
+// Store is a view that reads the projection topics into memory; API serves
+// it as JSON and Dashboard as a page. Replay rebuilds every projection from
+// the thread into memory and diffs it with the live topics, up to the
+// offsets the live runner committed.
 //
 // # Goroutines and locks
 //
