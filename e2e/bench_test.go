@@ -177,7 +177,7 @@ func BenchmarkGoldenPath(b *testing.B) {
 		recs := s.encoded(b, fmt.Sprintf("tp%d", b.N), b.N)
 		rec0, v0 := w.counts()
 		b.ResetTimer()
-		cpu0, psi0 := cpuTime(), cpuPressure()
+		cpu0 := cpuTime()
 		start := time.Now()
 		for i := 0; i < len(recs); i += 1000 {
 			cl.Produce(context.Background(), recs[i], nil)
@@ -211,7 +211,6 @@ func BenchmarkGoldenPath(b *testing.B) {
 		// CPU of this process (broker, registry, processors, watcher) per
 		// intent: the figure other load on the machine does not change.
 		b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/intent")
-		reportPressure(b, psi0, elapsed)
 		spineEventsPerSec = perIntent * intentsPerSec
 	})
 	b.Run("paced-2500", func(b *testing.B) {

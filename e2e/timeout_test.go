@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -209,21 +208,14 @@ func TestTimeoutsAcrossRestart(t *testing.T) {
 	t.Logf("%d stale answers and %d refused late answers recorded", rep.stale, rep.illegal)
 }
 
-// TestAnsweredWhileOrchestratorDown is a reproducer of a known gap, skipped
-// unless E2E_KNOWN_GAPS is set: runs are dispatched, the orchestrator (a
-// child process) is SIGKILLed, the data plane answers every run and the
+// TestAnsweredWhileOrchestratorDown: runs are dispatched, the orchestrator
+// (a child process) is SIGKILLed, the data plane answers every run and the
 // gates pass every artifact while it is down, and it is restarted after the
 // runs' execution deadline. Every answer was committed before its deadline,
-// so every run should complete. Today every run times out: after the
-// restart the pipeline loop fires the overdue timers in its first
-// transactions, before it has read the answers waiting in spine.dataplane
-// and gate.verdict (they are then refused as late). A fix belongs in the
-// loop: on assignment, fire a partition's overdue timers only once its
-// inputs are read up to their last stable offset at assignment time.
+// so every run completes: on assignment the pipeline loop holds a
+// partition's overdue timers until its inputs are read up to their last
+// stable offset at assignment time (WithCatchUpGrace).
 func TestAnsweredWhileOrchestratorDown(t *testing.T) {
-	if os.Getenv("E2E_KNOWN_GAPS") == "" {
-		t.Skip("known gap (overdue timers fire before the backlog is read after a restart); set E2E_KNOWN_GAPS=1 to run")
-	}
 	const n = 200
 	spineBinary(t)
 	s := newStack(t, embeddedNoCompaction(t), map[string]string{
