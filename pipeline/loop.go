@@ -46,6 +46,7 @@ type processorConfig struct {
 	static          bool
 	maxBuffered     int
 	concurrency     int
+	catchUpGrace    time.Duration
 }
 
 func defaultProcessorConfig() processorConfig {
@@ -67,6 +68,7 @@ func defaultProcessorConfig() processorConfig {
 		rebalanceTime:   30 * time.Second,
 		maxBuffered:     1 << 17,
 		concurrency:     1,
+		catchUpGrace:    30 * time.Second,
 	}
 }
 
@@ -159,6 +161,17 @@ func WithMaxBuffered(n int) ProcessorOpt { return func(c *processorConfig) { c.m
 // time.
 func WithConcurrency(n int) ProcessorOpt { return func(c *processorConfig) { c.concurrency = n } }
 
+// WithCatchUpGrace bounds how long, after a partition is assigned, its
+// timers wait for the loop to read the partition's inputs up to their last
+// stable offsets at assignment (the backlog that built up while no one
+// owned it): a timer that came due meanwhile must not fire before an input
+// committed before its deadline is read. After d the timers fire even if
+// an input could not be read that far (logged at warn). 0 turns the wait
+// off. Default 30s.
+func WithCatchUpGrace(d time.Duration) ProcessorOpt {
+	return func(c *processorConfig) { c.catchUpGrace = d }
+}
+
 // WithStaticMembership joins the group as a static member (KIP-345) whose
 // group.instance.id is the transactional id: a restarted instance takes its
 // partitions back at once, without a rebalance or waiting out the session
@@ -195,6 +208,9 @@ func (c *processorConfig) validate(name string, h Handler) error {
 	}
 	if c.instance == "" || strings.ContainsAny(c.instance, " /\\,:") {
 		bad("instance id %q must be non-empty without spaces or separators", c.instance)
+	}
+	if c.catchUpGrace < 0 {
+		bad("catch-up grace %s must not be negative", c.catchUpGrace)
 	}
 	if c.concurrency < 1 {
 		bad("concurrency %d must be at least 1", c.concurrency)
@@ -433,6 +449,10 @@ func (p *Processor) session(ctx context.Context) error {
 		kgo.HeartbeatInterval(max(p.cfg.sessionTimeout/10, 200*time.Millisecond)),
 		kgo.RebalanceTimeout(p.cfg.rebalanceTime),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Control records (transaction markers) are polled too, never
+		// handled: they tell the loop how far it has read, which the
+		// catch-up wait of timers compares with the last stable offset.
+		kgo.KeepControlRecords(),
 		kgo.TransactionalID(p.txnID),
 		kgo.TransactionTimeout(p.cfg.txnTimeout),
 		// A transaction's records are sent when it ends, in the fewest
@@ -445,7 +465,7 @@ func (p *Processor) session(ctx context.Context) error {
 		kgo.RecordDeliveryTimeout(p.cfg.txnTimeout),
 		kgo.RecordPartitioner(statePartitioner{state: string(p.stateTopic), rest: kgo.StickyKeyPartitioner(nil)}),
 		kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
-			p.onAssigned(ctx, rs, assigned)
+			p.onAssigned(ctx, rs, rs.adm, assigned)
 		}),
 		kgo.OnPartitionsRevoked(p.onRevoked),
 		kgo.OnPartitionsLost(p.onRevoked),
@@ -497,15 +517,27 @@ func (p *Processor) session(ctx context.Context) error {
 			log.Warn("fetch error", "topic", t, "partition", part, "err", err)
 		})
 		recs := fs.Records()
+		var read map[int32]map[string]int64
+		if len(recs) > 0 {
+			recs, read = p.splitControl(recs)
+		}
 		var due map[int32][]timer
 		if p.timed != nil {
-			due = p.store.dueTimers(time.Now())
+			now := time.Now()
+			p.logReleased(p.store.releaseExpired(now))
+			due = p.store.dueTimers(now)
 		}
 		if len(recs) > 0 || len(due) > 0 {
-			if err := p.transact(ctx, sess, recs, due); err != nil {
+			if err := p.transact(ctx, sess, recs, due, read); err != nil {
 				sess.AllowRebalance()
 				return err
 			}
+		} else if len(read) > 0 {
+			// Only transaction markers: nothing to handle or commit,
+			// but the catch-up waits move on.
+			ov := p.store.newOverlay()
+			advanceAll(ov, read)
+			p.logReleased(ov.apply(p.timed))
 		}
 		sess.AllowRebalance()
 	}
@@ -545,11 +577,17 @@ func (p *Processor) partitionsOf(m map[string][]int32) []int32 {
 }
 
 // onAssigned restores the assigned partitions' state before fetching from
-// them begins (BlockRebalanceOnPoll keeps it serial with the loop).
-func (p *Processor) onAssigned(ctx context.Context, rs *restorer, assigned map[string][]int32) {
+// them begins (BlockRebalanceOnPoll keeps it serial with the loop). For a
+// Timed handler it first notes how far each input must be read before the
+// partitions' timers may fire.
+func (p *Processor) onAssigned(ctx context.Context, rs *restorer, adm *kadm.Client, assigned map[string][]int32) {
 	parts := p.partitionsOf(assigned)
 	if len(parts) == 0 {
 		return
+	}
+	var holds map[int32]*catchUp
+	if p.timed != nil && p.cfg.catchUpGrace > 0 {
+		holds = p.catchUpTargets(ctx, adm, parts)
 	}
 	states, err := rs.restore(ctx, parts)
 	if err != nil {
@@ -557,7 +595,129 @@ func (p *Processor) onAssigned(ctx context.Context, rs *restorer, assigned map[s
 		return
 	}
 	for part, ps := range states {
+		if h := holds[part]; h != nil && len(h.targets) > 0 {
+			ps.hold = h
+		}
 		p.store.install(part, ps)
+	}
+}
+
+// catchUpTargets returns, for each partition, the input offsets the loop
+// must read to before the partition's timers fire: each input topic's last
+// stable offset now, unless the group's committed offset is already there.
+// If the offsets cannot be listed, the partitions' timers wait out the
+// grace period (a timer held too long is late; one fired too early refuses
+// an answer that was in time).
+func (p *Processor) catchUpTargets(ctx context.Context, adm *kadm.Client, parts []int32) map[int32]*catchUp {
+	now := time.Now()
+	holds := make(map[int32]*catchUp, len(parts))
+	for _, part := range parts {
+		holds[part] = &catchUp{targets: map[string]int64{}, since: now, until: now.Add(p.cfg.catchUpGrace)}
+	}
+	topics := topicStrings(p.cfg.inputs)
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.txnTimeout)
+	defer cancel()
+	fail := func(err error) map[int32]*catchUp {
+		p.cfg.log.Warn("cannot list the inputs' offsets; timers of the assigned partitions wait out the catch-up grace",
+			"partitions", parts, "grace", p.cfg.catchUpGrace, "err", err)
+		for _, h := range holds {
+			h.targets[""] = 1 // unreachable: only the grace ends the wait
+		}
+		return holds
+	}
+	stable, err := adm.ListCommittedOffsets(ctx, topics...)
+	if err == nil {
+		err = stable.Error()
+	}
+	if err != nil {
+		return fail(fmt.Errorf("last stable offsets: %w", err))
+	}
+	starts, err := adm.ListStartOffsets(ctx, topics...)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return fail(fmt.Errorf("start offsets: %w", err))
+	}
+	committed, err := adm.FetchOffsets(ctx, p.group)
+	if err == nil {
+		err = committed.Error()
+	}
+	if err != nil {
+		return fail(fmt.Errorf("committed offsets of group %s: %w", p.group, err))
+	}
+	for _, part := range parts {
+		for _, t := range topics {
+			end, ok := stable.Lookup(t, part)
+			if !ok {
+				return fail(fmt.Errorf("input %s has no partition %d", t, part))
+			}
+			from := int64(-1)
+			if c, ok := committed.Lookup(t, part); ok && c.Err == nil {
+				from = c.At
+			}
+			if from < 0 { // nothing committed: consuming starts at the log start
+				if s, ok := starts.Lookup(t, part); ok {
+					from = s.Offset
+				}
+			}
+			if end.Offset > from {
+				holds[part].targets[t] = end.Offset
+			}
+		}
+	}
+	return holds
+}
+
+// splitControl drops the transaction markers from recs and returns, per
+// partition and input topic, the offset just past the last record read
+// (markers included).
+func (p *Processor) splitControl(recs []*kgo.Record) ([]*kgo.Record, map[int32]map[string]int64) {
+	read := map[int32]map[string]int64{}
+	data := recs[:0:0]
+	for i, r := range recs {
+		m := read[r.Partition]
+		if m == nil {
+			m = map[string]int64{}
+			read[r.Partition] = m
+		}
+		if r.Offset+1 > m[r.Topic] {
+			m[r.Topic] = r.Offset + 1
+		}
+		if r.Attrs.IsControl() {
+			if data == nil {
+				data = append(make([]*kgo.Record, 0, len(recs)), recs[:i]...)
+			}
+			continue
+		}
+		if data != nil {
+			data = append(data, r)
+		}
+	}
+	if data == nil {
+		return recs, read
+	}
+	return data, read
+}
+
+func advanceAll(ov *overlay, read map[int32]map[string]int64) {
+	for part, m := range read {
+		for t, off := range m {
+			ov.advance(t, part, off)
+		}
+	}
+}
+
+// logReleased logs the partitions whose timers the catch-up wait released.
+func (p *Processor) logReleased(hs []held) {
+	for _, h := range hs {
+		if h.expired {
+			p.cfg.log.Warn("timers released by the catch-up grace before the inputs were read to their offsets at assignment",
+				"partition", h.partition, "behind", h.behind, "waited", h.waited.Round(time.Millisecond))
+			continue
+		}
+		p.cfg.log.Info("inputs read to their offsets at assignment; timers released",
+			"partition", h.partition, "waited", h.waited.Round(time.Millisecond))
 	}
 }
 
@@ -593,7 +753,7 @@ func (e *errBlocked) Unwrap() error { return e.err }
 
 // transact handles recs and due timers in one transaction. It returns an
 // error only when the session is unusable.
-func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, due map[int32][]timer) error {
+func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, due map[int32][]timer, read map[int32]map[string]int64) error {
 	// In-flight work finishes even when ctx ends (two-step shutdown); the
 	// transaction timeout bounds it.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.txnTimeout+5*time.Second)
@@ -682,7 +842,8 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 		}
 		return nil
 	}
-	b.ov.apply(p.timed)
+	advanceAll(b.ov, read)
+	p.logReleased(b.ov.apply(p.timed))
 	if p.backoff != 0 {
 		p.cfg.log.Info("processor unblocked")
 		p.backoff = 0

@@ -20,6 +20,24 @@ import (
 type partState struct {
 	data   map[string][]byte
 	timers timerHeap
+	// hold keeps the partition's timers from firing until the loop has
+	// read its inputs up to where they ended when it was assigned; nil when
+	// the partition's timers are free to fire.
+	hold *catchUp
+}
+
+// catchUp is a partition's wait, after its assignment, for the loop to read
+// its input backlog before timers fire: a timer that came due while the
+// processor was down must not fire before the input that answers it
+// (committed before the deadline) is read.
+type catchUp struct {
+	// targets maps each input topic still behind to the offset the loop
+	// must reach on it: its last stable offset at assignment.
+	targets map[string]int64
+	since   time.Time
+	// until bounds the wait, so an input that cannot be read to its target
+	// never disables the partition's timers.
+	until time.Time
 }
 
 // store holds the committed state of the assigned partitions. It is written
@@ -55,12 +73,41 @@ func (s *store) dropAll() {
 	s.mu.Unlock()
 }
 
-// dueTimers pops the timers due at now from every partition.
+// held is a partition whose catch-up wait ended: caught up, or, with
+// expired, its grace period ran out first with the inputs in behind (topic
+// → target offset) not yet read to their targets.
+type held struct {
+	partition int32
+	behind    map[string]int64
+	waited    time.Duration
+	expired   bool
+}
+
+// releaseExpired ends the catch-up wait of every partition whose grace
+// period passed by now, and returns them.
+func (s *store) releaseExpired(now time.Time) []held {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []held
+	for p, ps := range s.parts {
+		if ps.hold != nil && !now.Before(ps.hold.until) {
+			out = append(out, held{partition: p, behind: ps.hold.targets, waited: now.Sub(ps.hold.since), expired: true})
+			ps.hold = nil
+		}
+	}
+	return out
+}
+
+// dueTimers pops the timers due at now from every partition that is not
+// waiting to catch up with its inputs.
 func (s *store) dueTimers(now time.Time) map[int32][]timer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out map[int32][]timer
 	for p, ps := range s.parts {
+		if ps.hold != nil {
+			continue
+		}
 		if at, ok := ps.timers.next(); !ok || at.After(now) {
 			continue
 		}
@@ -96,6 +143,9 @@ type dirty struct {
 type partOverlay struct {
 	base   *partState
 	writes map[string]dirty
+	// read is, per input topic, the offset just past the last record
+	// (control records included) the batch read from this partition.
+	read map[string]int64
 }
 
 // overlay holds one transaction's uncommitted state writes. It belongs to
@@ -145,16 +195,41 @@ func (o *overlay) set(p int32, key string, val []byte, del bool) {
 	po.writes[key] = dirty{val: val, del: del}
 }
 
+// advance records that the batch read topic's partition p up to offset
+// (exclusive).
+func (o *overlay) advance(topic string, p int32, offset int64) {
+	po, _ := o.part(p)
+	if po.read == nil {
+		po.read = map[string]int64{}
+	}
+	if offset > po.read[topic] {
+		po.read[topic] = offset
+	}
+}
+
 // apply makes the batch's writes committed state and schedules their
-// timers. Writes to a partition that was revoked (or revoked and assigned
-// again) since the batch read it are dropped: the new owner restored them
-// from the changelog.
-func (o *overlay) apply(timed Timed) {
+// timers, and moves the partitions' catch-up waits on by what the batch
+// read; it returns the partitions whose wait ended. Writes to a partition
+// that was revoked (or revoked and assigned again) since the batch read it
+// are dropped: the new owner restored them from the changelog.
+func (o *overlay) apply(timed Timed) []held {
 	o.s.mu.Lock()
 	defer o.s.mu.Unlock()
+	var caught []held
 	for p, po := range o.parts {
 		if po.base == nil || o.s.parts[p] != po.base {
 			continue
+		}
+		if h := po.base.hold; h != nil && len(po.read) > 0 {
+			for t, off := range po.read {
+				if target, ok := h.targets[t]; ok && off >= target {
+					delete(h.targets, t)
+				}
+			}
+			if len(h.targets) == 0 {
+				po.base.hold = nil
+				caught = append(caught, held{partition: p, waited: time.Since(h.since)})
+			}
 		}
 		for k, d := range po.writes {
 			if d.del {
@@ -169,6 +244,7 @@ func (o *overlay) apply(timed Timed) {
 			}
 		}
 	}
+	return caught
 }
 
 // restorer reads a processor's changelog partitions back into memory.

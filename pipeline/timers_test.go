@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/pipeline/kafkatest"
 )
 
 // alarm is a Timed test handler. Its state per key holds a deadline: an
@@ -117,5 +120,78 @@ func TestTimersFireOnceAndSurviveRestart(t *testing.T) {
 	}
 	if n := len(got["fired"]); n != 16 {
 		t.Errorf("%d keys fired, want 16", n)
+	}
+}
+
+// produceTxn writes msgs keyed by key(i) to topic in one committed
+// transaction, so the partitions' tails are commit markers (which a
+// read_committed consumer never sees as records).
+func (e *env) produceTxn(t *testing.T, topic pipeline.Topic, ms []msg, key func(i int) string) {
+	t.Helper()
+	cl := kafkatest.Client(t, e.brokers, kgo.TransactionalID(e.layout.Prefix+"test-producer"))
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatalf("begin: %v", err)
+	}
+	recs := make([]*kgo.Record, len(ms))
+	for i, m := range ms {
+		b, _ := json.Marshal(m)
+		recs[i] = &kgo.Record{Topic: string(topic), Key: []byte(key(i)), Value: b}
+	}
+	if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	if err := cl.EndTransaction(t.Context(), kgo.TryCommit); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+}
+
+// TestTimersWaitForBacklogAfterRestart: timers are armed, the processor
+// stops, and while it is down a backlog is committed on its input — filler
+// records first, then a disarm for every armed key — and the deadlines pass.
+// After the restart the timers are overdue, but the loop holds them until
+// it has read its inputs up to where they ended at assignment: the disarms
+// win and no timer fires, although the backlog takes many transactions
+// (batch size 10). Timers armed afterwards still fire: the hold ends.
+func TestTimersWaitForBacklogAfterRestart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2)
+	h := &alarm{out: e.layout.Control()}
+	opts := []pipeline.ProcessorOpt{pipeline.WithTimerTick(20 * time.Millisecond), pipeline.WithBatchSize(10)}
+	stop := e.start(t, "orchestrator", h, opts...)
+
+	const armed, filler = 20, 300
+	arm := make([]msg, armed)
+	for i := range arm {
+		arm[i] = msg{ID: fmt.Sprintf("a%d", i), DelayMs: 1000}
+	}
+	e.produce(t, e.layout.Intents(), arm, func(i int) string { return arm[i].ID })
+	countKinds(t, e, armed, 0) // armed and committed
+	stop()
+	due := time.Now().Add(time.Second)
+
+	backlog := make([]msg, 0, filler+armed)
+	for i := range filler {
+		backlog = append(backlog, msg{ID: fmt.Sprintf("f%d", i)})
+	}
+	for i := range armed {
+		backlog = append(backlog, msg{ID: fmt.Sprintf("a%d", i), Kind: "disarm"})
+	}
+	e.produceTxn(t, e.layout.Intents(), backlog, func(i int) string { return backlog[i].ID })
+	time.Sleep(time.Until(due) + 200*time.Millisecond) // every timer is overdue at the restart
+
+	e.start(t, "orchestrator", h, opts...)
+	got := countKinds(t, e, armed+filler+armed, time.Second)
+	if n := len(got["disarmed"]); n != armed {
+		t.Errorf("%d keys disarmed, want %d", n, armed)
+	}
+	if n := len(got["fired"]); n != 0 {
+		t.Errorf("%d overdue timers fired before the backlog that disarmed them was read: %v", n, got["fired"])
+	}
+
+	// The hold has ended: a new timer fires.
+	e.produce(t, e.layout.Intents(), []msg{{ID: "late", DelayMs: 100}}, func(int) string { return "late" })
+	got = countKinds(t, e, armed+filler+armed+2, 0)
+	if got["fired"]["late"] != 1 {
+		t.Errorf("timer armed after the catch-up fired %d times, want 1", got["fired"]["late"])
 	}
 }
