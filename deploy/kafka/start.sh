@@ -67,7 +67,7 @@ sum="$(sha256sum "$here/pom.xml" | cut -c1-16)"
 cpfile="$work/classpath-$sum.txt"
 if [ ! -s "$cpfile" ] || ! tr ':' '\n' <"$cpfile" | while read -r j; do [ -f "$j" ] || exit 1; done; then
 	command -v "${mvn[0]}" >/dev/null || die "${mvn[0]} not found: Maven fetches the Kafka jars"
-	log "resolving Apache Kafka jars with Maven (first run downloads them into ~/.m2)"
+	log "resolving the Apache Kafka jars with Maven (downloaded into ~/.m2 unless already there)"
 	if ! "${mvn[@]}" -B -q -f "$here/pom.xml" dependency:build-classpath \
 		-Dmdep.includeScope=runtime -Dmdep.outputFile="$cpfile.tmp" >"$work/mvn.log" 2>&1; then
 		tail -n 40 "$work/mvn.log" >&2
