@@ -66,7 +66,15 @@ func runTrace(ctx context.Context, a *app, cfg *pipeline.Config, traceID, format
 	for _, r := range recs {
 		outs = append(outs, decodeRecord(ctx, codec, r))
 	}
-	sort.SliceStable(outs, func(i, j int) bool { return eventTime(outs[i]).Before(eventTime(outs[j])) })
+	// Timestamps have millisecond resolution: within one millisecond, order
+	// by where the event stands on the golden path.
+	sort.SliceStable(outs, func(i, j int) bool {
+		ti, tj := eventTime(outs[i]), eventTime(outs[j])
+		if !ti.Equal(tj) {
+			return ti.Before(tj)
+		}
+		return pathRank(outs[i]) < pathRank(outs[j])
+	})
 	if format == "json" {
 		enc := json.NewEncoder(a.stdout)
 		for _, o := range outs {
@@ -82,6 +90,39 @@ func runTrace(ctx context.Context, a *app, cfg *pipeline.Config, traceID, format
 		fmt.Fprintf(a.stdout, "  %+8.1fms  %-18s %s\n", float64(eventTime(o).Sub(t0).Microseconds())/1000, o.Topic, describe(o.Value))
 	}
 	return nil
+}
+
+// pathRank orders events of the same millisecond causally.
+func pathRank(r consumedRecord) int {
+	switch v := r.Value.(type) {
+	case *schemas.Intent:
+		return 0
+	case *schemas.RuntimeEvent:
+		switch v.EventType {
+		case "intent.received":
+			return 1
+		case "run.routed", "run.queued", "run.dequeued":
+			return 2
+		case "run.dispatch":
+			return 3
+		case "dataplane.dispatched":
+			return 4
+		case "dataplane.started":
+			return 5
+		case "artifact.delivered", "dataplane.failed":
+			return 6
+		case "run.executing", "run.delivered", "run.gating", "run.retry":
+			return 7
+		case "gate.passed", "gate.failed":
+			return 8
+		case "gate.verdict":
+			return 9
+		case "run.completed", "run.rejected", "run.failed", "run.timed_out":
+			return 11
+		}
+		return 10
+	}
+	return 12 // dead letters and undecodable records last
 }
 
 // eventTime is the event's own timestamp when decoded, else the record's.
