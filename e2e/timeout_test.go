@@ -202,9 +202,8 @@ func TestTimeoutsAcrossRestart(t *testing.T) {
 	flow := orchestrator.MustStateflow(defaultStates(s.cfg))
 	rep := checkThread(t, committed, flow, traces)
 	checkTimedOut(t, s, rep, traces)
-	// After a restart, overdue timers may fire before the data plane's
-	// answers that waited in spine.dataplane are read: those answers are
-	// then stale or refused (recorded), never acted on.
+	// Answers that arrive after their run moved on (a retry, the timeout)
+	// are recorded as stale or refused, never acted on.
 	t.Logf("%d stale answers and %d refused late answers recorded", rep.stale, rep.illegal)
 }
 
