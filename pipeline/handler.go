@@ -43,6 +43,12 @@ type Result struct {
 	State        []byte
 	StateChanged bool
 	Outputs      []Output
+	// DeadlineSet tells the loop of a Timed handler that Deadline is the
+	// timer deadline of State (the zero time: no timer), so it need not
+	// decode the new state again with Timed.Deadline. Optional: when it is
+	// not set the loop asks Deadline(State). Ignored unless StateChanged.
+	DeadlineSet bool
+	Deadline    time.Time
 }
 
 // Handler is a pure processor: (its state for the key, one input) → (new

@@ -519,7 +519,7 @@ func (p *Processor) session(ctx context.Context) error {
 		recs := fs.Records()
 		var read map[int32]map[string]int64
 		if len(recs) > 0 {
-			recs, read = p.splitControl(recs)
+			recs, read = p.splitControl(recs, p.timed != nil && p.store.holding())
 		}
 		var due map[int32][]timer
 		if p.timed != nil {
@@ -669,20 +669,25 @@ func (p *Processor) catchUpTargets(ctx context.Context, adm *kadm.Client, parts 
 	return holds
 }
 
-// splitControl drops the transaction markers from recs and returns, per
-// partition and input topic, the offset just past the last record read
-// (markers included).
-func (p *Processor) splitControl(recs []*kgo.Record) ([]*kgo.Record, map[int32]map[string]int64) {
-	read := map[int32]map[string]int64{}
-	data := recs[:0:0]
+// splitControl drops the transaction markers from recs and, with track
+// (a partition is catching up), returns per partition and input topic the
+// offset just past the last record read (markers included).
+func (p *Processor) splitControl(recs []*kgo.Record, track bool) ([]*kgo.Record, map[int32]map[string]int64) {
+	var read map[int32]map[string]int64
+	if track {
+		read = map[int32]map[string]int64{}
+	}
+	var data []*kgo.Record
 	for i, r := range recs {
-		m := read[r.Partition]
-		if m == nil {
-			m = map[string]int64{}
-			read[r.Partition] = m
-		}
-		if r.Offset+1 > m[r.Topic] {
-			m[r.Topic] = r.Offset + 1
+		if track {
+			m := read[r.Partition]
+			if m == nil {
+				m = map[string]int64{}
+				read[r.Partition] = m
+			}
+			if r.Offset+1 > m[r.Topic] {
+				m[r.Topic] = r.Offset + 1
+			}
 		}
 		if r.Attrs.IsControl() {
 			if data == nil {
@@ -1041,7 +1046,7 @@ func (p *Processor) stage(ctx context.Context, b *batch, part int32, key []byte,
 	}
 	if res.StateChanged {
 		// Written to the changelog once per key when the batch ends.
-		b.ov.set(part, string(key), res.State, res.State == nil)
+		b.ov.set(part, string(key), res.State, res.State == nil, res.Deadline, res.DeadlineSet)
 	}
 	for _, r := range recs {
 		produce(r)

@@ -83,6 +83,18 @@ type held struct {
 	expired   bool
 }
 
+// holding reports whether any partition waits to catch up with its inputs.
+func (s *store) holding() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ps := range s.parts {
+		if ps.hold != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // releaseExpired ends the catch-up wait of every partition whose grace
 // period passed by now, and returns them.
 func (s *store) releaseExpired(now time.Time) []held {
@@ -136,6 +148,10 @@ func (s *store) requeue(p int32, base *partState, ts []timer) {
 type dirty struct {
 	val []byte
 	del bool
+	// at is val's timer deadline (zero: none) when known is set, as the
+	// handler reported it (Result.DeadlineSet).
+	at    time.Time
+	known bool
 }
 
 // partOverlay is a batch's uncommitted writes to one partition, and the
@@ -189,10 +205,11 @@ func (o *overlay) get(p int32, key string) ([]byte, error) {
 	return v, nil
 }
 
-// set records key's new state (nil with del: a tombstone).
-func (o *overlay) set(p int32, key string, val []byte, del bool) {
+// set records key's new state (nil with del: a tombstone) and, with known,
+// its timer deadline (zero: none).
+func (o *overlay) set(p int32, key string, val []byte, del bool, at time.Time, known bool) {
 	po, _ := o.part(p)
-	po.writes[key] = dirty{val: val, del: del}
+	po.writes[key] = dirty{val: val, del: del, at: at, known: known}
 }
 
 // advance records that the batch read topic's partition p up to offset
@@ -237,7 +254,13 @@ func (o *overlay) apply(timed Timed) []held {
 				continue
 			}
 			po.base.data[k] = d.val
-			if timed != nil {
+			switch {
+			case timed == nil:
+			case d.known:
+				if !d.at.IsZero() {
+					po.base.timers.add(d.at, k)
+				}
+			default:
 				if at, ok := timed.Deadline(d.val); ok {
 					po.base.timers.add(at, k)
 				}

@@ -89,7 +89,9 @@ func (o *Orchestrator) handleLedger(state []byte, actor string, ev *schemas.Runt
 	if len(l.Running) == 0 && len(l.Queue) == 0 {
 		b = nil // an idle actor leaves a tombstone, not a ledger
 	}
-	return pipeline.Result{State: b, StateChanged: true, Outputs: out}, nil
+	// A ledger has no timer: said here, the loop does not try to decode it
+	// as a run to find one.
+	return pipeline.Result{State: b, StateChanged: true, Outputs: out, DeadlineSet: true}, nil
 }
 
 // handleAdmission applies the ledger's answer to a waiting run.

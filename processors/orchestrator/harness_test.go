@@ -55,6 +55,15 @@ func newHarness(t testing.TB, opts ...orchestrator.Option) *harness {
 }
 
 func (h *harness) apply(key string, res pipeline.Result) []pipeline.Output {
+	h.t.Helper()
+	if res.StateChanged && res.DeadlineSet && res.State != nil {
+		// The deadline a result reports is the one the loop would read
+		// from its state.
+		at, ok := h.o.Deadline(res.State)
+		if ok == res.Deadline.IsZero() || !at.Equal(res.Deadline) {
+			h.t.Errorf("key %s: result says deadline %v, Deadline(state) says %v, %t", key, res.Deadline, at, ok)
+		}
+	}
 	if res.StateChanged {
 		if res.State == nil {
 			delete(h.states, key)

@@ -424,16 +424,7 @@ func (o *Orchestrator) Deadline(state []byte) (time.Time, bool) {
 	if err != nil || r == nil {
 		return time.Time{}, false
 	}
-	d := int64(0)
-	for _, v := range []int64{r.RetryAt, r.Deadline, r.RunDeadline} {
-		if v > 0 && (d == 0 || v < d) {
-			d = v
-		}
-	}
-	if d == 0 {
-		return time.Time{}, false
-	}
-	return fromMs(d), true
+	return r.deadline()
 }
 
 // Fire implements pipeline.Timed. It acts on the deadlines state holds that

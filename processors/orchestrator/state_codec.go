@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 
 	"github.com/spinerun/spine/schemas"
 )
@@ -243,4 +244,20 @@ func decodeRunBinary(b []byte) (*runState, error) {
 		return nil, fmt.Errorf("%d trailing bytes", len(b))
 	}
 	return r, nil
+}
+
+// deadline returns the earliest of the run's pending retry, state timeout
+// and end-to-end deadline (for an ended run, the end of its retention), or
+// false for none. It is Timed.Deadline of the run's encoded state.
+func (r *runState) deadline() (time.Time, bool) {
+	d := int64(0)
+	for _, v := range []int64{r.RetryAt, r.Deadline, r.RunDeadline} {
+		if v > 0 && (d == 0 || v < d) {
+			d = v
+		}
+	}
+	if d == 0 {
+		return time.Time{}, false
+	}
+	return fromMs(d), true
 }

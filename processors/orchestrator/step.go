@@ -186,7 +186,9 @@ func (s *step) result() (pipeline.Result, error) {
 	if err != nil {
 		return pipeline.Result{}, fmt.Errorf("encode run state %s: %w", s.r.Trace, err)
 	}
-	return pipeline.Result{State: b, StateChanged: true, Outputs: s.out}, nil
+	// The deadline goes with the state, so the loop need not decode it again.
+	at, _ := s.r.deadline()
+	return pipeline.Result{State: b, StateChanged: true, Outputs: s.out, DeadlineSet: true, Deadline: at}, nil
 }
 
 // errorKind returns the error kind of a dataplane.failed: the text before
