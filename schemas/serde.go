@@ -546,12 +546,15 @@ func (s *Serde) decodeBody(id int, ws *writerSchema, body []byte, ptr any) error
 	if err != nil && !errors.Is(err, io.EOF) {
 		return classifyAvroErr(id, err)
 	}
+	// The scan has checked every string of the body is UTF-8 (and reader
+	// defaults come from the contract's schema), so only the other rules
+	// are checked again.
 	var verr error
 	switch p := ptr.(type) {
 	case *Intent:
-		verr = p.ValidateAt(s.now())
+		verr = p.validateAt(s.now(), false)
 	case *RuntimeEvent:
-		verr = p.ValidateAt(s.now())
+		verr = p.validateAt(s.now(), false)
 	}
 	if verr != nil {
 		return &DecodeError{Code: CodeOf(verr), ID: id, Err: verr}

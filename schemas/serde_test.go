@@ -413,6 +413,7 @@ func TestDecodeBadBytes(t *testing.T) {
 		{"timestamp unset", with(func(e *schemas.RuntimeEvent) { e.Timestamp = time.UnixMilli(0) }), nil, schemas.CodeInvalidContract},
 		{"summary over bound", with(func(e *schemas.RuntimeEvent) { e.Artifact.Summary = strings.Repeat("s", schemas.MaxSummaryBytes+1) }), nil, schemas.CodeInvalidContract},
 		{"negative attempt", with(func(e *schemas.RuntimeEvent) { e.Attempt = -1 }), nil, schemas.CodeInvalidContract},
+		{"intent invalid utf8", withIntent(func(i *schemas.Intent) { i.Input = "in\xff" }), &schemas.Intent{}, schemas.CodeInvalidUTF8},
 		{"intent empty trace_id", withIntent(func(i *schemas.Intent) { i.TraceID = "" }), nil, schemas.CodeInvalidContract},
 		{"intent input over bound", withIntent(func(i *schemas.Intent) { i.Input = strings.Repeat("i", schemas.MaxInputBytes+1) }), nil, schemas.CodeInvalidContract},
 		{"intent timestamp ahead", withIntent(func(i *schemas.Intent) { i.Timestamp = t0.Add(61 * time.Minute) }), &schemas.Intent{}, schemas.CodeInvalidContract},

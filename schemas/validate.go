@@ -19,18 +19,18 @@ func (i *Intent) Validate() error { return i.ValidateAt(time.Now()) }
 // at most MaxClockSkew after now, input is at most MaxInputBytes, and every
 // string is valid UTF-8. It returns a *ValidationError naming the first
 // broken rule.
-func (i *Intent) ValidateAt(now time.Time) error {
+func (i *Intent) ValidateAt(now time.Time) error { return i.validateAt(now, true) }
+
+// validateAt is ValidateAt; without checkUTF8 it skips the UTF-8 checks, for
+// a value just decoded from a body whose wire scan checked every string.
+func (i *Intent) validateAt(now time.Time, checkUTF8 bool) error {
 	if i == nil {
 		return &ValidationError{Contract: ContractIntent, Field: "*", Reason: "nil value", Code: CodeInvalidContract}
 	}
 	v := validator{c: ContractIntent}
-	v.utf8("intent_id", i.IntentID)
-	v.utf8("trace_id", i.TraceID)
-	v.utf8("actor", i.Actor)
-	v.utf8("kind", i.Kind)
-	v.utf8("input", i.Input)
-	v.utf8("tenant", i.Tenant)
-	v.utf8Map("attributes", i.Attributes)
+	if checkUTF8 {
+		i.checkUTF8(&v)
+	}
 	v.required("intent_id", i.IntentID)
 	v.required("trace_id", i.TraceID)
 	v.required("kind", i.Kind)
@@ -38,6 +38,16 @@ func (i *Intent) ValidateAt(now time.Time) error {
 	v.timestamp("timestamp", i.Timestamp, now)
 	v.maxLen("input", i.Input, MaxInputBytes)
 	return v.err
+}
+
+func (i *Intent) checkUTF8(v *validator) {
+	v.utf8("intent_id", i.IntentID)
+	v.utf8("trace_id", i.TraceID)
+	v.utf8("actor", i.Actor)
+	v.utf8("kind", i.Kind)
+	v.utf8("input", i.Input)
+	v.utf8("tenant", i.Tenant)
+	v.utf8Map("attributes", i.Attributes)
 }
 
 // Validate checks e against the rules of the RuntimeEvent contract, as of
@@ -51,11 +61,41 @@ func (e *RuntimeEvent) Validate() error { return e.ValidateAt(time.Now()) }
 // artifact summary is at most MaxSummaryBytes, attempt is not negative, and
 // every string is valid UTF-8. It returns a *ValidationError naming the
 // first broken rule.
-func (e *RuntimeEvent) ValidateAt(now time.Time) error {
+func (e *RuntimeEvent) ValidateAt(now time.Time) error { return e.validateAt(now, true) }
+
+// validateAt is ValidateAt; without checkUTF8 it skips the UTF-8 checks, for
+// a value just decoded from a body whose wire scan checked every string.
+func (e *RuntimeEvent) validateAt(now time.Time, checkUTF8 bool) error {
 	if e == nil {
 		return &ValidationError{Contract: ContractRuntimeEvent, Field: "*", Reason: "nil value", Code: CodeInvalidContract}
 	}
 	v := validator{c: ContractRuntimeEvent}
+	if checkUTF8 {
+		e.checkUTF8(&v)
+	}
+	v.required("event_id", e.EventID)
+	v.required("trace_id", e.TraceID)
+	v.required("event_type", e.EventType)
+	v.version(e.SchemaVersion)
+	switch e.Phase {
+	case PhaseControl, PhaseData, PhaseGate:
+	default:
+		v.fail("phase", fmt.Sprintf("unknown phase %q", e.Phase))
+	}
+	v.timestamp("timestamp", e.Timestamp, now)
+	if e.RunStarted.After(now.Add(MaxClockSkew)) {
+		v.fail("run_started", fmt.Sprintf("%s is more than %s in the future", e.RunStarted.UTC().Format(time.RFC3339), MaxClockSkew))
+	}
+	if e.Artifact != nil {
+		v.maxLen("artifact.summary", e.Artifact.Summary, MaxSummaryBytes)
+	}
+	if e.Attempt < 0 {
+		v.fail("attempt", fmt.Sprintf("negative attempt %d", e.Attempt))
+	}
+	return v.err
+}
+
+func (e *RuntimeEvent) checkUTF8(v *validator) {
 	v.utf8("event_id", e.EventID)
 	v.utf8("trace_id", e.TraceID)
 	v.utf8("span_id", e.SpanID)
@@ -79,27 +119,6 @@ func (e *RuntimeEvent) ValidateAt(now time.Time) error {
 		v.utf8("error", *e.Error)
 	}
 	v.utf8Map("attributes", e.Attributes)
-
-	v.required("event_id", e.EventID)
-	v.required("trace_id", e.TraceID)
-	v.required("event_type", e.EventType)
-	v.version(e.SchemaVersion)
-	switch e.Phase {
-	case PhaseControl, PhaseData, PhaseGate:
-	default:
-		v.fail("phase", fmt.Sprintf("unknown phase %q", e.Phase))
-	}
-	v.timestamp("timestamp", e.Timestamp, now)
-	if e.RunStarted.After(now.Add(MaxClockSkew)) {
-		v.fail("run_started", fmt.Sprintf("%s is more than %s in the future", e.RunStarted.UTC().Format(time.RFC3339), MaxClockSkew))
-	}
-	if e.Artifact != nil {
-		v.maxLen("artifact.summary", e.Artifact.Summary, MaxSummaryBytes)
-	}
-	if e.Attempt < 0 {
-		v.fail("attempt", fmt.Sprintf("negative attempt %d", e.Attempt))
-	}
-	return v.err
 }
 
 // validator keeps the first broken rule; UTF-8 checks run first so a value
