@@ -193,3 +193,72 @@ func readAll(t *testing.T, brokers []string, topic string) map[string]string {
 	}
 	return out
 }
+
+// kfake's cleaner runs on the embedded broker: a compacted topic keeps only
+// the latest record per key once the cleaner has passed.
+func TestEmbeddedCompactsStateTopics(t *testing.T) {
+	t.Parallel()
+	e := NewEmbedded(EmbeddedConfig{CleanerIntervalMs: 100})
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	cl := kgoClient(t, e.Addrs())
+	l := Layout{Partitions: 1}
+	if err := EnsureTopics(t.Context(), kadm.NewClient(cl), l, -1); err != nil {
+		t.Fatal(err)
+	}
+	topic := string(l.Flags())
+	var rs []*kgo.Record
+	for i := range 200 {
+		rs = append(rs, &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "k%d", i%4), Value: fmt.Appendf(nil, "v%d", i)})
+	}
+	// Several batches, so there are closed segments to clean.
+	for i := 0; i < len(rs); i += 20 {
+		if err := cl.ProduceSync(t.Context(), rs[i:i+20]...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got, n := readToIdle(t, e.Addrs(), topic)
+		if n < 200 {
+			for k := range 4 {
+				if want := fmt.Sprintf("v%d", 196+k); got[fmt.Sprintf("k%d", k)] != want {
+					t.Fatalf("after compaction k%d = %q, want the latest %q", k, got[fmt.Sprintf("k%d", k)], want)
+				}
+			}
+			t.Logf("compaction left %d of 200 records", n)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still %d records after 20s: the cleaner did not run", n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// readToIdle reads topic from the start until a second passes with nothing
+// new, and returns the latest value per key and how many records it read.
+func readToIdle(t *testing.T, brokers []string, topic string) (map[string]string, int) {
+	t.Helper()
+	c, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	latest, n := map[string]string{}, 0
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		fs := c.PollFetches(ctx)
+		idle := ctx.Err() != nil
+		cancel()
+		if idle {
+			return latest, n
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			latest[string(r.Key)] = string(r.Value)
+			n++
+		})
+	}
+}
