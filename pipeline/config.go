@@ -60,8 +60,11 @@ type Config struct {
 	// append-only thread topics. Default 24h.
 	ThreadRetention time.Duration `env:"SPINE_THREAD_RETENTION, default=24h"`
 	// ThreadRetentionBytes is SPINE_THREAD_RETENTION_BYTES, retention.bytes
-	// per partition of the thread topics. Default 268435456 (256 MiB).
-	ThreadRetentionBytes int64 `env:"SPINE_THREAD_RETENTION_BYTES, default=268435456"`
+	// per partition of the thread topics. Default 0, which means: 33554432
+	// (32 MiB) on the embedded broker, which keeps records in memory as well
+	// as on disk, and none (retention by time only) on an external cluster;
+	// -1 is none everywhere.
+	ThreadRetentionBytes int64 `env:"SPINE_THREAD_RETENTION_BYTES, default=0"`
 
 	// DataDir is SPINE_DATA_DIR, where the embedded broker persists.
 	// Default ./spine-data.
@@ -187,6 +190,23 @@ type Config struct {
 	// ServiceName is OTEL_SERVICE_NAME, the name in logs and client ids.
 	// Default spine.
 	ServiceName string `env:"OTEL_SERVICE_NAME, default=spine"`
+}
+
+// EmbeddedRetentionBytes is the thread topics' retention.bytes per
+// partition on the embedded broker when SPINE_THREAD_RETENTION_BYTES is 0.
+const EmbeddedRetentionBytes = 32 << 20
+
+// ThreadRetentionBytesResolved is the retention.bytes thread topics get:
+// the configured size, or with 0 (auto) EmbeddedRetentionBytes on the
+// embedded broker and -1 (none) on an external cluster.
+func (c *Config) ThreadRetentionBytesResolved() int64 {
+	switch {
+	case c.ThreadRetentionBytes != 0:
+		return c.ThreadRetentionBytes
+	case c.Embedded():
+		return EmbeddedRetentionBytes
+	}
+	return -1
 }
 
 // Embedded reports whether the config asks for the in-process broker.
@@ -345,8 +365,8 @@ func (c *Config) validate() []error {
 	if c.ThreadRetention <= 0 {
 		bad("SPINE_THREAD_RETENTION: %s must be positive", c.ThreadRetention)
 	}
-	if c.ThreadRetentionBytes <= 0 {
-		bad("SPINE_THREAD_RETENTION_BYTES: %d must be positive", c.ThreadRetentionBytes)
+	if c.ThreadRetentionBytes < -1 {
+		bad("SPINE_THREAD_RETENTION_BYTES: %d is not -1 (none), 0 (auto) or a positive size", c.ThreadRetentionBytes)
 	}
 	if c.DataDir == "" {
 		bad("SPINE_DATA_DIR: must not be empty")

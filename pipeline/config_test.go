@@ -107,3 +107,30 @@ func TestEnvVarsCoverConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestThreadRetentionBytesAuto(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		env  map[string]string
+		want int64
+	}{
+		{map[string]string{}, EmbeddedRetentionBytes},
+		{map[string]string{"KAFKA_BROKERS": "k:9092"}, -1},
+		{map[string]string{"KAFKA_BROKERS": "k:9092", "SPINE_THREAD_RETENTION_BYTES": "1000"}, 1000},
+		{map[string]string{"SPINE_THREAD_RETENTION_BYTES": "-1"}, -1},
+	} {
+		cfg, err := LoadConfigFrom(t.Context(), envconfig.MapLookuper(tc.env))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.ThreadRetentionBytesResolved(); got != tc.want {
+			t.Errorf("%v: retention bytes %d, want %d", tc.env, got, tc.want)
+		}
+		if got := NewLayout(cfg).RetentionBytes; got != tc.want {
+			t.Errorf("%v: layout retention bytes %d, want %d", tc.env, got, tc.want)
+		}
+	}
+	if _, err := LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{"SPINE_THREAD_RETENTION_BYTES": "-5"})); err == nil {
+		t.Error("-5 accepted")
+	}
+}

@@ -55,7 +55,7 @@ func NewLayout(c *Config) Layout {
 		Prefix:         c.TopicPrefix,
 		Partitions:     c.Partitions,
 		RetentionMs:    c.ThreadRetention.Milliseconds(),
-		RetentionBytes: c.ThreadRetentionBytes,
+		RetentionBytes: c.ThreadRetentionBytesResolved(),
 	}
 }
 
