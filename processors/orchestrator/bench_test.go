@@ -56,3 +56,30 @@ func BenchmarkHandleRun(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDeadline measures what the loop saved per state write before
+// results carried their deadline (pipeline.Result.DeadlineSet): Deadline of
+// a run state just written, and of an actor's ledger (which it tried to
+// decode as a run).
+func BenchmarkDeadline(b *testing.B) {
+	h := newHarness(b)
+	ctx := context.Background()
+	it := newIntent("tr-1", "alice", "summarize")
+	res, err := h.o.Handle(ctx, nil, pipeline.Input{Topic: h.layout.Intents(), Key: []byte(it.TraceID), Value: it, Version: schemas.V1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	run := res.State
+	ledger := []byte(`{"L":true,"run":["tr-1","tr-2"],"n":2}`)
+	for _, bc := range []struct {
+		name  string
+		state []byte
+	}{{"run", run}, {"ledger", ledger}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				h.o.Deadline(bc.state)
+			}
+		})
+	}
+}
