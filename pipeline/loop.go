@@ -594,8 +594,12 @@ func (p *Processor) onAssigned(ctx context.Context, rs *restorer, adm *kadm.Clie
 		p.setFatal(fmt.Errorf("restore state of partitions %v: %w", parts, err))
 		return
 	}
+	// The grace counts from now: a restore that waited for a crashed
+	// predecessor's transaction does not use it up.
+	now := time.Now()
 	for part, ps := range states {
 		if h := holds[part]; h != nil && len(h.targets) > 0 {
+			h.since, h.until = now, now.Add(p.cfg.catchUpGrace)
 			ps.hold = h
 		}
 		p.store.install(part, ps)
@@ -609,10 +613,9 @@ func (p *Processor) onAssigned(ctx context.Context, rs *restorer, adm *kadm.Clie
 // grace period (a timer held too long is late; one fired too early refuses
 // an answer that was in time).
 func (p *Processor) catchUpTargets(ctx context.Context, adm *kadm.Client, parts []int32) map[int32]*catchUp {
-	now := time.Now()
 	holds := make(map[int32]*catchUp, len(parts))
 	for _, part := range parts {
-		holds[part] = &catchUp{targets: map[string]int64{}, since: now, until: now.Add(p.cfg.catchUpGrace)}
+		holds[part] = &catchUp{targets: map[string]int64{}} // since and until are set once restored
 	}
 	topics := topicStrings(p.cfg.inputs)
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.txnTimeout)
