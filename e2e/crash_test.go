@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spinerun/spine/pipeline/kafkatest"
+	"github.com/spinerun/spine/processors"
 	"github.com/spinerun/spine/processors/dataplane"
 	gatesrunner "github.com/spinerun/spine/processors/gates"
 	"github.com/spinerun/spine/processors/orchestrator"
@@ -100,7 +101,7 @@ func testCrash(t *testing.T, env map[string]string) {
 		}
 	}
 
-	flow := orchestrator.MustStateflow(defaultStates(s.cfg))
+	flow := orchestrator.MustStateflow(processors.States(s.cfg))
 	rep := checkThread(t, committed, flow, traces)
 	t.Logf("%s: %d runs, %d kills, %d committed events, outcomes %v, in %s", kafkatest.Backend(), n, kills, rep.events, rep.outcomes, time.Since(start).Round(time.Millisecond))
 	if d := committed.dlqLen(); d != 0 {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spinerun/spine/pipeline/kafkatest"
+	"github.com/spinerun/spine/processors"
 	"github.com/spinerun/spine/processors/orchestrator"
 	"github.com/spinerun/spine/processors/thread"
 )
@@ -58,7 +59,7 @@ func TestGoldenPath(t *testing.T) {
 	equalCounts(t, "spine_run_duration_seconds_count", metricCounts(t, s.reg, "spine_run_duration_seconds", "contract_version", "route", "outcome"), runs)
 	equalCounts(t, "spine_gate_checks_total", metricCounts(t, s.reg, "spine_gate_checks_total", "gate", "contract_version", "route", "outcome"), gates)
 
-	flow := orchestrator.MustStateflow(defaultStates(s.cfg))
+	flow := orchestrator.MustStateflow(processors.States(s.cfg))
 	rep := checkThread(t, committed, flow, traces)
 	t.Logf("thread: %d events (%.1f per run), outcomes %v", rep.events, float64(rep.events)/float64(n), rep.outcomes)
 	if got := rep.outcomes[thread.RunCompleted] + rep.outcomes[thread.RunRejected]; got != n {

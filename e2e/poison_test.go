@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/processors"
 	"github.com/spinerun/spine/processors/orchestrator"
 	"github.com/spinerun/spine/processors/thread"
 	"github.com/spinerun/spine/schemas"
@@ -260,7 +261,7 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("%d dead letters for %d poison records (duplicates must not be dead-lettered)", len(dlq), len(poisons))
 	}
 
-	flow := orchestrator.MustStateflow(defaultStates(s.cfg))
+	flow := orchestrator.MustStateflow(processors.States(s.cfg))
 	rep := checkThread(t, committed, flow, traces)
 	if rep.stale != 0 || rep.illegal != 0 {
 		t.Errorf("%d stale answers and %d refused transitions in good runs, want none", rep.stale, rep.illegal)

@@ -20,14 +20,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	checks "github.com/spinerun/spine/gates"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
+	"github.com/spinerun/spine/processors"
 	"github.com/spinerun/spine/processors/dataplane"
-	"github.com/spinerun/spine/processors/dataplane/synthetic"
 	gatesrunner "github.com/spinerun/spine/processors/gates"
 	"github.com/spinerun/spine/processors/orchestrator"
-	"github.com/spinerun/spine/processors/thread"
 	"github.com/spinerun/spine/schemas"
 	"github.com/spinerun/spine/schemas/registry"
 )
@@ -187,7 +185,7 @@ func (s *stack) start(name, instance string, router orchestrator.Router) *runnin
 	if router == nil {
 		router = orchestrator.Baseline
 	}
-	p, err := newThreadProcessor(s.cfg, name, s.brokers, s.codec, s.log, s.reg, s.golden, router,
+	p, err := processors.New(s.cfg, name, processors.Deps{Brokers: s.brokers, Codec: s.codec, Log: s.log, Reg: s.reg, Golden: s.golden, Router: router},
 		pipeline.WithInstanceID(instance))
 	if err != nil {
 		s.tb.Fatal(err)
@@ -232,114 +230,6 @@ func (s *stack) stopAll() {
 		wg.Go(func() { r.stop(s.tb) })
 	}
 	wg.Wait()
-}
-
-// newThreadProcessor builds the named processor on the pipeline loop exactly
-// as cmd/spine/stack_processors.go does (`spine up` and `spine run`); extra
-// options come last.
-func newThreadProcessor(cfg *pipeline.Config, name string, brokers []string, codec pipeline.Codec, log *slog.Logger,
-	reg prometheus.Registerer, golden *pipeline.GoldenPath, router orchestrator.Router, extra ...pipeline.ProcessorOpt) (*pipeline.Processor, error) {
-	type topicked interface {
-		pipeline.Handler
-		Topics() []pipeline.Topic
-	}
-	var h topicked
-	var err error
-	layout := pipeline.NewLayout(cfg)
-	switch name {
-	case orchestrator.Name:
-		h, err = newOrchestrator(cfg, layout, log, router)
-	case dataplane.Name:
-		h, err = dataplane.New(layout, dataplane.Config{Routes: syntheticRoutes(cfg), Sleep: cfg.SyntheticSleep, Logger: log})
-	case gatesrunner.Name:
-		var budgets map[string]time.Duration
-		if budgets, err = checks.ParseBudgets(cfg.LatencyBudgets); err == nil {
-			h, err = gatesrunner.New(layout, gatesrunner.Config{
-				Checks: []checks.Check{checks.Schema(), checks.Performance(cfg.LatencyBudget, budgets)},
-				Logger: log,
-			})
-		}
-	default:
-		return nil, fmt.Errorf("unknown processor %q", name)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	opts, err := cfg.ProcessorOpts(brokers...)
-	if err != nil {
-		return nil, err
-	}
-	opts = append(opts,
-		pipeline.WithInputs(h.Topics()...),
-		pipeline.WithCodec(codec),
-		pipeline.WithLogger(log),
-		pipeline.WithRegisterer(reg),
-	)
-	if golden != nil {
-		opts = append(opts, pipeline.WithObserver(golden))
-	}
-	return pipeline.NewProcessor(name, h, append(opts, extra...)...)
-}
-
-// newOrchestrator mirrors cmd/spine's: the stateflow from the config's
-// timeouts and retry policy.
-func newOrchestrator(cfg *pipeline.Config, layout pipeline.Layout, log *slog.Logger, router orchestrator.Router) (*orchestrator.Orchestrator, error) {
-	flow, err := orchestrator.NewStateflow(defaultStates(cfg))
-	if err != nil {
-		return nil, err
-	}
-	var kinds []string
-	for _, k := range cfg.IntentKinds {
-		if k = strings.TrimSpace(k); k != "" {
-			kinds = append(kinds, k)
-		}
-	}
-	return orchestrator.New(layout,
-		orchestrator.WithStateflow(flow),
-		orchestrator.WithRouter(router),
-		orchestrator.WithIntentKinds(kinds...),
-		orchestrator.WithMaxPerActor(cfg.MaxRunsPerActor),
-		orchestrator.WithRunDeadline(cfg.RunDeadline),
-		orchestrator.WithLogger(log),
-	)
-}
-
-// retryPolicy is the dispatch retry policy the config asks for.
-func retryPolicy(cfg *pipeline.Config) orchestrator.RetryPolicy {
-	retry := orchestrator.DefaultRetry
-	retry.MaximumAttempts = cfg.RetryMaxAttempts
-	retry.InitialInterval = cfg.RetryInitialInterval
-	retry.BackoffCoefficient = cfg.RetryBackoffCoefficient
-	retry.MaximumInterval = cfg.RetryMaxInterval
-	return retry
-}
-
-func defaultStates(cfg *pipeline.Config) []orchestrator.Spec {
-	return orchestrator.DefaultStates(retryPolicy(cfg), cfg.ExecTimeout, cfg.GateTimeout)
-}
-
-// syntheticRoutes mirrors cmd/spine's: the baseline from
-// SPINE_SYNTHETIC_*, the canary from it with the SPINE_CANARY_* overrides.
-func syntheticRoutes(cfg *pipeline.Config) map[string]synthetic.Params {
-	base := synthetic.Default()
-	base.LatencyMean = cfg.SyntheticLatencyMean
-	base.LatencyP99 = cfg.SyntheticLatencyP99
-	base.FailureRate = cfg.SyntheticFailureRate
-	base.HangRate = cfg.SyntheticHangRate
-	base.ScoreMean = cfg.SyntheticScoreMean
-	base.ScoreStddev = cfg.SyntheticScoreStddev
-	canary := base
-	if cfg.CanaryLatencyMean > 0 {
-		canary.LatencyMean = cfg.CanaryLatencyMean
-	}
-	if cfg.CanaryLatencyP99 > 0 {
-		canary.LatencyP99 = cfg.CanaryLatencyP99
-	}
-	if cfg.CanaryFailureRate >= 0 {
-		canary.FailureRate = cfg.CanaryFailureRate
-	}
-	canary.ScoreMean += cfg.CanaryScoreShift
-	return map[string]synthetic.Params{thread.RouteBaseline: base, thread.RouteCanary: canary}
 }
 
 // intents returns n valid intents under run prefix run, alternately written

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spinerun/spine/processors"
 	"github.com/spinerun/spine/processors/dataplane"
 	gatesrunner "github.com/spinerun/spine/processors/gates"
 	"github.com/spinerun/spine/processors/orchestrator"
@@ -20,7 +21,7 @@ import (
 // and run.timed_out last (checkThread checks it is the only terminal).
 func checkTimedOut(t *testing.T, s *stack, rep threadReport, traces map[string]bool) {
 	t.Helper()
-	policy := retryPolicy(s.cfg)
+	policy := processors.RetryPolicy(s.cfg)
 	want := int(policy.MaximumAttempts)
 	errs := 0
 	fail := func(format string, args ...any) {
@@ -119,7 +120,7 @@ func TestTimeouts(t *testing.T) {
 	waitFor(t, 60*time.Second, func() bool { return committed.terminalCount() >= n },
 		func() string { return fmt.Sprintf("%d runs timed out (have %d)", n, committed.terminalCount()) })
 	committed.settle(time.Second)
-	flow := orchestrator.MustStateflow(defaultStates(s.cfg))
+	flow := orchestrator.MustStateflow(processors.States(s.cfg))
 	rep := checkThread(t, committed, flow, traces)
 	checkTimedOut(t, s, rep, traces)
 	// The data plane answered each dispatch with dispatched and started,
@@ -199,7 +200,7 @@ func TestTimeoutsAcrossRestart(t *testing.T) {
 	if !orch.alive() {
 		t.Error("the orchestrator exited on its own")
 	}
-	flow := orchestrator.MustStateflow(defaultStates(s.cfg))
+	flow := orchestrator.MustStateflow(processors.States(s.cfg))
 	rep := checkThread(t, committed, flow, traces)
 	checkTimedOut(t, s, rep, traces)
 	// Answers that arrive after their run moved on (a retry, the timeout)
@@ -250,7 +251,7 @@ func TestAnsweredWhileOrchestratorDown(t *testing.T) {
 	waitFor(t, 60*time.Second, func() bool { return committed.terminalCount() >= n },
 		func() string { return fmt.Sprintf("%d terminal outcomes (have %d)", n, committed.terminalCount()) })
 	committed.settle(time.Second)
-	rep := checkThread(t, committed, orchestrator.MustStateflow(defaultStates(s.cfg)), traces)
+	rep := checkThread(t, committed, orchestrator.MustStateflow(processors.States(s.cfg)), traces)
 	if rep.outcomes[thread.RunCompleted] != n {
 		t.Errorf("outcomes %v (%d late answers refused): want all %d completed, every answer was committed before its deadline",
 			rep.outcomes, rep.illegal, n)

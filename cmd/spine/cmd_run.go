@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/processors"
 	"github.com/spinerun/spine/processors/orchestrator"
 )
 
@@ -29,10 +30,10 @@ unique SPINE_INSTANCE_ID (its transactional id). /healthz and /metrics are
 served on SPINE_METRICS_ADDR, or SPINE_HTTP_ADDR when that is empty.`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return usageError{fmt.Errorf("name one processor: %s", strings.Join(append(slices.Clone(threadProcessors), "projections"), ", "))}
+				return usageError{fmt.Errorf("name one processor: %s", strings.Join(append(slices.Clone(processors.Names), "projections"), ", "))}
 			}
-			if !slices.Contains(threadProcessors, args[0]) && args[0] != "projections" {
-				return usageError{fmt.Errorf("unknown processor %q (want one of %s)", args[0], strings.Join(append(slices.Clone(threadProcessors), "projections"), ", "))}
+			if !slices.Contains(processors.Names, args[0]) && args[0] != "projections" {
+				return usageError{fmt.Errorf("unknown processor %q (want one of %s)", args[0], strings.Join(append(slices.Clone(processors.Names), "projections"), ", "))}
 			}
 			return nil
 		},
@@ -73,7 +74,7 @@ func runProcessor(ctx context.Context, a *app, cfg *pipeline.Config, name string
 			return err
 		}
 	}
-	p, err := newThreadProcessor(cfg, name, cliBrokers(cfg), codec, a.log, reg, golden, router)
+	p, err := processors.New(cfg, name, processors.Deps{Brokers: cliBrokers(cfg), Codec: codec, Log: a.log, Reg: reg, Golden: golden, Router: router})
 	if err != nil {
 		return err
 	}

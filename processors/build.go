@@ -1,0 +1,155 @@
+// Package processors builds the processors of the event thread (the
+// orchestrator, the dataplane and the gates runner) from the configuration,
+// each on its own transactional pipeline loop. `spine up`, `spine run` and
+// the end-to-end tests all build them here, so they run the same thing.
+//
+// The processors themselves live in the subpackages: orchestrator (the
+// stateflow), dataplane (with the synthetic executor), gates (the runner of
+// the checks in package gates), canary (routing and analysis) and thread
+// (event names and ids).
+package processors
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	checks "github.com/spinerun/spine/gates"
+	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/processors/dataplane"
+	"github.com/spinerun/spine/processors/dataplane/synthetic"
+	gatesrunner "github.com/spinerun/spine/processors/gates"
+	"github.com/spinerun/spine/processors/orchestrator"
+	"github.com/spinerun/spine/processors/thread"
+)
+
+// Names are the processors of the event thread, in the order `spine up`
+// starts them and `spine run` names them.
+var Names = []string{orchestrator.Name, dataplane.Name, gatesrunner.Name}
+
+// Deps are what every thread processor shares in one process.
+type Deps struct {
+	Brokers []string
+	Codec   pipeline.Codec
+	Log     *slog.Logger
+	Reg     prometheus.Registerer
+	// Golden counts the golden path after each commit; nil counts nothing.
+	Golden *pipeline.GoldenPath
+	// Router routes new runs (the orchestrator only); nil is all-baseline.
+	Router orchestrator.Router
+}
+
+// New builds the named processor of the thread on the pipeline loop, with
+// the settings of cfg; extra options come last. It does no I/O.
+func New(cfg *pipeline.Config, name string, d Deps, extra ...pipeline.ProcessorOpt) (*pipeline.Processor, error) {
+	type topicked interface {
+		pipeline.Handler
+		Topics() []pipeline.Topic
+	}
+	var h topicked
+	var err error
+	layout := pipeline.NewLayout(cfg)
+	switch name {
+	case orchestrator.Name:
+		h, err = NewOrchestrator(cfg, layout, d.Log, d.Router)
+	case dataplane.Name:
+		h, err = dataplane.New(layout, dataplane.Config{Routes: SyntheticRoutes(cfg), Sleep: cfg.SyntheticSleep, Logger: d.Log})
+	case gatesrunner.Name:
+		var budgets map[string]time.Duration
+		if budgets, err = checks.ParseBudgets(cfg.LatencyBudgets); err == nil {
+			h, err = gatesrunner.New(layout, gatesrunner.Config{
+				Checks: []checks.Check{checks.Schema(), checks.Performance(cfg.LatencyBudget, budgets)},
+				Logger: d.Log,
+			})
+		}
+	default:
+		return nil, fmt.Errorf("unknown processor %q (want one of %s)", name, strings.Join(Names, ", "))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	opts, err := cfg.ProcessorOpts(d.Brokers...)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts,
+		pipeline.WithInputs(h.Topics()...),
+		pipeline.WithCodec(d.Codec),
+		pipeline.WithLogger(d.Log),
+		pipeline.WithRegisterer(d.Reg),
+	)
+	if d.Golden != nil {
+		opts = append(opts, pipeline.WithObserver(d.Golden))
+	}
+	return pipeline.NewProcessor(name, h, append(opts, extra...)...)
+}
+
+// NewOrchestrator returns the orchestrator with the stateflow, intent kinds
+// and limits of cfg.
+func NewOrchestrator(cfg *pipeline.Config, layout pipeline.Layout, log *slog.Logger, router orchestrator.Router) (*orchestrator.Orchestrator, error) {
+	flow, err := orchestrator.NewStateflow(States(cfg))
+	if err != nil {
+		return nil, err
+	}
+	var kinds []string
+	for _, k := range cfg.IntentKinds {
+		if k = strings.TrimSpace(k); k != "" {
+			kinds = append(kinds, k)
+		}
+	}
+	opts := []orchestrator.Option{
+		orchestrator.WithStateflow(flow),
+		orchestrator.WithIntentKinds(kinds...),
+		orchestrator.WithMaxPerActor(cfg.MaxRunsPerActor),
+		orchestrator.WithRunDeadline(cfg.RunDeadline),
+		orchestrator.WithLogger(log),
+	}
+	if router != nil {
+		opts = append(opts, orchestrator.WithRouter(router))
+	}
+	return orchestrator.New(layout, opts...)
+}
+
+// RetryPolicy is the dispatch retry policy cfg asks for.
+func RetryPolicy(cfg *pipeline.Config) orchestrator.RetryPolicy {
+	retry := orchestrator.DefaultRetry
+	retry.MaximumAttempts = cfg.RetryMaxAttempts
+	retry.InitialInterval = cfg.RetryInitialInterval
+	retry.BackoffCoefficient = cfg.RetryBackoffCoefficient
+	retry.MaximumInterval = cfg.RetryMaxInterval
+	return retry
+}
+
+// States is the stateflow table cfg asks for: the default states with its
+// timeouts and retry policy.
+func States(cfg *pipeline.Config) []orchestrator.Spec {
+	return orchestrator.DefaultStates(RetryPolicy(cfg), cfg.ExecTimeout, cfg.GateTimeout)
+}
+
+// SyntheticRoutes returns the synthetic executor's parameters per route:
+// the baseline from SPINE_SYNTHETIC_*, the canary from it with the
+// SPINE_CANARY_* overrides.
+func SyntheticRoutes(cfg *pipeline.Config) map[string]synthetic.Params {
+	base := synthetic.Default()
+	base.LatencyMean = cfg.SyntheticLatencyMean
+	base.LatencyP99 = cfg.SyntheticLatencyP99
+	base.FailureRate = cfg.SyntheticFailureRate
+	base.HangRate = cfg.SyntheticHangRate
+	base.ScoreMean = cfg.SyntheticScoreMean
+	base.ScoreStddev = cfg.SyntheticScoreStddev
+	canary := base
+	if cfg.CanaryLatencyMean > 0 {
+		canary.LatencyMean = cfg.CanaryLatencyMean
+	}
+	if cfg.CanaryLatencyP99 > 0 {
+		canary.LatencyP99 = cfg.CanaryLatencyP99
+	}
+	if cfg.CanaryFailureRate >= 0 {
+		canary.FailureRate = cfg.CanaryFailureRate
+	}
+	canary.ScoreMean += cfg.CanaryScoreShift
+	return map[string]synthetic.Params{thread.RouteBaseline: base, thread.RouteCanary: canary}
+}
