@@ -37,10 +37,25 @@ func registryStack(t *testing.T) (*stack, func(args ...string) (int, string, str
 	}
 	a := &app{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, cfg: cfg, log: slog.New(slog.DiscardHandler)}
 	st := &stack{cfg: cfg, a: a, reg: prometheus.NewRegistry(), brokers: brokers}
+	runStack(t, st, st.wireRegistry)
+	cliCfg := *cfg
+	cliCfg.RegistryURL = st.registryURL
+	return st, func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		a := &app{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, cfg: &cliCfg, log: slog.New(slog.DiscardHandler)}
+		code := execute(t.Context(), a, args)
+		return code, out.String(), errb.String()
+	}
+}
+
+// runStack wires st with wire, runs its runners until the test ends, and
+// checks that each stops cleanly.
+func runStack(t *testing.T, st *stack, wire func(context.Context) error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := st.wireRegistry(ctx); err != nil {
+	if err := wire(ctx); err != nil {
 		cancel()
-		t.Fatalf("wireRegistry: %v", err)
+		t.Fatalf("wire the stack: %v", err)
 	}
 	done := make(chan error, len(st.runners))
 	for _, r := range st.runners {
@@ -54,20 +69,12 @@ func registryStack(t *testing.T) (*stack, func(args ...string) (int, string, str
 				if err != nil {
 					t.Errorf("runner: %v", err)
 				}
-			case <-time.After(20 * time.Second):
-				t.Error("runner did not stop within 20s")
+			case <-time.After(30 * time.Second):
+				t.Error("runner did not stop within 30s")
 				return
 			}
 		}
 	})
-	cliCfg := *cfg
-	cliCfg.RegistryURL = st.registryURL
-	return st, func(args ...string) (int, string, string) {
-		var out, errb bytes.Buffer
-		a := &app{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, cfg: &cliCfg, log: slog.New(slog.DiscardHandler)}
-		code := execute(t.Context(), a, args)
-		return code, out.String(), errb.String()
-	}
 }
 
 // TestWireRegistry: `spine up` serves the registry and registers Spine's

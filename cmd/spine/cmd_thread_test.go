@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -44,29 +43,7 @@ func fullStackCfg(t *testing.T) (func(stdin string, args ...string) (int, string
 	}
 	a := &app{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, cfg: cfg, log: slog.New(slog.DiscardHandler)}
 	st := &stack{cfg: cfg, a: a, reg: prometheus.NewRegistry(), mux: http.NewServeMux(), brokers: brokers}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := st.wire(ctx); err != nil {
-		cancel()
-		t.Fatalf("wire: %v", err)
-	}
-	done := make(chan error, len(st.runners))
-	for _, r := range st.runners {
-		go func() { done <- r(ctx) }()
-	}
-	t.Cleanup(func() {
-		cancel()
-		for range st.runners {
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("runner: %v", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Error("runner did not stop within 30s")
-				return
-			}
-		}
-	})
+	runStack(t, st, st.wire)
 	cliCfg := *cfg
 	cliCfg.RegistryURL = st.registryURL
 	return func(stdin string, args ...string) (int, string, string) {
