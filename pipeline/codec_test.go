@@ -1,7 +1,6 @@
 package pipeline_test
 
 import (
-	"context"
 	"errors"
 	"net/http/httptest"
 	"testing"
@@ -14,38 +13,18 @@ import (
 	"github.com/spinerun/spine/pipeline/kafkatest"
 	"github.com/spinerun/spine/schemas"
 	"github.com/spinerun/spine/schemas/registry"
+	"github.com/spinerun/spine/schemas/registry/registrytest"
 )
 
 // codecOnRegistry returns a SchemaCodec on Spine's registry, auto-registering.
 func codecOnRegistry(t *testing.T, layout pipeline.Layout) *pipeline.SchemaCodec {
 	t.Helper()
 	prefix := kafkatest.Prefix(t)
-	reg, err := registry.New(
+	reg := registrytest.Start(t,
 		registry.WithKafka(kgo.SeedBrokers(kafkatest.Brokers(t)...)),
 		registry.WithTopic(prefix+"_schemas"),
 		registry.WithTransactionalID(prefix+"schema-registry"),
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- reg.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("registry did not stop within 20s")
-		}
-	})
-	select {
-	case <-reg.Ready():
-	case err := <-done:
-		t.Fatalf("registry stopped: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("registry not ready within 30s")
-	}
 	srv := httptest.NewServer(reg.Handler())
 	t.Cleanup(srv.Close)
 	cl, err := sr.NewClient(sr.URLs(srv.URL))

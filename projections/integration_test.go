@@ -23,6 +23,7 @@ import (
 	"github.com/spinerun/spine/pipeline/kafkatest"
 	"github.com/spinerun/spine/schemas"
 	"github.com/spinerun/spine/schemas/registry"
+	"github.com/spinerun/spine/schemas/registry/registrytest"
 )
 
 // env is a cluster (kfake or the real Kafka of KAFKA_BROKERS) with the
@@ -49,32 +50,11 @@ func newEnvTB(t testing.TB) *env {
 	if err := pipeline.EnsureTopics(ctx, kadm.NewClient(cl), l, -1); err != nil {
 		t.Fatal(err)
 	}
-	reg, err := registry.New(
+	reg := registrytest.Start(t,
 		registry.WithKafka(kgo.SeedBrokers(brokers...)),
 		registry.WithTopic(string(l.Schemas())),
 		registry.WithTransactionalID(prefix+"schema-registry"),
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, rcancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- reg.Run(rctx) }()
-	t.Cleanup(func() {
-		rcancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Errorf("registry did not stop")
-		}
-	})
-	select {
-	case <-reg.Ready():
-	case err := <-done:
-		t.Fatalf("registry stopped: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("registry not ready within 30s")
-	}
 	failing := &atomic.Bool{}
 	h := reg.Handler()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

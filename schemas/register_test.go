@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -14,26 +13,13 @@ import (
 	"github.com/spinerun/spine/pipeline/kafkatest"
 	"github.com/spinerun/spine/schemas"
 	"github.com/spinerun/spine/schemas/registry"
+	"github.com/spinerun/spine/schemas/registry/registrytest"
 )
 
 func TestRegisterContracts(t *testing.T) {
 	t.Parallel()
 	prefix := kafkatest.Prefix(t)
-	reg, err := registry.New(registry.WithKafka(kgo.SeedBrokers(kafkatest.Brokers(t)...)), registry.WithTopic(prefix+"_schemas"), registry.WithTransactionalID(prefix+"registry"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- reg.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-reg.Ready():
-	case err := <-done:
-		t.Fatalf("registry: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("registry not ready")
-	}
+	reg := registrytest.Start(t, registry.WithKafka(kgo.SeedBrokers(kafkatest.Brokers(t)...)), registry.WithTopic(prefix+"_schemas"), registry.WithTransactionalID(prefix+"registry"))
 	srv := httptest.NewServer(reg.Handler())
 	t.Cleanup(srv.Close)
 	cl, _ := sr.NewClient(sr.URLs(srv.URL))

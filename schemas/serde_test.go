@@ -27,6 +27,7 @@ import (
 	"github.com/spinerun/spine/pipeline/kafkatest"
 	"github.com/spinerun/spine/schemas"
 	"github.com/spinerun/spine/schemas/registry"
+	"github.com/spinerun/spine/schemas/registry/registrytest"
 )
 
 // countingTransport counts the HTTP requests a registry client makes.
@@ -66,35 +67,11 @@ const (
 func newFixture(tb testing.TB, opts ...schemas.Option) *fixture {
 	tb.Helper()
 	brokers, prefix := kafkatest.Brokers(tb), kafkatest.Prefix(tb)
-	reg, err := registry.New(
+	reg := registrytest.Start(tb,
 		registry.WithKafka(kgo.SeedBrokers(brokers...)),
 		registry.WithTopic(prefix+"_schemas"),
 		registry.WithTransactionalID(prefix+"schema-registry"),
 	)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- reg.Run(ctx) }()
-	tb.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				tb.Errorf("registry Run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			tb.Errorf("registry did not stop within 20s")
-		}
-	})
-	select {
-	case <-reg.Ready():
-	case err := <-done:
-		tb.Fatalf("registry stopped before ready: %v", err)
-	case <-time.After(30 * time.Second):
-		tb.Fatal("registry not ready within 30s")
-	}
 	f := &fixture{ids: map[schemas.Contract]map[schemas.ContractVersion]int{}}
 	h := reg.Handler()
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -107,6 +84,7 @@ func newFixture(tb testing.TB, opts ...schemas.Option) *fixture {
 		h.ServeHTTP(w, r)
 	}))
 	tb.Cleanup(f.srv.Close)
+	var err error
 	if f.admin, err = sr.NewClient(sr.URLs(f.srv.URL)); err != nil {
 		tb.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/spinerun/spine/processors/thread"
 	"github.com/spinerun/spine/schemas"
 	"github.com/spinerun/spine/schemas/registry"
+	"github.com/spinerun/spine/schemas/registry/registrytest"
 )
 
 // brokerEnv is a cluster (kfake, or the real Kafka of KAFKA_BROKERS) with
@@ -44,20 +45,11 @@ func newBrokerEnv(t *testing.T) *brokerEnv {
 	if err := pipeline.EnsureTopics(ctx, kadm.NewClient(cl), l, -1); err != nil {
 		t.Fatal(err)
 	}
-	reg, err := registry.New(
+	reg := registrytest.Start(t,
 		registry.WithKafka(kgo.SeedBrokers(brokers...)),
 		registry.WithTopic(string(l.Schemas())),
 		registry.WithTransactionalID(prefix+"schema-registry"),
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	startPart(t, "registry", reg.Run)
-	select {
-	case <-reg.Ready():
-	case <-time.After(30 * time.Second):
-		t.Fatal("registry not ready within 30s")
-	}
 	srv := httptest.NewServer(reg.Handler())
 	t.Cleanup(srv.Close)
 	src, err := sr.NewClient(sr.URLs(srv.URL))
