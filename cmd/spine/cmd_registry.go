@@ -5,9 +5,6 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -40,14 +37,13 @@ from SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD.`,
 }
 
 func runRegistry(ctx context.Context, a *app, cfg *pipeline.Config) error {
-	promReg := prometheus.NewRegistry()
-	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	promReg := newMetricsRegistry()
 	reg, err := newRegistry(cfg, cfg.Brokers, a.log, promReg)
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(promReg, promhttp.HandlerOpts{Registry: promReg}))
+	mountOps(mux, promReg, nil)
 	mux.Handle("/", reg.Handler())
 	srv := &pipeline.HTTPServer{Name: "registry", Addr: cfg.RegistryAddr, Handler: mux, ShutdownTimeout: cfg.ShutdownTimeout, Log: a.log}
 	if err := srv.Listen(); err != nil {

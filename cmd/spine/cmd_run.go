@@ -7,9 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -58,8 +55,7 @@ served on SPINE_METRICS_ADDR, or SPINE_HTTP_ADDR when that is empty.`,
 // runProcessor runs one thread processor and its HTTP endpoints until ctx
 // ends.
 func runProcessor(ctx context.Context, a *app, cfg *pipeline.Config, name string) error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newMetricsRegistry()
 	codec, err := cliCodec(cfg)
 	if err != nil {
 		return err
@@ -79,11 +75,7 @@ func runProcessor(ctx context.Context, a *app, cfg *pipeline.Config, name string
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, "{\"status\":\"ok\",\"processor\":%q}\n", name)
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mountOps(mux, reg, map[string]string{"processor": name})
 	addr := cfg.MetricsAddr
 	if addr == "" {
 		addr = cfg.HTTPAddr

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -64,8 +62,7 @@ type stack struct {
 
 func runUp(ctx context.Context, a *app, cfg *pipeline.Config) error {
 	log := a.log
-	st := &stack{cfg: cfg, a: a, reg: prometheus.NewRegistry(), mux: http.NewServeMux()}
-	st.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	st := &stack{cfg: cfg, a: a, reg: newMetricsRegistry(), mux: http.NewServeMux()}
 
 	// 1. The broker: embedded unless KAFKA_BROKERS names a cluster.
 	if cfg.Embedded() {
@@ -97,11 +94,7 @@ func runUp(ctx context.Context, a *app, cfg *pipeline.Config) error {
 	}
 
 	// 4. HTTP: /healthz and /metrics (and whatever the parts mounted).
-	st.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintln(w, `{"status":"ok"}`)
-	})
-	st.mux.Handle("GET /metrics", promhttp.HandlerFor(st.reg, promhttp.HandlerOpts{Registry: st.reg}))
+	mountOps(st.mux, st.reg, map[string]string{})
 	api := &pipeline.HTTPServer{Name: "api", Addr: cfg.HTTPAddr, Handler: st.mux, ShutdownTimeout: cfg.ShutdownTimeout, Log: log}
 	if err := api.Listen(); err != nil {
 		return err

@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
@@ -86,8 +83,7 @@ func newProjectionsStore(cfg *pipeline.Config, brokers []string, log *slog.Logge
 // projections`) with the view, the JSON API and the dashboard, /healthz and
 // /metrics, until ctx ends.
 func runProjections(ctx context.Context, a *app, cfg *pipeline.Config) error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newMetricsRegistry()
 	codec, err := cliCodec(cfg)
 	if err != nil {
 		return err
@@ -102,11 +98,7 @@ func runProjections(ctx context.Context, a *app, cfg *pipeline.Config) error {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, "{\"status\":\"ok\",\"processor\":%q}\n", projections.ProcessorName)
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mountOps(mux, reg, map[string]string{"processor": projections.ProcessorName})
 	projections.NewAPI(store).Mount(mux)
 	srv := &pipeline.HTTPServer{Name: projections.ProcessorName, Addr: cfg.HTTPAddr, Handler: mux, ShutdownTimeout: cfg.ShutdownTimeout, Log: a.log}
 	if err := srv.Listen(); err != nil {
