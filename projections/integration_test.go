@@ -151,6 +151,23 @@ func getJSON(t *testing.T, url string, v any) int {
 	return resp.StatusCode
 }
 
+// eventually polls check until it returns nil, failing the test with its
+// last error when d passes first.
+func eventually(t *testing.T, d time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", d, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // waitTerminals polls the golden-path API until want runs are terminal.
 func waitTerminals(t *testing.T, base string, want int64) GoldenReport {
 	t.Helper()
@@ -204,59 +221,68 @@ func TestProjectionsEndToEnd(t *testing.T) {
 	// its cells from the compacted topics and goes on.
 	e.produce(t, slices.Concat(base[30:], canary[20:]))
 	start(t, "runner-2", e.runner(t).Run)
-	rep := waitTerminals(t, srv.URL, 100)
+	waitTerminals(t, srv.URL, 100)
 
-	byGroup := map[Group]GoldenGroup{}
-	for _, g := range rep.Groups {
-		byGroup[g.Group] = g
-	}
-	for g, want := range map[Group]struct{ n, rejected int64 }{
-		{"V1", "baseline"}: {60, 6},
-		{"V2", "canary"}:   {40, 10},
-	} {
-		got := byGroup[g]
-		if got.Hops["intent.received"].Count != want.n || got.Hops["artifact.delivered"].Count != want.n ||
-			got.EndToEnd["rejected"].Count != want.rejected || got.EndToEnd["completed"].Count != want.n-want.rejected {
-			t.Errorf("%v: hops %+v end to end %+v", g, got.Hops, got.EndToEnd)
+	// Terminal events are on the control topic; gate, data plane and
+	// artifact cells come from other topics, folded in other transactions
+	// and read by the store on their own partitions. So every report is
+	// polled until it shows the whole thread (or the deadline says why not).
+	eventually(t, 60*time.Second, func() error {
+		var rep GoldenReport
+		getJSON(t, srv.URL+"/v1/stats/golden-path", &rep)
+		byGroup := map[Group]GoldenGroup{}
+		for _, g := range rep.Groups {
+			byGroup[g.Group] = g
 		}
-		if p := got.AllEnd.Latency; p.P50 <= 0 || p.P99 < p.P50 {
-			t.Errorf("%v: end-to-end percentiles %+v", g, p)
+		for g, want := range map[Group]struct{ n, rejected int64 }{
+			{"V1", "baseline"}: {60, 6},
+			{"V2", "canary"}:   {40, 10},
+		} {
+			got := byGroup[g]
+			if got.Hops["intent.received"].Count != want.n || got.Hops["artifact.delivered"].Count != want.n ||
+				got.EndToEnd["rejected"].Count != want.rejected || got.EndToEnd["completed"].Count != want.n-want.rejected {
+				return fmt.Errorf("%v: hops %+v end to end %+v", g, got.Hops, got.EndToEnd)
+			}
+			if p := got.AllEnd.Latency; p.P50 <= 0 || p.P99 < p.P50 {
+				return fmt.Errorf("%v: end-to-end percentiles %+v", g, p)
+			}
 		}
-	}
 
-	// One run, merged from every topic it touched.
-	var run Run
-	if code := getJSON(t, srv.URL+"/v1/runs/"+canary[0].trace, &run); code != 200 {
-		t.Fatalf("GET run: %d", code)
-	}
-	if run.Outcome != "rejected" || run.State != "rejected" || run.Route != "canary" || run.Version != "V2" || len(run.Gates) != 3 || len(run.Sources) != 5 {
-		t.Fatalf("run %+v", run)
-	}
+		// One run, merged from every topic it touched.
+		var run Run
+		if code := getJSON(t, srv.URL+"/v1/runs/"+canary[0].trace, &run); code != 200 {
+			return fmt.Errorf("GET run: %d", code)
+		}
+		if run.Outcome != "rejected" || run.State != "rejected" || run.Route != "canary" || run.Version != "V2" || len(run.Gates) != 3 || len(run.Sources) != 5 {
+			return fmt.Errorf("run %+v", run)
+		}
+		var gates GatesReport
+		getJSON(t, srv.URL+"/v1/gates", &gates)
+		var perfFails int64
+		for _, g := range gates.Groups {
+			perfFails += g.Gates["performance"].Failed
+		}
+		if perfFails != 16 {
+			return fmt.Errorf("performance failures = %d, want 16: %+v", perfFails, gates)
+		}
+		var cr CanaryReport
+		getJSON(t, srv.URL+"/v1/canary", &cr)
+		if cr.Baseline.Terminal != 60 || cr.Canary.Terminal != 40 || cr.Canary.SuccessRate != 0.75 || cr.Baseline.Artifacts != 60 {
+			return fmt.Errorf("canary report: baseline %+v canary %+v", cr.Baseline, cr.Canary)
+		}
+		var status StoreStatus
+		getJSON(t, srv.URL+"/v1/projections/status", &status)
+		if !status.Ready || status.Runs != 100 {
+			return fmt.Errorf("status %+v, want ready with 100 runs", status)
+		}
+		return nil
+	})
 	var apiErr apiError
 	if code := getJSON(t, srv.URL+"/v1/runs/nope", &apiErr); code != 404 || apiErr.Code != "not_found" {
 		t.Fatalf("unknown run: %d %+v", code, apiErr)
 	}
 	if code := getJSON(t, srv.URL+"/v1/stats/golden-path?last=banana", &apiErr); code != 400 || apiErr.Code != "bad_query" {
 		t.Fatalf("bad query: %d %+v", code, apiErr)
-	}
-	var gates GatesReport
-	getJSON(t, srv.URL+"/v1/gates", &gates)
-	var perfFails int64
-	for _, g := range gates.Groups {
-		perfFails += g.Gates["performance"].Failed
-	}
-	if perfFails != 16 {
-		t.Errorf("performance failures = %d, want 16: %+v", perfFails, gates)
-	}
-	var cr CanaryReport
-	getJSON(t, srv.URL+"/v1/canary", &cr)
-	if cr.Baseline.Terminal != 60 || cr.Canary.Terminal != 40 || cr.Canary.SuccessRate != 0.75 || cr.Baseline.Artifacts != 60 {
-		t.Errorf("canary report: baseline %+v canary %+v", cr.Baseline, cr.Canary)
-	}
-	var status StoreStatus
-	getJSON(t, srv.URL+"/v1/projections/status", &status)
-	if !status.Ready || status.Runs != 100 {
-		t.Errorf("status %+v, want ready with 100 runs", status)
 	}
 	resp, err := http.Get(srv.URL + "/")
 	if err != nil || resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
