@@ -117,10 +117,22 @@ func TestCLIProduceConsumeTrace(t *testing.T) {
 		t.Fatal("no verdict for trace-cli-1")
 	}
 
-	// The run's timeline, in FSM order, from intent to completion.
-	code, out, stderr = run("", "trace", "trace-cli-1")
-	if code != exitOK {
-		t.Fatalf("trace: exit %d: %s", code, stderr)
+	// The run's timeline, in FSM order, from intent to completion. The
+	// verdict is seen, but run.completed follows it in the orchestrator's
+	// next transaction (and run.gating may come after the verdict), so the
+	// trace is read again until it holds the whole run.
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		code, out, stderr = run("", "trace", "trace-cli-1")
+		if code != exitOK {
+			t.Fatalf("trace: exit %d: %s", code, stderr)
+		}
+		if strings.Contains(out, "run.completed") && strings.Contains(out, "run.gating") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("trace-cli-1 never showed run.completed and run.gating:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	// The orchestrator's and the data plane's own events are causally
 	// ordered; the gates' verdict runs concurrently with run.gating (it may
