@@ -143,6 +143,19 @@ func (c *collector) count() int {
 	return c.records
 }
 
+// countType is the number of events of type typ read so far.
+func (c *collector) countType(typ string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, e := range c.events {
+		if e.ev.EventType == typ {
+			n++
+		}
+	}
+	return n
+}
+
 func (c *collector) dlqLen() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

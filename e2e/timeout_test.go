@@ -119,6 +119,11 @@ func TestTimeouts(t *testing.T) {
 	s.produce(t.Context(), outs)
 	waitFor(t, 60*time.Second, func() bool { return committed.terminalCount() >= n },
 		func() string { return fmt.Sprintf("%d runs timed out (have %d)", n, committed.terminalCount()) })
+	// dataplane.started is written by another processor to another topic:
+	// the last ones can be read after the last run.timed_out.
+	started := func() int { return committed.countType(thread.DataplaneStarted) }
+	waitFor(t, 60*time.Second, func() bool { return started() >= 3*n },
+		func() string { return fmt.Sprintf("%d dataplane.started (have %d)", 3*n, started()) })
 	committed.settle(time.Second)
 	flow := orchestrator.MustStateflow(processors.States(s.cfg))
 	rep := checkThread(t, committed, flow, traces)
@@ -163,20 +168,8 @@ func TestTimeoutsAcrossRestart(t *testing.T) {
 	}
 	s.produce(t.Context(), outs)
 
-	countType := func(typ string) func() int {
-		return func() int {
-			committed.mu.Lock()
-			defer committed.mu.Unlock()
-			c := 0
-			for _, e := range committed.events {
-				if e.ev.EventType == typ {
-					c++
-				}
-			}
-			return c
-		}
-	}
-	executing, retries := countType(thread.RunExecuting), countType(thread.RunRetryScheduled)
+	executing := func() int { return committed.countType(thread.RunExecuting) }
+	retries := func() int { return committed.countType(thread.RunRetryScheduled) }
 	// 1: every run is executing (its timeout pending): kill, wait past the
 	// deadline, restart.
 	waitFor(t, 60*time.Second, func() bool { return executing() >= n },
@@ -228,17 +221,7 @@ func TestAnsweredWhileOrchestratorDown(t *testing.T) {
 		traces[string(o.Key)] = true
 	}
 	s.produce(t.Context(), outs)
-	count := func(typ string) int {
-		committed.mu.Lock()
-		defer committed.mu.Unlock()
-		c := 0
-		for _, e := range committed.events {
-			if e.ev.EventType == typ {
-				c++
-			}
-		}
-		return c
-	}
+	count := committed.countType
 	waitFor(t, 60*time.Second, func() bool { return count(thread.RunDispatch) >= n },
 		func() string { return fmt.Sprintf("%d dispatches (have %d)", n, count(thread.RunDispatch)) })
 	orch.kill(t)
