@@ -211,8 +211,11 @@ func TestTimeoutsAcrossRestart(t *testing.T) {
 func TestAnsweredWhileOrchestratorDown(t *testing.T) {
 	const n = 200
 	spineBinary(t)
+	// The execution timeout must outlast dispatching every run and
+	// answering it with the orchestrator down, under the race detector on
+	// a loaded machine; the restart waits it out.
 	s := newStack(t, embeddedNoCompaction(t), map[string]string{
-		"SPINE_EXEC_TIMEOUT": "2s", "SPINE_RETRY_MAX_ATTEMPTS": "1", "SPINE_GROUP_SESSION_TIMEOUT": "6s"})
+		"SPINE_EXEC_TIMEOUT": "15s", "SPINE_RETRY_MAX_ATTEMPTS": "1", "SPINE_GROUP_SESSION_TIMEOUT": "6s"})
 	committed := s.collect(t, true)
 	orch := s.spawn(t, orchestrator.Name, "timers")
 	outs := intents("down", n)
@@ -230,6 +233,13 @@ func TestAnsweredWhileOrchestratorDown(t *testing.T) {
 	waitFor(t, 60*time.Second, func() bool { return count(thread.GateVerdict) >= n },
 		func() string { return fmt.Sprintf("%d verdicts (have %d)", n, count(thread.GateVerdict)) })
 	time.Sleep(s.cfg.ExecTimeout + 500*time.Millisecond)
+	// Only the orchestrator writes these, and it has been down long enough
+	// for the collector to read all it wrote: had a deadline passed before
+	// the kill, the test would not show what it means to.
+	if to, re := count(thread.RunTimedOut), count(thread.RunRetryScheduled); to != 0 || re != 0 {
+		t.Fatalf("%d run.timed_out and %d run.retry_scheduled before the restart: the %s execution timeout expired while the orchestrator was up",
+			to, re, s.cfg.ExecTimeout)
+	}
 	s.spawn(t, orchestrator.Name, "timers")
 	waitFor(t, 60*time.Second, func() bool { return committed.terminalCount() >= n },
 		func() string { return fmt.Sprintf("%d terminal outcomes (have %d)", n, committed.terminalCount()) })
