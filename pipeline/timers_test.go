@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,8 +16,11 @@ import (
 
 // alarm is a Timed test handler. Its state per key holds a deadline: an
 // input with DelayMs arms it, Kind "disarm" clears it, and Fire emits one
-// "fired" output and clears it.
-type alarm struct{ out pipeline.Topic }
+// "fired" output and clears it. handled counts the Handle calls.
+type alarm struct {
+	out     pipeline.Topic
+	handled atomic.Int64
+}
 
 type alarmState struct {
 	DeadlineMs int64 `json:"deadline_ms,omitempty"`
@@ -26,6 +30,7 @@ type alarmState struct {
 var _ pipeline.Timed = (*alarm)(nil)
 
 func (a *alarm) Handle(_ context.Context, state []byte, in pipeline.Input) (pipeline.Result, error) {
+	a.handled.Add(1)
 	var s alarmState
 	if state != nil {
 		_ = json.Unmarshal(state, &s)
@@ -101,15 +106,18 @@ func TestTimersFireOnceAndSurviveRestart(t *testing.T) {
 		t.Errorf("disarmed timer fired %d times", n)
 	}
 
-	// Armed with 1.5s, then the processor stops before the deadline; its
-	// successor restores the deadlines and fires each once.
+	// Armed with 5s, then the processor stops as soon as it has handled
+	// the arms (its in-flight transaction still commits), well before the
+	// deadline; its successor restores the deadlines and fires each once.
+	handled := h.handled.Load()
 	arm2 := make([]msg, 8)
 	for i := range arm2 {
-		arm2[i] = msg{ID: fmt.Sprintf("b%d", i), DelayMs: 1500}
+		arm2[i] = msg{ID: fmt.Sprintf("b%d", i), DelayMs: 5000}
 	}
 	e.produce(t, e.layout.Intents(), arm2, key("b"))
-	countKinds(t, e, 18+8, 0) // the arms are committed
+	waitFor(t, 60*time.Second, func() bool { return h.handled.Load() >= handled+8 }, "the arms to be handled")
 	stop()
+	countKinds(t, e, 18+8, 0) // the arms are committed
 	e.start(t, "orchestrator", h, pipeline.WithTimerTick(20*time.Millisecond))
 	got = countKinds(t, e, 18+8+8, time.Second)
 	for i := range 8 {
@@ -159,15 +167,19 @@ func TestTimersWaitForBacklogAfterRestart(t *testing.T) {
 	opts := []pipeline.ProcessorOpt{pipeline.WithTimerTick(20 * time.Millisecond), pipeline.WithBatchSize(10)}
 	stop := e.start(t, "orchestrator", h, opts...)
 
-	const armed, filler = 20, 300
+	const armed, filler, delay = 20, 300, 5 * time.Second
 	arm := make([]msg, armed)
 	for i := range arm {
-		arm[i] = msg{ID: fmt.Sprintf("a%d", i), DelayMs: 1000}
+		arm[i] = msg{ID: fmt.Sprintf("a%d", i), DelayMs: int(delay.Milliseconds())}
 	}
 	e.produce(t, e.layout.Intents(), arm, func(i int) string { return arm[i].ID })
-	countKinds(t, e, armed, 0) // armed and committed
+	// Stop as soon as every arm was handled (the in-flight transaction
+	// still commits), well before the deadlines: no timer fires before the
+	// restart.
+	waitFor(t, 60*time.Second, func() bool { return h.handled.Load() >= armed }, "the arms to be handled")
 	stop()
-	due := time.Now().Add(time.Second)
+	due := time.Now().Add(delay)
+	countKinds(t, e, armed, 0) // armed and committed
 
 	backlog := make([]msg, 0, filler+armed)
 	for i := range filler {
