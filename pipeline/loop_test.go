@@ -358,6 +358,9 @@ func TestLoopTwoInstancesShareGroup(t *testing.T) {
 	e.produce(t, e.layout.Intents(), msgs("s", n, ""), func(i int) string { return fmt.Sprintf("k%d", i%40) })
 	recs := e.readAll(t, out, n, 500*time.Millisecond, true)
 	assertExactlyOnce(t, recs, n)
+	// Observers are told after each commit, so a reader can see the
+	// outputs before the counters move.
+	waitFor(t, 20*time.Second, func() bool { return a.Load()+b.Load() >= n }, "the observers to count every output")
 	if a.Load() == 0 || b.Load() == 0 || a.Load()+b.Load() != n {
 		t.Errorf("instances committed %d and %d outputs; want both > 0 summing to %d", a.Load(), b.Load(), n)
 	}
@@ -368,6 +371,7 @@ func TestLoopTwoInstancesShareGroup(t *testing.T) {
 	e.produce(t, e.layout.Intents(), msgs("s2", n, ""), func(i int) string { return fmt.Sprintf("k%d", i%40) })
 	recs = e.readAll(t, out, 2*n, 500*time.Millisecond, true)
 	assertExactlyOnce(t, recs, 2*n)
+	waitFor(t, 20*time.Second, func() bool { return a.Load()+b.Load() >= 2*n }, "the observers to count every output")
 	if a.Load() <= int64(n)-b.Load() {
 		t.Errorf("instance a committed no outputs after b left")
 	}
