@@ -207,7 +207,8 @@ func (e *env) produce(t *testing.T, topic pipeline.Topic, ms []msg, key func(i i
 }
 
 // readAll reads topic from the start until want records arrived, then keeps
-// reading for settle to catch extras, under a deadline.
+// reading for settle to catch extras, under a deadline generous enough for
+// a rebalance or restart and the restore before the records come.
 func (e *env) readAll(t *testing.T, topic pipeline.Topic, want int, settle time.Duration, committed bool) []*kgo.Record {
 	t.Helper()
 	iso := kgo.ReadCommitted()
@@ -217,7 +218,7 @@ func (e *env) readAll(t *testing.T, topic pipeline.Topic, want int, settle time.
 	cl := kafkatest.Client(t, e.brokers, kgo.ConsumeTopics(string(topic)), kgo.FetchIsolationLevel(iso),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
 	var out []*kgo.Record
-	deadline := time.Now().Add(25 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	var settleBy time.Time
 	for {
 		now := time.Now()
