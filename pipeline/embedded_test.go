@@ -221,7 +221,7 @@ func TestEmbeddedCompactsStateTopics(t *testing.T) {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		got, n := readToIdle(t, e.Addrs(), topic)
+		got, n := readToEnd(t, e.Addrs(), topic)
 		if n < 200 {
 			for k := range 4 {
 				if want := fmt.Sprintf("v%d", 196+k); got[fmt.Sprintf("k%d", k)] != want {
@@ -238,27 +238,49 @@ func TestEmbeddedCompactsStateTopics(t *testing.T) {
 	}
 }
 
-// readToIdle reads topic from the start until a second passes with nothing
-// new, and returns the latest value per key and how many records it read.
-func readToIdle(t *testing.T, brokers []string, topic string) (map[string]string, int) {
+// readToEnd reads topic from the start up to its end offsets (listed
+// first), and returns the latest value per key and how many records it
+// read. Compaction removes records but keeps offsets, and never the last
+// record of a partition (the latest of its key), so the reader stops at the
+// record just before each end.
+func readToEnd(t *testing.T, brokers []string, topic string) (map[string]string, int) {
 	t.Helper()
+	ends, err := kadm.NewClient(kgoClient(t, brokers)).ListEndOffsets(t.Context(), topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err == nil && len(ends[topic]) == 0 {
+		err = errors.New("no partitions listed")
+	}
+	if err != nil {
+		t.Fatalf("end offsets of %s: %v", topic, err)
+	}
+	left := map[int32]int64{} // partition → end offset not reached yet
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			left[o.Partition] = o.Offset
+		}
+	})
 	c, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
 	latest, n := map[string]string{}, 0
-	for {
-		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	for len(left) > 0 {
 		fs := c.PollFetches(ctx)
-		idle := ctx.Err() != nil
-		cancel()
-		if idle {
-			return latest, n
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("read %d records of %s, partitions %v not read to their end: %v", n, topic, left, err)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			latest[string(r.Key)] = string(r.Value)
 			n++
+			if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
+				delete(left, r.Partition)
+			}
 		})
 	}
+	return latest, n
 }
