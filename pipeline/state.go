@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // partState is the committed state of one assigned partition: every key's
@@ -318,19 +319,31 @@ func (r *restorer) restore(ctx context.Context, partitions []int32) (map[int32]*
 	}
 	var n int
 	if len(consume) > 0 {
+		leaders, err := r.leaders(ctx, keysOf(consume))
+		if err != nil {
+			return nil, err
+		}
+		var answers fetchAnswers
 		cl, err := kgo.NewClient(append(slices.Clone(r.opts),
 			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{string(r.topic): consume}),
 			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 			kgo.KeepControlRecords(),
 			kgo.FetchMaxWait(100*time.Millisecond),
+			kgo.WithHooks(&answers),
 		)...)
 		if err != nil {
 			return nil, fmt.Errorf("restore %s: %w", r.topic, err)
 		}
 		defer cl.Close()
-		lastSeen := map[int32]time.Time{}
+		// Per partition: when it last yielded a record, and how many
+		// fetches its leader had answered by then.
+		type seen struct {
+			at      time.Time
+			answers int64
+		}
+		last := map[int32]seen{}
 		for p := range consume {
-			lastSeen[p] = time.Now()
+			last[p] = seen{at: time.Now()}
 		}
 		for len(consume) > 0 {
 			pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
@@ -345,21 +358,11 @@ func (r *restorer) restore(ctx context.Context, partitions []int32) (map[int32]*
 				}
 				r.log.Warn("restore: fetch error", "topic", fe.Topic, "partition", fe.Partition, "err", fe.Err)
 			}
-			// A partition whose tail holds no visible record (its last
-			// transaction marker was compacted away) is at its end once the
-			// client finds nothing more to read for a while.
-			for p := range consume {
-				if time.Since(lastSeen[p]) > r.quiet {
-					r.log.Warn("restore: no record up to the last stable offset; taking the partition as read (compacted tail?)",
-						"topic", r.topic, "partition", p, "target", targets[p])
-					delete(consume, p)
-				}
-			}
 			fs.EachRecord(func(rec *kgo.Record) {
 				if _, ok := consume[rec.Partition]; !ok {
 					return
 				}
-				lastSeen[rec.Partition] = time.Now()
+				last[rec.Partition] = seen{at: time.Now(), answers: answers.from(leaders[rec.Partition])}
 				if !rec.Attrs.IsControl() {
 					ps := out[rec.Partition]
 					if rec.Value == nil {
@@ -373,6 +376,21 @@ func (r *restorer) restore(ctx context.Context, partitions []int32) (map[int32]*
 					delete(consume, rec.Partition)
 				}
 			})
+			// A partition whose tail holds no visible record (its last
+			// transaction marker was compacted away) never reaches its
+			// target. It is at its end once it yielded nothing for a while
+			// AND its leader answered two more fetches since its last
+			// record: the client fetches again from a broker only after
+			// the previous answer was polled (and, above, applied), so a
+			// slow or stalled broker cannot make a partition look quiet.
+			for p := range consume {
+				l := last[p]
+				if time.Since(l.at) > r.quiet && answers.from(leaders[p])-l.answers >= 2 {
+					r.log.Warn("restore: no record up to the last stable offset; taking the partition as read (compacted tail?)",
+						"topic", r.topic, "partition", p, "target", targets[p])
+					delete(consume, p)
+				}
+			}
 		}
 	}
 	if r.timed != nil {
@@ -446,6 +464,56 @@ func (r *restorer) targets(ctx context.Context, partitions []int32) (targets, st
 		starts[p] = s.Offset
 	}
 	return targets, starts, nil
+}
+
+// leaders returns the broker leading each partition of the changelog, or
+// -1 where none is known (then answers from any broker count).
+func (r *restorer) leaders(ctx context.Context, partitions []int32) (map[int32]int32, error) {
+	t := string(r.topic)
+	md, err := r.adm.Metadata(ctx, t)
+	if err != nil {
+		return nil, fmt.Errorf("restore %s: metadata: %w", t, err)
+	}
+	out := make(map[int32]int32, len(partitions))
+	for _, p := range partitions {
+		out[p] = -1
+		if pd, ok := md.Topics[t].Partitions[p]; ok && pd.Err == nil {
+			out[p] = pd.Leader
+		}
+	}
+	return out, nil
+}
+
+// fetchAnswers counts the fetch responses each broker has answered to a
+// client (a kgo hook).
+type fetchAnswers struct {
+	mu     sync.Mutex
+	byNode map[int32]int64
+	all    int64
+}
+
+// OnBrokerRead implements kgo.HookBrokerRead.
+func (a *fetchAnswers) OnBrokerRead(meta kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if key != (&kmsg.FetchRequest{}).Key() || err != nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.byNode == nil {
+		a.byNode = map[int32]int64{}
+	}
+	a.byNode[meta.NodeID]++
+	a.all++
+}
+
+// from returns how many fetches node has answered; node -1 means any.
+func (a *fetchAnswers) from(node int32) int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if node < 0 {
+		return a.all
+	}
+	return a.byNode[node]
 }
 
 func keysOf[V any](m map[int32]V) []int32 {
