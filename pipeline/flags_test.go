@@ -78,6 +78,11 @@ func TestFlagsSetIsSeenByAnotherProcess(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
 	defer func() { cancel(); <-done }()
+	wctx, wcancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer wcancel()
+	if err := b.WaitReady(wctx); err != nil {
+		t.Fatal(err)
+	}
 
 	if got := b.Rollout(); got.Weight != 0 || got.Phase != pipeline.PhaseProgressing {
 		t.Fatalf("default rollout %+v", got)
@@ -95,9 +100,9 @@ func TestFlagsSetIsSeenByAnotherProcess(t *testing.T) {
 	if got := a.Rollout().Weight; got != 2500 {
 		t.Errorf("writer reads weight %d after Set", got)
 	}
-	eventually(t, 5*time.Second, "second store sees the change", func() bool { return b.Rollout().Weight == 2500 })
+	eventually(t, 30*time.Second, "second store sees the change", func() bool { return b.Rollout().Weight == 2500 })
 	t.Logf("change applied by the other store after %s (%s)", time.Since(start).Round(time.Millisecond), kafkatest.Backend())
-	eventually(t, 5*time.Second, "OnChange called", func() bool { return seen.Load() == 1 })
+	eventually(t, 30*time.Second, "OnChange called", func() bool { return seen.Load() == 1 })
 }
 
 func TestFlagsHistoryListsEveryChange(t *testing.T) {
@@ -153,13 +158,13 @@ func TestFlagsSetIfRefusesAStaleRevision(t *testing.T) {
 		t.Fatal(err)
 	}
 	// b changes the flag; once a has read it, a write expecting rev 1 fails.
-	eventually(t, 5*time.Second, "b sees rev 1", func() bool { _, v := b.RolloutRev(); return v == 1 })
+	eventually(t, 30*time.Second, "b sees rev 1", func() bool { _, v := b.RolloutRev(); return v == 1 })
 	r2, _ := b.RolloutRev()
 	r2.Phase = pipeline.PhasePaused
 	if _, err := b.SetRollout(t.Context(), r2, "bob", "pause"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "a sees rev 2", func() bool { _, v := a.RolloutRev(); return v == 2 })
+	eventually(t, 30*time.Second, "a sees rev 2", func() bool { _, v := a.RolloutRev(); return v == 2 })
 	r.Weight = 1500
 	if _, err := a.SetRolloutIf(t.Context(), r, 1, "analyzer", "stale step"); !errors.Is(err, pipeline.ErrFlagConflict) {
 		t.Fatalf("stale SetIf: err %v, want ErrFlagConflict", err)
