@@ -51,13 +51,18 @@ func TestGoldenPath(t *testing.T) {
 
 	// The metrics are read before the processors stop, then compared with
 	// the thread: the GoldenPath counts only committed outputs.
+	equalCounts(t, 30*time.Second, func() []countPair {
+		all, _ := committed.snapshot()
+		hops, runs, gates, latency := threadCounts(all)
+		return []countPair{
+			{"spine_golden_path_events_total", metricCounts(t, s.reg, "spine_golden_path_events_total", "hop", "contract_version", "route"), hops},
+			{"spine_golden_path_latency_seconds_count", metricCounts(t, s.reg, "spine_golden_path_latency_seconds", "hop", "contract_version", "route"), latency},
+			{"spine_runs_total", metricCounts(t, s.reg, "spine_runs_total", "contract_version", "route", "outcome"), runs},
+			{"spine_run_duration_seconds_count", metricCounts(t, s.reg, "spine_run_duration_seconds", "contract_version", "route", "outcome"), runs},
+			{"spine_gate_checks_total", metricCounts(t, s.reg, "spine_gate_checks_total", "gate", "contract_version", "route", "outcome"), gates},
+		}
+	})
 	all, _ := committed.snapshot()
-	hops, runs, gates, latency := threadCounts(all)
-	equalCounts(t, "spine_golden_path_events_total", metricCounts(t, s.reg, "spine_golden_path_events_total", "hop", "contract_version", "route"), hops)
-	equalCounts(t, "spine_golden_path_latency_seconds_count", metricCounts(t, s.reg, "spine_golden_path_latency_seconds", "hop", "contract_version", "route"), latency)
-	equalCounts(t, "spine_runs_total", metricCounts(t, s.reg, "spine_runs_total", "contract_version", "route", "outcome"), runs)
-	equalCounts(t, "spine_run_duration_seconds_count", metricCounts(t, s.reg, "spine_run_duration_seconds", "contract_version", "route", "outcome"), runs)
-	equalCounts(t, "spine_gate_checks_total", metricCounts(t, s.reg, "spine_gate_checks_total", "gate", "contract_version", "route", "outcome"), gates)
 
 	flow := orchestrator.MustStateflow(processors.States(s.cfg))
 	rep := checkThread(t, committed, flow, traces)

@@ -281,10 +281,11 @@ func TestBadInput(t *testing.T) {
 	if v := metricCounts(t, s.reg, "spine_processor_records_total", "outcome")["retry"]; v != 0 {
 		t.Errorf("%v records retried as transient", v)
 	}
-	byCode := metricCounts(t, s.reg, "spine_dlq_records_total", "code")
 	want := map[string]float64{}
 	for _, ps := range poisons {
 		want[ps.code]++
 	}
-	equalCounts(t, "spine_dlq_records_total", byCode, want)
+	equalCounts(t, 30*time.Second, func() []countPair {
+		return []countPair{{"spine_dlq_records_total", metricCounts(t, s.reg, "spine_dlq_records_total", "code"), want}}
+	})
 }

@@ -3,7 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -440,27 +441,55 @@ func threadCounts(all []event) (hops, runs, gates, latency map[string]float64) {
 	return hops, runs, gates, latency
 }
 
-// equalCounts reports every key where the metric and the thread disagree.
-func equalCounts(t testing.TB, what string, metric, fromThread map[string]float64) {
-	t.Helper()
+// countPair is a metric's counts by label and the same counted from the
+// thread.
+type countPair struct {
+	what               string
+	metric, fromThread map[string]float64
+}
+
+// diffCounts lists every key where the metric and the thread disagree.
+func diffCounts(p countPair) []string {
 	keys := map[string]bool{}
-	for k := range metric {
+	for k := range p.metric {
 		keys[k] = true
 	}
-	for k := range fromThread {
+	for k := range p.fromThread {
 		keys[k] = true
 	}
-	sorted := make([]string, 0, len(keys))
-	for k := range keys {
-		sorted = append(sorted, k)
+	if len(keys) == 0 {
+		return []string{p.what + ": no series at all"}
 	}
-	sort.Strings(sorted)
-	for _, k := range sorted {
-		if metric[k] != fromThread[k] {
-			t.Errorf("%s{%s}: metric %v, thread %v", what, k, metric[k], fromThread[k])
+	var diffs []string
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		if p.metric[k] != p.fromThread[k] {
+			diffs = append(diffs, fmt.Sprintf("%s{%s}: metric %v, thread %v", p.what, k, p.metric[k], p.fromThread[k]))
 		}
 	}
-	if len(sorted) == 0 {
-		t.Errorf("%s: no series at all", what)
+	return diffs
+}
+
+// equalCounts polls counts until every metric equals its count from the
+// thread, or d passes, then reports every key that still disagrees. The
+// pipeline updates metrics only after a transaction's commit returns, so a
+// reader can see its outputs a moment before the metrics count them.
+func equalCounts(t testing.TB, d time.Duration, counts func() []countPair) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		var diffs []string
+		for _, p := range counts() {
+			diffs = append(diffs, diffCounts(p)...)
+		}
+		if len(diffs) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, d := range diffs {
+				t.Error(d)
+			}
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
