@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -461,14 +462,20 @@ func TestProjectionsRegistryOutageIsTransient(t *testing.T) {
 	srv := httptest.NewServer(NewAPI(store).Handler())
 	t.Cleanup(srv.Close)
 
-	// During the outage nothing is folded and nothing dead-lettered.
-	time.Sleep(2 * time.Second) // the outage lasts a while; nothing to poll for
+	// During the outage the runner tries (and aborts), nothing is folded
+	// and nothing dead-lettered.
+	eventually(t, 30*time.Second, func() error {
+		var m dto.Metric
+		if err := r.metrics.txns.WithLabelValues("retried").Write(&m); err != nil {
+			return err
+		}
+		if m.GetCounter().GetValue() == 0 {
+			return errors.New("the runner did not try (and abort) while the registry was down")
+		}
+		return nil
+	})
 	if st := store.Status(); st.Runs != 0 {
 		t.Fatalf("folded %d runs while the registry was down", st.Runs)
-	}
-	var m dto.Metric
-	if err := r.metrics.txns.WithLabelValues("retried").Write(&m); err != nil || m.GetCounter().GetValue() == 0 {
-		t.Fatal("the runner did not try (and abort) while the registry was down")
 	}
 	e.failing.Store(false)
 	waitTerminals(t, srv.URL, int64(len(runs)))
