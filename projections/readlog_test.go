@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -21,6 +22,24 @@ func TestReadUntil(t *testing.T) {
 	if _, err := adm.CreateTopic(t.Context(), 2, -1, nil, topic); err != nil {
 		t.Fatal(err)
 	}
+	// On Apache Kafka, CreateTopic returns before the partitions have
+	// leaders, and a transactional produce in between fails.
+	eventually(t, 30*time.Second, func() error {
+		td, err := adm.ListTopics(t.Context(), topic)
+		if err != nil {
+			return err
+		}
+		d := td[topic]
+		if d.Err != nil || len(d.Partitions) != 2 {
+			return fmt.Errorf("topic %s: %d partitions, err %v", topic, len(d.Partitions), d.Err)
+		}
+		for _, p := range d.Partitions {
+			if p.Err != nil || p.Leader < 0 {
+				return fmt.Errorf("topic %s partition %d: leader %d, err %v", topic, p.Partition, p.Leader, p.Err)
+			}
+		}
+		return nil
+	})
 	txn := func(commit bool, vals ...string) {
 		t.Helper()
 		if err := cl.BeginTransaction(); err != nil {
