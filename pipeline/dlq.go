@@ -7,9 +7,10 @@ import (
 	"reflect"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/spinerun/spine/internal/textclip"
 )
 
 // Dead-letter headers, in Spring Kafka's style (DeadLetterPublishingRecoverer)
@@ -78,7 +79,7 @@ func deadLetterRecord(dlq Topic, group, processor string, r *kgo.Record, cause e
 		kgo.RecordHeader{Key: HeaderDLTOriginalTimestamp, Value: ts[:]},
 		kgo.RecordHeader{Key: HeaderDLTOriginalTimestampType, Value: []byte("CreateTime")},
 		kgo.RecordHeader{Key: HeaderDLTOriginalGroup, Value: []byte(group)},
-		kgo.RecordHeader{Key: HeaderDLTExceptionMessage, Value: []byte(truncateUTF8(cause.Error(), maxDLQMessage))},
+		kgo.RecordHeader{Key: HeaderDLTExceptionMessage, Value: []byte(textclip.Clip(cause.Error(), maxDLQMessage))},
 		kgo.RecordHeader{Key: HeaderDLTExceptionFQCN, Value: []byte(errorType(cause))},
 		kgo.RecordHeader{Key: HeaderErrorCode, Value: []byte(code)},
 		kgo.RecordHeader{Key: HeaderProcessor, Value: []byte(processor)},
@@ -94,19 +95,6 @@ func errorType(err error) string {
 		return reflect.TypeOf(c).String()
 	}
 	return reflect.TypeOf(err).String()
-}
-
-// truncateUTF8 cuts s to at most n bytes on a rune boundary and replaces
-// invalid UTF-8, so the header is always valid text.
-func truncateUTF8(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 // ErrNotDeadLetter is returned by ParseDeadLetter for a record without the

@@ -5,9 +5,10 @@ import (
 	"strings"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/spinerun/spine/schemas"
+
+	"github.com/spinerun/spine/internal/textclip"
 )
 
 // DefaultWindow is the width of aggregate windows.
@@ -70,7 +71,7 @@ func (f Folder) window(t time.Time) time.Time {
 // routeOf returns the event's route, "baseline" when a v1 event has none.
 func routeOf(ev *schemas.RuntimeEvent) string {
 	if r := strings.TrimSpace(ev.Route); r != "" {
-		return clip(r, 32)
+		return textclip.Clip(r, 32)
 	}
 	return "baseline"
 }
@@ -104,28 +105,13 @@ func ms(t time.Time) time.Time {
 	return time.UnixMilli(t.UnixMilli()).UTC()
 }
 
-// clip returns s cut to at most n bytes on a rune boundary, with invalid
-// UTF-8 replaced, so cells always encode.
-func clip(s string, n int) string {
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "\uFFFD")
-	}
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
 // NormalizeReason bounds the cardinality of gate failure reasons: digits
 // become '#', whitespace collapses, and the text is cut to 100 bytes. So
 // "latency 123ms > 100ms" and "latency 250ms > 100ms" count together.
 func NormalizeReason(r string) string {
 	var b strings.Builder
 	space := false
-	for _, c := range strings.TrimSpace(clip(r, 4*maxReasonLen)) {
+	for _, c := range strings.TrimSpace(textclip.Clip(r, 4*maxReasonLen)) {
 		switch {
 		case unicode.IsDigit(c):
 			if s := b.String(); len(s) > 0 && s[len(s)-1] == '#' {
@@ -143,7 +129,7 @@ func NormalizeReason(r string) string {
 			space = false
 		}
 	}
-	s := clip(b.String(), maxReasonLen)
+	s := textclip.Clip(b.String(), maxReasonLen)
 	if s == "" {
 		s = "unspecified"
 	}
@@ -224,7 +210,7 @@ func (f Folder) Fold(cells Cells, src Source, ev *schemas.RuntimeEvent, writer s
 			cells[k] = g
 		}
 		lat, hasLat := latencyMs(ev)
-		et := clip(ev.EventType, 64)
+		et := textclip.Clip(ev.EventType, 64)
 		if _, ok := g.Events[et]; ok || len(g.Events) < maxEventKind {
 			if g.Events == nil {
 				g.Events = map[string]int64{}
@@ -246,7 +232,7 @@ func (f Folder) Fold(cells Cells, src Source, ev *schemas.RuntimeEvent, writer s
 			c = &GatesCell{}
 			cells[k] = c
 		}
-		name := clip(ev.Gate.Name, 64)
+		name := textclip.Clip(ev.Gate.Name, 64)
 		if name == "" {
 			name = strings.TrimPrefix(src.Topic, "gate.")
 		}
@@ -322,7 +308,7 @@ func foldRun(p *RunPart, src Source, ev *schemas.RuntimeEvent, ver, route string
 	p.Events++
 	set := func(dst *string, v string) {
 		if v != "" {
-			*dst = clip(v, maxFieldLen)
+			*dst = textclip.Clip(v, maxFieldLen)
 		}
 	}
 	set(&p.Actor, ev.Actor)
@@ -334,16 +320,16 @@ func foldRun(p *RunPart, src Source, ev *schemas.RuntimeEvent, ver, route string
 		p.RunStarted = ms(ev.RunStarted)
 	}
 	at := ms(ev.Timestamp)
-	et := clip(ev.EventType, 64)
+	et := textclip.Clip(ev.EventType, 64)
 	p.LastEvent, p.LastAt = et, at
 	if ev.Phase == schemas.PhaseControl || src.Topic == "spine.control" {
-		p.State = clip(ev.State, 64)
+		p.State = textclip.Clip(ev.State, 64)
 	}
 	if ev.Attempt > p.Attempt {
 		p.Attempt = ev.Attempt
 	}
 	if ev.Error != nil {
-		p.Error = clip(*ev.Error, maxFieldLen)
+		p.Error = textclip.Clip(*ev.Error, maxFieldLen)
 	}
 	if _, ok := p.Hops[et]; !ok && len(p.Hops) < maxRunHops {
 		if p.Hops == nil {
@@ -362,12 +348,12 @@ func foldRun(p *RunPart, src Source, ev *schemas.RuntimeEvent, ver, route string
 		p.Score = &s
 	}
 	if g := ev.Gate; g != nil {
-		name := clip(g.Name, 64)
+		name := textclip.Clip(g.Name, 64)
 		if _, ok := p.Gates[name]; ok || len(p.Gates) < maxRunGates {
 			if p.Gates == nil {
 				p.Gates = map[string]GateResult{}
 			}
-			p.Gates[name] = GateResult{Passed: g.Passed, Reason: clip(g.Reason, maxFieldLen), Measured: finite(g.Measured), Threshold: finite(g.Threshold), At: at}
+			p.Gates[name] = GateResult{Passed: g.Passed, Reason: textclip.Clip(g.Reason, maxFieldLen), Measured: finite(g.Measured), Threshold: finite(g.Threshold), At: at}
 		}
 	}
 }
