@@ -87,7 +87,10 @@ func TestBadInput(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end to end")
 	}
-	s := newStack(t, nil, nil)
+	// Every good run must end by its verdict, with no retry or stale
+	// answer: as on the golden path, no run may time out while the burst
+	// queues under the race detector on a loaded machine.
+	s := newStack(t, nil, map[string]string{"SPINE_EXEC_TIMEOUT": "10m", "SPINE_GATE_TIMEOUT": "10m"})
 	committed := s.collectSkipping(t, true, "poison-")
 	s.startAll(nil)
 	ctx := t.Context()
