@@ -42,7 +42,7 @@ func TestGoldenPath(t *testing.T) {
 	start := time.Now()
 	s.produce(t.Context(), outs)
 	produced := time.Since(start)
-	waitFor(t, time.Duration(30+n/50)*time.Second, func() bool { return committed.terminalCount() >= n },
+	waitFor(t, time.Duration(60+n/20)*time.Second, func() bool { return committed.terminalCount() >= n },
 		func() string { return fmt.Sprintf("%d terminal outcomes (have %d)", n, committed.terminalCount()) })
 	elapsed := time.Since(start)
 	committed.settle(time.Second)
