@@ -1,7 +1,9 @@
 package loadtest_test
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -12,7 +14,11 @@ import (
 func TestChainPushesEveryRecordThroughThreeHops(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Brokers(t)
-	res, err := loadtest.Chain(t.Context(), loadtest.ChainConfig{
+	// A stalled chain fails the test instead of hanging until the go test
+	// timeout.
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	res, err := loadtest.Chain(ctx, loadtest.ChainConfig{
 		Kafka: []kgo.Opt{kgo.SeedBrokers(brokers...)}, Prefix: kafkatest.Prefix(t), Records: 2000,
 	})
 	if err != nil {
