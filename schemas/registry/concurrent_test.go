@@ -2,12 +2,15 @@ package registry_test
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/spinerun/spine/schemas/registry"
 )
 
 // TestConcurrentWritersAgree: two instances take writes at the same time;
@@ -16,7 +19,18 @@ import (
 func TestConcurrentWritersAgree(t *testing.T) {
 	t.Parallel()
 	b := newBackend(t)
-	ins := []*instance{b.start(t), b.start(t)}
+	// The instances share a transactional id and fence each other: a write
+	// retries until it wins, which on a loaded broker can outlast the
+	// default 15s write timeout and the sr client's 5s HTTP timeout.
+	ins := []*instance{b.start(t, registry.WithWriteTimeout(60*time.Second)), b.start(t, registry.WithWriteTimeout(60*time.Second))}
+	writers := make([]*sr.Client, len(ins))
+	for i, in := range ins {
+		cl, err := sr.NewClient(sr.URLs(in.url), sr.HTTPClient(&http.Client{Timeout: 90 * time.Second}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writers[i] = cl
+	}
 	ctx := t.Context()
 	const per = 6
 	var mu sync.Mutex
@@ -26,11 +40,11 @@ func TestConcurrentWritersAgree(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			in := ins[w%2]
+			cl := writers[w%2]
 			for i := range per {
 				name := fmt.Sprintf("C%d_%d", w, i)
 				s := strings.Replace(userV1, `"User"`, `"`+name+`"`, 1)
-				id, err := in.sr.RegisterSchema(ctx, "conc-"+name, sr.Schema{Schema: s}, -1, -1)
+				id, err := cl.RegisterSchema(ctx, "conc-"+name, sr.Schema{Schema: s}, -1, -1)
 				if err != nil {
 					t.Errorf("register %s: %v", name, err)
 					return
@@ -50,7 +64,7 @@ func TestConcurrentWritersAgree(t *testing.T) {
 	}
 	// Reads are served from each instance's replay of the log: they
 	// converge once both have read the last write.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		a, _ := ins[0].sr.Subjects(ctx)
 		c, _ := ins[1].sr.Subjects(ctx)
@@ -58,7 +72,7 @@ func TestConcurrentWritersAgree(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("instances disagree after 10s: %d vs %d subjects", len(a), len(c))
+			t.Fatalf("instances disagree after 30s: %d vs %d subjects", len(a), len(c))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
