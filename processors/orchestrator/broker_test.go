@@ -186,7 +186,10 @@ func TestThreadOnBroker(t *testing.T) {
 	}
 	t.Parallel()
 	e := newBrokerEnv(t)
-	flow := orchestrator.MustStateflow(orchestrator.DefaultStates(orchestrator.RetryPolicy{InitialInterval: 20 * time.Millisecond, BackoffCoefficient: 2, MaximumAttempts: 3}, 20*time.Second, 20*time.Second))
+	// Generous execution and gate timeouts, below the read's deadline: no
+	// run may time out, and a slow reply on a loaded machine is not what
+	// this test is about (TestTimeoutsOnBroker covers timeouts).
+	flow := orchestrator.MustStateflow(orchestrator.DefaultStates(orchestrator.RetryPolicy{InitialInterval: 20 * time.Millisecond, BackoffCoefficient: 2, MaximumAttempts: 3}, 90*time.Second, 90*time.Second))
 	o, err := orchestrator.New(e.layout, orchestrator.WithStateflow(flow), orchestrator.WithRouter(orchestrator.HashRouter{Weight: func() int { return 5000 }}))
 	if err != nil {
 		t.Fatal(err)
@@ -219,7 +222,7 @@ func TestThreadOnBroker(t *testing.T) {
 	e.produceIntents(t, v1, schemas.V1)
 	e.produceIntents(t, v2, schemas.V2)
 	e.produceIntents(t, v1[:10], schemas.V1) // duplicates: deduplicated
-	byRun := e.readControl(t, 60*time.Second, allEnded(n))
+	byRun := e.readControl(t, 120*time.Second, allEnded(n))
 	outcomes := map[string]int{}
 	for trace, evs := range byRun {
 		if k, last := terminals(evs); k != 1 {
