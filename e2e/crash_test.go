@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -23,6 +25,9 @@ import (
 // transaction visible to read_committed readers: every record only a
 // read_uncommitted reader sees is absent from the committed log, and the
 // committed log is exactly the uncommitted one minus those.
+//
+// The kill moments are drawn from a seeded generator; the seed is logged
+// and E2E_CRASH_SEED sets it, to replay a failure's kill timing.
 //
 // It runs twice: with dynamic group membership (a restarted instance joins
 // anew; its dead predecessor's partitions move after the session timeout,
@@ -73,7 +78,15 @@ func testCrash(t *testing.T, env map[string]string) {
 		}
 	}()
 
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("E2E_CRASH_SEED"); v != "" {
+		var err error
+		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("E2E_CRASH_SEED: %v", err)
+		}
+	}
+	t.Logf("kill timing: E2E_CRASH_SEED=%d", seed)
+	rng := rand.New(rand.NewPCG(seed, 7))
 	for k := range kills {
 		// Kill only once the thread is moving, at a random moment.
 		before := committed.count()
@@ -114,28 +127,41 @@ func testCrash(t *testing.T, env map[string]string) {
 		partition int32
 		offset    int64
 	}
-	cAll, _ := committed.snapshot()
-	uAll, _ := uncommitted.snapshot()
-	inCommitted := make(map[pos]string, len(cAll))
-	for _, e := range cAll {
-		inCommitted[pos{e.topic, e.partition, e.offset}] = e.ev.EventID
-	}
-	aborted, abortedDupIDs := 0, 0
-	committedIDs := map[string]bool{}
-	for _, e := range cAll {
-		committedIDs[e.ev.EventID] = true
-	}
-	for _, e := range uAll {
-		id, ok := inCommitted[pos{e.topic, e.partition, e.offset}]
-		switch {
-		case !ok:
-			aborted++
-			if committedIDs[e.ev.EventID] {
-				abortedDupIDs++ // the retried transaction committed the same event
-			}
-		case id != e.ev.EventID:
-			t.Errorf("%s[%d]@%d holds %s committed but %s uncommitted", e.topic, e.partition, e.offset, id, e.ev.EventID)
+	var cAll, uAll []event
+	var aborted, abortedDupIDs int
+	var differ []string
+	compare := func() bool {
+		cAll, _ = committed.snapshot()
+		uAll, _ = uncommitted.snapshot()
+		inCommitted := make(map[pos]string, len(cAll))
+		committedIDs := map[string]bool{}
+		for _, e := range cAll {
+			inCommitted[pos{e.topic, e.partition, e.offset}] = e.ev.EventID
+			committedIDs[e.ev.EventID] = true
 		}
+		aborted, abortedDupIDs, differ = 0, 0, nil
+		for _, e := range uAll {
+			id, ok := inCommitted[pos{e.topic, e.partition, e.offset}]
+			switch {
+			case !ok:
+				aborted++
+				if committedIDs[e.ev.EventID] {
+					abortedDupIDs++ // the retried transaction committed the same event
+				}
+			case id != e.ev.EventID:
+				differ = append(differ, fmt.Sprintf("%s[%d]@%d holds %s committed but %s uncommitted", e.topic, e.partition, e.offset, id, e.ev.EventID))
+			}
+		}
+		return len(uAll)-aborted == len(cAll)
+	}
+	// The two collectors settled one after the other and read at their own
+	// pace: give the uncommitted one time to read what the committed one
+	// has.
+	for deadline := time.Now().Add(30 * time.Second); !compare() && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, d := range differ {
+		t.Error(d)
 	}
 	if len(uAll)-aborted != len(cAll) {
 		t.Errorf("uncommitted %d records minus %d aborted = %d, committed %d", len(uAll), aborted, len(uAll)-aborted, len(cAll))
