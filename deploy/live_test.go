@@ -51,10 +51,9 @@ func TestLiveMetrics(t *testing.T) {
 		t.Skip("builds and runs the spine binary")
 	}
 	t.Parallel()
+	bin := buildSpine(t) // before the clock starts: a cold build under load takes minutes
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
-
-	bin := buildSpine(t)
 
 	brokers := kafkatest.Brokers(t)
 	httpAddr, regAddr := freeAddr(t), freeAddr(t)

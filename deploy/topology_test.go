@@ -31,10 +31,10 @@ func TestComposeTopologyRuns(t *testing.T) {
 		t.Skip("runs seven spine processes")
 	}
 	t.Parallel()
+	bin := buildSpine(t) // before the clock starts: a cold build under load takes minutes
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	c := loadCompose(t)
-	bin := buildSpine(t)
 	brokers := strings.Join(kafkatest.Brokers(t), ",")
 	prefix := kafkatest.Prefix(t)
 	base := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "SPINE_TOPIC_PREFIX=" + prefix}
