@@ -14,7 +14,10 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
 )
 
@@ -35,7 +38,8 @@ func TestComposeTopologyRuns(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	c := loadCompose(t)
-	brokers := strings.Join(kafkatest.Brokers(t), ",")
+	bs := kafkatest.Brokers(t)
+	brokers := strings.Join(bs, ",")
 	prefix := kafkatest.Prefix(t)
 	base := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "SPINE_TOPIC_PREFIX=" + prefix}
 
@@ -80,6 +84,43 @@ func TestComposeTopologyRuns(t *testing.T) {
 	for _, name := range names {
 		start(ctx, t, name, bin, c.Services[name].Command, envOf(name), urls[name]+"/healthz")
 	}
+
+	// /healthz answers before an instance has joined its consumer group:
+	// wait until every instance of the scaled-out processors holds
+	// partitions, or the first to join could take every run.
+	instances := map[string]int{}
+	for _, name := range names {
+		if p := c.Services[name].processor(); p == "orchestrator" || p == "dataplane" {
+			instances[p]++
+		}
+	}
+	adm := kadm.NewClient(kafkatest.Client(t, bs))
+	layout := pipeline.Layout{Prefix: prefix}
+	gctx, gcancel := context.WithTimeout(ctx, 60*time.Second)
+	defer gcancel()
+	waitFor(gctx, t, nil, "every orchestrator and dataplane instance holds partitions", func() error {
+		for p, want := range instances {
+			group := layout.Group(p)
+			gs, err := adm.DescribeGroups(gctx, group)
+			if err != nil {
+				return err
+			}
+			g := gs[group]
+			if g.Err != nil {
+				return fmt.Errorf("group %s: %w", group, g.Err)
+			}
+			assigned := 0
+			for _, m := range g.Members {
+				if a, ok := m.Assigned.AsConsumer(); ok && slices.ContainsFunc(a.Topics, func(tp kmsg.ConsumerMemberAssignmentTopic) bool { return len(tp.Partitions) > 0 }) {
+					assigned++
+				}
+			}
+			if g.State != "Stable" || assigned != want {
+				return fmt.Errorf("group %s is %s with %d of %d instances holding partitions", group, g.State, assigned, want)
+			}
+		}
+		return nil
+	})
 
 	const n = 40
 	produce := exec.CommandContext(ctx, bin, "produce", "--count", fmt.Sprint(n))
