@@ -295,6 +295,10 @@ sending:
 		}
 	}
 	report(cfg, st, start)
+
+	// 5. The decision that ended the rollout, if one did, so the report
+	// agrees with the flag.
+	awaitDecision(ctx, st, cfg.Flags.Rollout(), decisionWait)
 	stopColl()
 	<-collDone
 
@@ -305,6 +309,42 @@ sending:
 // back.
 func decided(r pipeline.Rollout) bool {
 	return r.Phase == pipeline.PhasePromoted || r.Phase == pipeline.PhaseRolledBack
+}
+
+// decisionWait bounds awaitDecision.
+const decisionWait = 15 * time.Second
+
+// awaitDecision returns once the collector has read a decision that leaves
+// the rollout as r (r's phase and weight), if r is promoted or rolled back;
+// at the latest after d, or when ctx ends. The canary analyzer publishes
+// its gate.canary record before it writes the flag, so by the time the
+// flag store shows the end, the record is on the thread, but the collector
+// reads that topic at its own pace. A rollout an operator ended has no
+// such record and waits the whole of d.
+func awaitDecision(ctx context.Context, st *state, r pipeline.Rollout, d time.Duration) {
+	if !decided(r) {
+		return
+	}
+	seen := func() bool {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return slices.ContainsFunc(st.decisions, func(dc Decision) bool {
+			return dc.Phase == string(r.Phase) && dc.WeightAfter == r.Weight
+		})
+	}
+	timeout := time.NewTimer(d)
+	defer timeout.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !seen() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timeout.C:
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // newCollector returns a client consuming topics from their current ends.
