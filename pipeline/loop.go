@@ -47,6 +47,9 @@ type processorConfig struct {
 	maxBuffered     int
 	concurrency     int
 	catchUpGrace    time.Duration
+	// eventTypes, when set, are the only event types handed to the
+	// handler (WithEventTypes).
+	eventTypes map[string]bool
 }
 
 func defaultProcessorConfig() processorConfig {
@@ -179,6 +182,22 @@ func WithCatchUpGrace(d time.Duration) ProcessorOpt {
 // member does not leave the group, so its partitions move to other
 // instances only after the session timeout. Default off.
 func WithStaticMembership() ProcessorOpt { return func(c *processorConfig) { c.static = true } }
+
+// WithEventTypes hands the handler only the records whose event type is one
+// of types. The loop writes each RuntimeEvent it produces with its type in
+// the HeaderEventType header; a record whose header names another type is
+// committed without being decoded (counted as outcome "skipped"). Records
+// without the header (written by other producers) are decoded and handed
+// over as before, so the handler must still ignore what it does not want.
+// Default: every record.
+func WithEventTypes(types ...string) ProcessorOpt {
+	return func(c *processorConfig) {
+		c.eventTypes = make(map[string]bool, len(types))
+		for _, t := range types {
+			c.eventTypes[t] = true
+		}
+	}
+}
 
 func (c *processorConfig) validate(name string, h Handler) error {
 	var errs []error
@@ -745,6 +764,7 @@ type batch struct {
 	ov      *overlay
 	outputs []Output
 	records int
+	skipped int
 	dlq     map[string]int
 	fired   map[int32][]timer
 
@@ -858,6 +878,9 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 		p.m.blocked.WithLabelValues(p.name).Set(0)
 	}
 	p.m.records.WithLabelValues(p.name, "ok").Add(float64(b.records))
+	if b.skipped > 0 {
+		p.m.records.WithLabelValues(p.name, "skipped").Add(float64(b.skipped))
+	}
 	for code, n := range b.dlq {
 		p.m.records.WithLabelValues(p.name, "dlq").Add(float64(n))
 		p.m.dlq.WithLabelValues(p.name, code).Add(float64(n))
@@ -907,6 +930,7 @@ func (p *Processor) recordsConcurrently(ctx, wctx context.Context, b *batch, rec
 	for i, sb := range subs {
 		b.outputs = append(b.outputs, sb.outputs...)
 		b.records += sb.records
+		b.skipped += sb.skipped
 		for code, n := range sb.dlq {
 			b.dlq[code] += n
 		}
@@ -965,6 +989,12 @@ func (p *Processor) record(ctx, wctx context.Context, b *batch, r *kgo.Record, p
 }
 
 func (p *Processor) try(ctx context.Context, b *batch, r *kgo.Record, produce func(*kgo.Record)) error {
+	if p.cfg.eventTypes != nil {
+		if t, ok := eventTypeHeader(r); ok && !p.cfg.eventTypes[t] {
+			b.skipped++
+			return nil
+		}
+	}
 	topic := Topic(r.Topic)
 	value, ver, err := p.cfg.codec.Decode(ctx, topic, r.Value)
 	if err != nil {
@@ -1045,7 +1075,11 @@ func (p *Processor) stage(ctx context.Context, b *batch, part int32, key []byte,
 		if err != nil {
 			return fmt.Errorf("encode output %d to %s: %w", i, o.Topic, err)
 		}
-		recs = append(recs, &kgo.Record{Topic: string(o.Topic), Key: o.Key, Value: val})
+		rec := &kgo.Record{Topic: string(o.Topic), Key: o.Key, Value: val}
+		if ev, ok := o.Value.(*schemas.RuntimeEvent); ok {
+			rec.Headers = []kgo.RecordHeader{{Key: HeaderEventType, Value: []byte(ev.EventType)}}
+		}
+		recs = append(recs, rec)
 	}
 	if res.StateChanged {
 		// Written to the changelog once per key when the batch ends.
@@ -1056,6 +1090,21 @@ func (p *Processor) stage(ctx context.Context, b *batch, part int32, key []byte,
 	}
 	b.outputs = append(b.outputs, res.Outputs...)
 	return nil
+}
+
+// HeaderEventType carries a RuntimeEvent's event_type on every record the
+// loop produces, so consumers can pass over events they do not act on
+// without decoding them (WithEventTypes, or any Kafka client).
+const HeaderEventType = "x-event-type"
+
+// eventTypeHeader returns the record's HeaderEventType, if it has one.
+func eventTypeHeader(r *kgo.Record) (string, bool) {
+	for _, h := range r.Headers {
+		if h.Key == HeaderEventType {
+			return string(h.Value), true
+		}
+	}
+	return "", false
 }
 
 // PanicError is a handler panic, dead-lettered with code "handler_panic".

@@ -194,7 +194,7 @@ func routeLabel(r string) string {
 
 // loopMetrics is the processor plumbing:
 //
-//	spine_processor_records_total{processor,outcome}   outcome: ok, dlq, retry
+//	spine_processor_records_total{processor,outcome}   outcome: ok, dlq, retry, skipped
 //	spine_processor_transactions_total{processor,outcome} outcome: committed, aborted
 //	spine_processor_transaction_seconds{processor}
 //	spine_processor_blocked{processor}                  1 while a transient error blocks the loop
@@ -211,7 +211,7 @@ func newLoopMetrics(reg prometheus.Registerer) (*loopMetrics, error) {
 	m := &loopMetrics{
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spine_processor_records_total",
-			Help: "Input records and timers handled by a processor, by outcome: ok (committed), dlq (dead-lettered), retry (a transient error; retried).",
+			Help: "Input records and timers handled by a processor, by outcome: ok (committed), dlq (dead-lettered), retry (a transient error; retried), skipped (another event type than the processor handles; committed undecoded).",
 		}, []string{"processor", "outcome"}),
 		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spine_processor_transactions_total",

@@ -81,6 +81,9 @@ func New(cfg *pipeline.Config, name string, d Deps, extra ...pipeline.ProcessorO
 		pipeline.WithLogger(d.Log),
 		pipeline.WithRegisterer(d.Reg),
 	)
+	if s, ok := h.(interface{ EventTypes() []string }); ok {
+		opts = append(opts, pipeline.WithEventTypes(s.EventTypes()...))
+	}
 	if d.Golden != nil {
 		opts = append(opts, pipeline.WithObserver(d.Golden))
 	}

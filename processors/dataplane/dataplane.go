@@ -88,6 +88,10 @@ func New(layout pipeline.Layout, cfg Config) (*Dataplane, error) {
 // Topics lists the topics the dataplane consumes: spine.control.
 func (d *Dataplane) Topics() []pipeline.Topic { return []pipeline.Topic{d.layout.Control()} }
 
+// EventTypes lists the only control events the data plane acts on: the
+// loop passes over the rest undecoded (pipeline.WithEventTypes).
+func (d *Dataplane) EventTypes() []string { return []string{thread.RunDispatch} }
+
 // Handle implements pipeline.Handler.
 func (d *Dataplane) Handle(ctx context.Context, _ []byte, in pipeline.Input) (pipeline.Result, error) {
 	ev, ok := in.Value.(*schemas.RuntimeEvent)

@@ -98,6 +98,10 @@ func New(layout pipeline.Layout, cfg Config) (*Runner, error) {
 // Topics lists the topics the runner consumes: spine.dataplane.
 func (r *Runner) Topics() []pipeline.Topic { return []pipeline.Topic{r.layout.Dataplane()} }
 
+// EventTypes lists the only data plane events the gates check: the loop
+// passes over the rest undecoded (pipeline.WithEventTypes).
+func (r *Runner) EventTypes() []string { return []string{thread.ArtifactDelivered} }
+
 // Checks lists the names of the configured checks, in order.
 func (r *Runner) Checks() []string {
 	out := make([]string, len(r.checks))

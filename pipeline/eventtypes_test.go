@@ -1,0 +1,97 @@
+package pipeline_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/pipeline/kafkatest"
+	"github.com/spinerun/spine/schemas"
+)
+
+// typedEmitter answers every input it is handed with a RuntimeEvent named
+// after the input's id, and remembers the ids.
+type typedEmitter struct {
+	out pipeline.Topic
+	mu  sync.Mutex
+	ids []string
+}
+
+func (h *typedEmitter) Handle(_ context.Context, _ []byte, in pipeline.Input) (pipeline.Result, error) {
+	m := in.Value.(*msg)
+	h.mu.Lock()
+	h.ids = append(h.ids, m.ID)
+	h.mu.Unlock()
+	return pipeline.Result{Outputs: []pipeline.Output{{Topic: h.out, Key: in.Key,
+		Value: &schemas.RuntimeEvent{EventID: m.ID, TraceID: m.ID, SchemaVersion: schemas.V1, EventType: "seen." + m.ID}}}}, nil
+}
+
+// TestLoopEventTypes: with WithEventTypes the handler gets the records
+// whose event-type header is wanted and those without the header; records
+// of other types are committed undecoded (a garbage value is not
+// dead-lettered) and counted as skipped. Every RuntimeEvent the loop
+// produces carries its type in the header.
+func TestLoopEventTypes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	out := e.layout.Control()
+	reg := prometheus.NewRegistry()
+	h := &typedEmitter{out: out}
+	e.start(t, "dataplane", h, pipeline.WithEventTypes("run.dispatch"), pipeline.WithRegisterer(reg))
+
+	typed := func(id, typ string, value []byte) *kgo.Record {
+		r := &kgo.Record{Topic: string(e.layout.Intents()), Key: []byte(id), Value: value}
+		if typ != "" {
+			r.Headers = []kgo.RecordHeader{{Key: pipeline.HeaderEventType, Value: []byte(typ)}}
+		}
+		return r
+	}
+	js := func(id string) []byte { b, _ := json.Marshal(msg{ID: id}); return b }
+	cl := kafkatest.Client(t, e.brokers)
+	if err := cl.ProduceSync(t.Context(),
+		typed("wanted", "run.dispatch", js("wanted")),
+		typed("other", "run.routed", []byte("{not json: never decoded")),
+		typed("untyped", "", js("untyped")),
+		typed("other-empty", "run.completed", nil),
+	).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	got := e.readAll(t, out, 2, 500*time.Millisecond, true)
+	if len(got) != 2 {
+		t.Fatalf("%d outputs, want 2 (wanted and untyped)", len(got))
+	}
+	for _, r := range got {
+		var ev schemas.RuntimeEvent
+		if err := json.Unmarshal(r.Value, &ev); err != nil {
+			t.Fatal(err)
+		}
+		var header string
+		for _, hd := range r.Headers {
+			if hd.Key == pipeline.HeaderEventType {
+				header = string(hd.Value)
+			}
+		}
+		if header != ev.EventType || (ev.TraceID != "wanted" && ev.TraceID != "untyped") {
+			t.Errorf("output %s: %s header %q, event type %q", r.Key, pipeline.HeaderEventType, header, ev.EventType)
+		}
+	}
+	waitFor(t, 30*time.Second, func() bool {
+		return metricValue(t, reg, "spine_processor_records_total", "dataplane", "skipped") == 2 &&
+			metricValue(t, reg, "spine_processor_records_total", "dataplane", "ok") == 2
+	}, "2 records skipped and 2 handled")
+	if n := metricValue(t, reg, "spine_processor_records_total", "dataplane", "dlq"); n != 0 {
+		t.Fatalf("%v records dead-lettered, want 0", n)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.ids) != 2 {
+		t.Fatalf("handler saw %v, want wanted and untyped", h.ids)
+	}
+}
