@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spinerun/spine/pipeline"
@@ -93,5 +94,59 @@ func TestLoopEventTypes(t *testing.T) {
 	defer h.mu.Unlock()
 	if len(h.ids) != 2 {
 		t.Fatalf("handler saw %v, want wanted and untyped", h.ids)
+	}
+}
+
+// TestLoopSkippedNeedNoTransaction: batches of records that are all passed
+// over by type open no transaction each; their offsets are committed by the
+// next transaction, within about a second even when nothing else comes.
+func TestLoopSkippedNeedNoTransaction(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	reg := prometheus.NewRegistry()
+	h := &typedEmitter{out: e.layout.Control()}
+	e.start(t, "dataplane", h, pipeline.WithEventTypes("run.dispatch"), pipeline.WithRegisterer(reg))
+
+	cl := kafkatest.Client(t, e.brokers)
+	const n = 20
+	for range n {
+		r := &kgo.Record{Topic: string(e.layout.Intents()), Key: []byte("k"), Value: []byte("never decoded"),
+			Headers: []kgo.RecordHeader{{Key: pipeline.HeaderEventType, Value: []byte("run.completed")}}}
+		if err := cl.ProduceSync(t.Context(), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond) // one poll each, mostly
+	}
+	end := int64(n)
+	adm := kadm.NewClient(cl)
+	group := e.layout.Group("dataplane")
+	waitFor(t, 30*time.Second, func() bool {
+		offs, err := adm.FetchOffsets(t.Context(), group)
+		if err != nil {
+			return false
+		}
+		o, ok := offs.Lookup(string(e.layout.Intents()), 0)
+		return ok && o.At >= end
+	}, "the skipped records' offsets committed")
+	skipped := metricValue(t, reg, "spine_processor_records_total", "dataplane", "skipped")
+	txns := metricValue(t, reg, "spine_processor_transactions_total", "dataplane")
+	if skipped < n {
+		t.Fatalf("%v records counted as skipped, want at least %d", skipped, n)
+	}
+	// 20 records over ~0.4s plus the commit delay: a handful of
+	// transactions, not one per poll.
+	if txns > 5 {
+		t.Fatalf("%v transactions for %d skipped records, want at most 5", txns, n)
+	}
+	t.Logf("%d skipped records: %v transactions", n, txns)
+
+	// A wanted record after them is handled and commits everything.
+	b, _ := json.Marshal(msg{ID: "wanted"})
+	if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: string(e.layout.Intents()), Key: []byte("k"), Value: b,
+		Headers: []kgo.RecordHeader{{Key: pipeline.HeaderEventType, Value: []byte("run.dispatch")}}}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.readAll(t, e.layout.Control(), 1, 0, true); len(got) != 1 {
+		t.Fatalf("%d outputs, want 1", len(got))
 	}
 }

@@ -326,6 +326,9 @@ type Processor struct {
 	fatal   error
 
 	backoff time.Duration // loop goroutine only
+	// deferredSince is when records passed over without a transaction
+	// first left their offsets uncommitted (zero: none); loop goroutine only.
+	deferredSince time.Time
 }
 
 // NewProcessor returns a processor named name (it names the group, the
@@ -434,6 +437,7 @@ func (p *Processor) takeFatal() error {
 func (p *Processor) session(ctx context.Context) error {
 	log := p.cfg.log
 	p.store.dropAll()
+	p.deferredSince = time.Time{}
 	_ = p.takeFatal()
 
 	klog := kslog.New(slog.New(minLevelHandler{h: log.Handler(), min: slog.LevelWarn}))
@@ -546,20 +550,73 @@ func (p *Processor) session(ctx context.Context) error {
 			p.logReleased(p.store.releaseExpired(now))
 			due = p.store.dueTimers(now)
 		}
-		if len(recs) > 0 || len(due) > 0 {
+		now := time.Now()
+		switch {
+		case len(due) == 0 && len(recs) > 0 && p.skippable(recs) && p.deferring(now):
+			// Every record is of a type this processor passes over:
+			// nothing to produce, so no transaction. Their offsets are
+			// committed with the next one (at most skipCommitDelay
+			// later); read again after a crash, they are passed over
+			// again. This spares brokers the offset-only transactions
+			// that Kafka 4.1 with transaction.version 2 often aborts.
+			p.m.records.WithLabelValues(p.name, "skipped").Add(float64(len(recs)))
+			p.advanceRead(read)
+		case len(recs) > 0 || len(due) > 0 || p.deferralDue(now):
 			if err := p.transact(ctx, sess, recs, due, read); err != nil {
 				sess.AllowRebalance()
 				return err
 			}
-		} else if len(read) > 0 {
+		case len(read) > 0:
 			// Only transaction markers: nothing to handle or commit,
 			// but the catch-up waits move on.
-			ov := p.store.newOverlay()
-			advanceAll(ov, read)
-			p.logReleased(ov.apply(p.timed))
+			p.advanceRead(read)
 		}
 		sess.AllowRebalance()
 	}
+}
+
+// skipCommitDelay bounds how long the offsets of records passed over
+// without a transaction (WithEventTypes) wait for the next one.
+const skipCommitDelay = time.Second
+
+// skippable reports whether the handler is handed none of recs: each names
+// in its HeaderEventType a type outside WithEventTypes.
+func (p *Processor) skippable(recs []*kgo.Record) bool {
+	if p.cfg.eventTypes == nil {
+		return false
+	}
+	for _, r := range recs {
+		if t, ok := eventTypeHeader(r); !ok || p.cfg.eventTypes[t] {
+			return false
+		}
+	}
+	return true
+}
+
+// deferring starts or continues a deferral of skipped records' offsets and
+// reports whether it may go on (it is younger than skipCommitDelay).
+func (p *Processor) deferring(now time.Time) bool {
+	if p.deferredSince.IsZero() {
+		p.deferredSince = now
+	}
+	return now.Sub(p.deferredSince) < skipCommitDelay
+}
+
+// deferralDue reports whether skipped records' offsets have waited
+// skipCommitDelay for a transaction: an offset-only one commits them.
+func (p *Processor) deferralDue(now time.Time) bool {
+	return !p.deferredSince.IsZero() && now.Sub(p.deferredSince) >= skipCommitDelay
+}
+
+// advanceRead moves the catch-up positions past records that needed no
+// transaction.
+func (p *Processor) advanceRead(read map[int32]map[string]int64) {
+	if len(read) == 0 {
+		return
+	}
+	ov := p.store.newOverlay()
+	advanceAll(ov, read)
+	p.logReleased(ov.apply(p.timed))
 }
 
 // close leaves the group and closes the client, bounded by the shutdown
@@ -870,6 +927,7 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 		}
 		return nil
 	}
+	p.deferredSince = time.Time{} // every polled offset is committed
 	advanceAll(b.ov, read)
 	p.logReleased(b.ov.apply(p.timed))
 	if p.backoff != 0 {
