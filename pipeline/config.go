@@ -94,6 +94,12 @@ type Config struct {
 	// group plus "-" plus it, so it must be stable across restarts and
 	// unique among live instances. Default empty: the host name.
 	InstanceID string `env:"SPINE_INSTANCE_ID"`
+	// ViewMaxRuns is SPINE_VIEW_MAX_RUNS, the most runs the projections view
+	// (GET /v1/runs/{trace_id}) keeps in memory, about 2 KB each; past it
+	// the least recently updated run leaves the view (its figures stay in
+	// the aggregates, the run stays on the compacted topic). 0: no bound.
+	// Default 100000.
+	ViewMaxRuns int `env:"SPINE_VIEW_MAX_RUNS, default=100000"`
 	// BatchMaxRecords is SPINE_BATCH_MAX_RECORDS, the most input records a
 	// processor handles in one transaction. Default 1000.
 	BatchMaxRecords int `env:"SPINE_BATCH_MAX_RECORDS, default=1000"`
@@ -224,7 +230,7 @@ func EnvVars() []string {
 		"SPINE_THREAD_RETENTION", "SPINE_THREAD_RETENTION_BYTES",
 		"SPINE_DATA_DIR", "SPINE_EMBEDDED_BROKERS", "SPINE_KAFKA_PORT",
 		"SPINE_REGISTRY_ADDR", "SPINE_HTTP_ADDR", "SPINE_METRICS_ADDR",
-		"SPINE_SHUTDOWN_TIMEOUT", "SPINE_INSTANCE_ID", "SPINE_BATCH_MAX_RECORDS",
+		"SPINE_SHUTDOWN_TIMEOUT", "SPINE_INSTANCE_ID", "SPINE_VIEW_MAX_RUNS", "SPINE_BATCH_MAX_RECORDS",
 		"SPINE_TRANSACTION_TIMEOUT", "SPINE_GROUP_SESSION_TIMEOUT", "SPINE_STATIC_MEMBERSHIP", "SPINE_LOG_LEVEL", "SPINE_LOG_FORMAT",
 		"SPINE_INTENT_KINDS", "SPINE_MAX_RUNS_PER_ACTOR", "SPINE_EXEC_TIMEOUT", "SPINE_GATE_TIMEOUT",
 		"SPINE_RUN_DEADLINE", "SPINE_RETRY_MAX_ATTEMPTS", "SPINE_RETRY_INITIAL_INTERVAL",
@@ -390,6 +396,9 @@ func (c *Config) validate() []error {
 	}
 	if strings.ContainsAny(c.InstanceID, " /\\,:") {
 		bad("SPINE_INSTANCE_ID: %q must not contain spaces or separators", c.InstanceID)
+	}
+	if c.ViewMaxRuns < 0 {
+		bad("SPINE_VIEW_MAX_RUNS: %d must not be negative (0: no bound)", c.ViewMaxRuns)
 	}
 	if c.BatchMaxRecords < 1 {
 		bad("SPINE_BATCH_MAX_RECORDS: %d must be at least 1", c.BatchMaxRecords)

@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,10 @@ type StoreConfig struct {
 	Window time.Duration
 	// Logger receives the store's logs; nil discards them.
 	Logger *slog.Logger
+	// MaxRuns bounds the runs the view keeps (about 2 KB each): past it the
+	// least recently updated run leaves the view, while its figures stay in
+	// the aggregates and the run stays on the compacted topic. 0: no bound.
+	MaxRuns int
 }
 
 // Store is a read-only view of the projections (goka's "view"): it consumes
@@ -36,12 +41,21 @@ type Store struct {
 	cfg StoreConfig
 	log *slog.Logger
 
-	mu    sync.RWMutex
-	runs  map[string]map[string][]byte // trace → source topic → encoded part, decoded on query
-	aggs  Cells                        // aggregate cells by key
-	ready bool
-	last  time.Time // when the last record was applied
-	n     int64     // records applied
+	mu      sync.RWMutex
+	runs    map[string]*viewRun // by trace id
+	recent  list.List           // trace ids, most recently updated first
+	evicted int64               // runs dropped for MaxRuns
+	aggs    Cells               // aggregate cells by key
+	ready   bool
+	last    time.Time // when the last record was applied
+	n       int64     // records applied
+}
+
+// viewRun is one run in the view: its encoded part per source topic,
+// decoded on query, and its place in Store.recent.
+type viewRun struct {
+	parts map[string][]byte
+	at    *list.Element
 }
 
 // NewStore returns a Store; it does no I/O.
@@ -56,13 +70,16 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{cfg: cfg, log: log.With("component", "projections-store"), runs: map[string]map[string][]byte{}, aggs: Cells{}}, nil
+	if cfg.MaxRuns < 0 {
+		return nil, fmt.Errorf("projections store: MaxRuns %d is negative (0: no bound)", cfg.MaxRuns)
+	}
+	return &Store{cfg: cfg, log: log.With("component", "projections-store"), runs: map[string]*viewRun{}, aggs: Cells{}}, nil
 }
 
 // NewMemStore returns a Store serving fixed cells (for example a replay's),
 // without Kafka.
 func NewMemStore(cells Cells, window time.Duration) *Store {
-	s := &Store{cfg: StoreConfig{Window: window}, log: slog.New(slog.DiscardHandler), runs: map[string]map[string][]byte{}, aggs: Cells{}, ready: true}
+	s := &Store{cfg: StoreConfig{Window: window}, log: slog.New(slog.DiscardHandler), runs: map[string]*viewRun{}, aggs: Cells{}, ready: true}
 	if s.cfg.Window <= 0 {
 		s.cfg.Window = DefaultWindow
 	}
@@ -180,20 +197,36 @@ func (s *Store) apply(key, value []byte) {
 	s.aggs[string(key)] = c
 }
 
+// putRun stores one part of a run and makes the run the most recent,
+// dropping the least recent one past MaxRuns; s.mu is held.
 func (s *Store) putRun(k Key, value []byte) {
-	m := s.runs[k.TraceID]
-	if m == nil {
-		m = map[string][]byte{}
-		s.runs[k.TraceID] = m
+	r := s.runs[k.TraceID]
+	if r == nil {
+		r = &viewRun{parts: map[string][]byte{}, at: s.recent.PushFront(k.TraceID)}
+		s.runs[k.TraceID] = r
+	} else {
+		s.recent.MoveToFront(r.at)
 	}
-	m[k.Source.Topic] = value
+	r.parts[k.Source.Topic] = value
+	if s.cfg.MaxRuns > 0 && len(s.runs) > s.cfg.MaxRuns {
+		old := s.recent.Back()
+		trace := s.recent.Remove(old).(string)
+		delete(s.runs, trace)
+		s.evicted++
+		if s.evicted == 1 {
+			s.log.Info("the projections view is full: the least recently updated runs leave it (SPINE_VIEW_MAX_RUNS)", "max_runs", s.cfg.MaxRuns)
+		}
+	}
 }
 
 func (s *Store) del(k Key, key string) {
 	if k.Projection == ProjRuns {
-		delete(s.runs[k.TraceID], k.Source.Topic)
-		if len(s.runs[k.TraceID]) == 0 {
-			delete(s.runs, k.TraceID)
+		if r := s.runs[k.TraceID]; r != nil {
+			delete(r.parts, k.Source.Topic)
+			if len(r.parts) == 0 {
+				s.recent.Remove(r.at)
+				delete(s.runs, k.TraceID)
+			}
 		}
 		return
 	}
@@ -204,7 +237,11 @@ func (s *Store) del(k Key, key string) {
 // ErrNotFound.
 func (s *Store) RunStatus(trace string) (Run, error) {
 	s.mu.RLock()
-	raw := s.runs[trace]
+	var raw map[string][]byte
+	if r := s.runs[trace]; r != nil {
+		raw = r.parts
+	}
+	evicted := s.evicted
 	parts := make(map[string]*RunPart, len(raw))
 	for topic, b := range raw {
 		c, err := decodeCell(ProjRuns, b)
@@ -217,6 +254,10 @@ func (s *Store) RunStatus(trace string) (Run, error) {
 	s.mu.RUnlock()
 	r, ok := MergeRun(parts)
 	if !ok {
+		if evicted > 0 {
+			return Run{}, fmt.Errorf("%w (the view keeps the %d most recently updated runs, SPINE_VIEW_MAX_RUNS; older ones are on the compacted runs topic)",
+				errRunNotFound(trace), s.cfg.MaxRuns)
+		}
 		return Run{}, errRunNotFound(trace)
 	}
 	return r, nil
@@ -236,11 +277,14 @@ type StoreStatus struct {
 	Cells   int       `json:"aggregate_cells"`
 	Records int64     `json:"records_applied"`
 	Updated time.Time `json:"updated,omitzero"`
+	// RunsEvicted counts runs that left the view for StoreConfig.MaxRuns.
+	RunsEvicted int64 `json:"runs_evicted"`
+	MaxRuns     int   `json:"max_runs,omitzero"`
 }
 
 // Status reports how far the store has read.
 func (s *Store) Status() StoreStatus {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return StoreStatus{Ready: s.ready, Runs: len(s.runs), Cells: len(s.aggs), Records: s.n, Updated: s.last}
+	return StoreStatus{Ready: s.ready, Runs: len(s.runs), Cells: len(s.aggs), Records: s.n, Updated: s.last, RunsEvicted: s.evicted, MaxRuns: s.cfg.MaxRuns}
 }

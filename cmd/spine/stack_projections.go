@@ -73,9 +73,10 @@ func newProjectionsStore(cfg *pipeline.Config, brokers []string, log *slog.Logge
 		return nil, err
 	}
 	return projections.NewStore(projections.StoreConfig{
-		Kafka:  append(opts, kgo.ClientID(cfg.ServiceName+"-projections-view")),
-		Layout: pipeline.NewLayout(cfg),
-		Logger: log,
+		Kafka:   append(opts, kgo.ClientID(cfg.ServiceName+"-projections-view")),
+		Layout:  pipeline.NewLayout(cfg),
+		Logger:  log,
+		MaxRuns: cfg.ViewMaxRuns,
 	})
 }
 
