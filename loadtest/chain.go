@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/projections"
 )
 
@@ -85,7 +86,10 @@ func Chain(ctx context.Context, cfg ChainConfig) (ChainResult, error) {
 		defer cancel()
 		_, _ = adm.DeleteTopics(dctx, names...)
 	}()
-	if err := waitLeaders(ctx, adm, names...); err != nil {
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	err = pipeline.WaitLeaders(wctx, adm, names...)
+	wcancel()
+	if err != nil {
 		return ChainResult{}, fmt.Errorf("raw chain: %w", err)
 	}
 
@@ -209,49 +213,4 @@ func Chain(ctx context.Context, cfg ChainConfig) (ChainResult, error) {
 	res := ChainResult{Hops: hops, Records: cfg.Records, Events: int64(cfg.Records) * hops, Seconds: el, Latency: projections.PercentilesOf(&lat)}
 	res.EventsPerSec = float64(res.Events) / el
 	return res, nil
-}
-
-// waitLeaders polls, for up to 30s, until every partition of topics has a
-// leader: on Apache Kafka, CreateTopics returns before the broker serves
-// the new partitions, and a produce in between fails with
-// UNKNOWN_TOPIC_OR_PARTITION.
-func waitLeaders(ctx context.Context, adm *kadm.Client, topics ...string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		td, err := adm.ListTopics(ctx, topics...)
-		if err == nil {
-			err = leaderless(td, topics)
-		}
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("topics %v have no leaders: %w", topics, err)
-		case <-tick.C:
-		}
-	}
-}
-
-// leaderless reports the first of topics that is missing from td or has a
-// partition without a leader.
-func leaderless(td kadm.TopicDetails, topics []string) error {
-	for _, t := range topics {
-		d, ok := td[t]
-		switch {
-		case !ok || len(d.Partitions) == 0:
-			return fmt.Errorf("topic %s not listed", t)
-		case d.Err != nil:
-			return fmt.Errorf("topic %s: %w", t, d.Err)
-		}
-		for _, p := range d.Partitions {
-			if p.Err != nil || p.Leader < 0 {
-				return fmt.Errorf("topic %s partition %d: leader %d, err %v", t, p.Partition, p.Leader, p.Err)
-			}
-		}
-	}
-	return nil
 }

@@ -123,26 +123,6 @@ func newEnvOn(t *testing.T, brokers []string, partitions int32) *env {
 	if err := pipeline.EnsureTopics(ctx, adm, l, -1); err != nil {
 		t.Fatalf("ensure topics: %v", err)
 	}
-	// A real broker answers for new topics only once their metadata
-	// propagated.
-	waitFor(t, 30*time.Second, func() bool {
-		tds, err := adm.ListTopics(ctx)
-		if err != nil {
-			return false
-		}
-		for _, spec := range l.Specs() {
-			td, ok := tds[string(spec.Name)]
-			if !ok || td.Err != nil || len(td.Partitions) != int(spec.Partitions) {
-				return false
-			}
-			for _, pd := range td.Partitions {
-				if pd.Err != nil || pd.Leader < 0 {
-					return false
-				}
-			}
-		}
-		return true
-	}, "topics to have leaders")
 	return &env{brokers: brokers, layout: l, codec: &jsonCodec{n: 2}}
 }
 

@@ -165,6 +165,7 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, l Layout, replication i
 		return fmt.Errorf("list topics: %w (is Kafka reachable?)", err)
 	}
 	var errs []error
+	var created []string
 	for _, s := range specs {
 		if d, ok := existing[string(s.Name)]; ok && d.Err == nil {
 			if s.Thread && int32(len(d.Partitions)) != s.Partitions {
@@ -179,7 +180,59 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, l Layout, replication i
 		}
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 			errs = append(errs, fmt.Errorf("create topic %s: %w", s.Name, err))
+			continue
+		}
+		created = append(created, string(s.Name))
+	}
+	if len(errs) == 0 && len(created) > 0 {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := WaitLeaders(wctx, adm, created...); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// WaitLeaders polls until every partition of topics has a leader, or ctx
+// ends: Apache Kafka answers CreateTopics before the partitions are served,
+// and a produce in between fails with UNKNOWN_TOPIC_OR_PARTITION (a
+// transactional one aborts its transaction).
+func WaitLeaders(ctx context.Context, adm *kadm.Client, topics ...string) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		td, err := adm.ListTopics(ctx, topics...)
+		if err == nil {
+			err = leaderless(td, topics)
+		}
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("topics %v are not served yet: %w", topics, err)
+		case <-tick.C:
+		}
+	}
+}
+
+// leaderless reports the first of topics that is missing from td or has a
+// partition without a leader.
+func leaderless(td kadm.TopicDetails, topics []string) error {
+	for _, t := range topics {
+		d, ok := td[t]
+		switch {
+		case !ok || len(d.Partitions) == 0:
+			return fmt.Errorf("topic %s not listed", t)
+		case d.Err != nil:
+			return fmt.Errorf("topic %s: %w", t, d.Err)
+		}
+		for _, p := range d.Partitions {
+			if p.Err != nil || p.Leader < 0 {
+				return fmt.Errorf("topic %s partition %d: leader %d, err %v", t, p.Partition, p.Leader, p.Err)
+			}
+		}
+	}
+	return nil
 }

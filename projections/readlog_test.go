@@ -1,13 +1,14 @@
 package projections
 
 import (
-	"fmt"
+	"context"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
 )
 
@@ -22,24 +23,11 @@ func TestReadUntil(t *testing.T) {
 	if _, err := adm.CreateTopic(t.Context(), 2, -1, nil, topic); err != nil {
 		t.Fatal(err)
 	}
-	// On Apache Kafka, CreateTopic returns before the partitions have
-	// leaders, and a transactional produce in between fails.
-	eventually(t, 30*time.Second, func() error {
-		td, err := adm.ListTopics(t.Context(), topic)
-		if err != nil {
-			return err
-		}
-		d := td[topic]
-		if d.Err != nil || len(d.Partitions) != 2 {
-			return fmt.Errorf("topic %s: %d partitions, err %v", topic, len(d.Partitions), d.Err)
-		}
-		for _, p := range d.Partitions {
-			if p.Err != nil || p.Leader < 0 {
-				return fmt.Errorf("topic %s partition %d: leader %d, err %v", topic, p.Partition, p.Leader, p.Err)
-			}
-		}
-		return nil
-	})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := pipeline.WaitLeaders(ctx, adm, topic); err != nil {
+		t.Fatal(err)
+	}
 	txn := func(commit bool, vals ...string) {
 		t.Helper()
 		if err := cl.BeginTransaction(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
 )
 
@@ -42,7 +43,9 @@ func testTransactions(t *testing.T, brokers []string) {
 	if err != nil {
 		t.Fatalf("create topics: %v", err)
 	}
-	waitLeaders(ctx, t, adm, in, out)
+	if err := pipeline.WaitLeaders(ctx, adm, in, out); err != nil {
+		t.Fatal(err)
+	}
 
 	const n = 30
 	plain := kafkatest.Client(t, brokers, kgo.DefaultProduceTopic(in))
@@ -176,37 +179,6 @@ func stableOffsets(ctx context.Context, t *testing.T, adm *kadm.Client, group st
 	}
 }
 
-// waitLeaders polls until every partition of topics has a leader: on Apache
-// Kafka, CreateTopics returns before the broker serves the new partitions,
-// and a produce in between fails with UNKNOWN_TOPIC_OR_PARTITION.
-func waitLeaders(ctx context.Context, t *testing.T, adm *kadm.Client, topics ...string) {
-	t.Helper()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		td, err := adm.ListTopics(ctx, topics...)
-		ready := err == nil && len(td) == len(topics)
-		for _, d := range td {
-			if d.Err != nil || len(d.Partitions) == 0 {
-				ready = false
-			}
-			for _, p := range d.Partitions {
-				if p.Err != nil || p.Leader < 0 {
-					ready = false
-				}
-			}
-		}
-		if ready {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("topics %v have no leaders before the deadline (last error: %v)", topics, err)
-		case <-tick.C:
-		}
-	}
-}
-
 // TestOffsetOnlyTransactions runs transactions that commit consumed offsets
 // but produce nothing, each right after one that produced: a processor does
 // this whenever a batch holds only events it ignores. Exactly-once must hold
@@ -231,7 +203,9 @@ func TestOffsetOnlyTransactions(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create topics: %v", err)
 	}
-	waitLeaders(ctx, t, adm, in, out)
+	if err := pipeline.WaitLeaders(ctx, adm, in, out); err != nil {
+		t.Fatal(err)
+	}
 
 	const n = 200
 	plain := kafkatest.Client(t, brokers, kgo.DefaultProduceTopic(in))

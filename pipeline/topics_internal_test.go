@@ -1,0 +1,40 @@
+package pipeline
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+func TestLeaderless(t *testing.T) {
+	t.Parallel()
+	served := kadm.TopicDetail{Topic: "a", Partitions: kadm.PartitionDetails{
+		0: {Partition: 0, Leader: 1}, 1: {Partition: 1, Leader: 2},
+	}}
+	for _, tc := range []struct {
+		name string
+		td   kadm.TopicDetails
+		want string // "" means served
+	}{
+		{"served", kadm.TopicDetails{"a": served}, ""},
+		{"not listed", kadm.TopicDetails{}, "topic a not listed"},
+		{"no partitions yet", kadm.TopicDetails{"a": {Topic: "a"}}, "topic a not listed"},
+		{"topic error", kadm.TopicDetails{"a": {Topic: "a", Err: kerr.UnknownTopicOrPartition, Partitions: served.Partitions}}, "UNKNOWN_TOPIC_OR_PARTITION"},
+		{"a partition without a leader", kadm.TopicDetails{"a": {Topic: "a", Partitions: kadm.PartitionDetails{
+			0: {Partition: 0, Leader: 1}, 1: {Partition: 1, Leader: -1},
+		}}}, "partition 1: leader -1"},
+		{"a partition error", kadm.TopicDetails{"a": {Topic: "a", Partitions: kadm.PartitionDetails{
+			0: {Partition: 0, Leader: 1, Err: kerr.LeaderNotAvailable},
+		}}}, "LEADER_NOT_AVAILABLE"},
+	} {
+		err := leaderless(tc.td, []string{"a"})
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v, want served", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want an error naming %q", tc.name, err, tc.want)
+		}
+	}
+}
