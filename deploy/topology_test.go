@@ -164,6 +164,20 @@ func TestComposeTopologyRuns(t *testing.T) {
 		return nil
 	})
 
+	// The canary analyzer runs on its own and serves the rollout flag.
+	resp, err := http.Get(urls["canary"] + "/v1/flags")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flags struct {
+		Rollout pipeline.Rollout `json:"v2_rollout"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&flags)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || flags.Rollout.Phase == "" {
+		t.Errorf("canary /v1/flags: %d %+v (%v)", resp.StatusCode, flags, err)
+	}
+
 	// Scaling out works: each instance of a processor took a share.
 	for _, name := range names {
 		p := c.Services[name].processor()

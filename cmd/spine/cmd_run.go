@@ -17,20 +17,27 @@ import (
 
 func newRunCmd(a *app) *cobra.Command {
 	return &cobra.Command{
-		Use:   "run orchestrator|dataplane|gates|projections",
+		Use:   "run orchestrator|dataplane|gates|projections|canary",
 		Short: "Run one processor against an external cluster",
 		Long: `Run one processor of the thread on its transactional loop against the
 cluster KAFKA_BROKERS names (or a running 'spine up' on localhost) and the
 schema registry SCHEMA_REGISTRY_URL names. Any number of instances of one
 processor share the work through its consumer group; give each a stable,
 unique SPINE_INSTANCE_ID (its transactional id). /healthz and /metrics are
-served on SPINE_METRICS_ADDR, or SPINE_HTTP_ADDR when that is empty.`,
+served on SPINE_METRICS_ADDR, or SPINE_HTTP_ADDR when that is empty.
+
+'canary' runs the canary analyzer, which 'spine up' runs itself: every
+v2_rollout interval it compares canary with baseline on the projections
+(served by 'spine run projections') and steps, promotes or rolls back the
+rollout. Several may run; one leads and decides. It serves /v1/flags and
+/v1/canary/analyses on SPINE_HTTP_ADDR.`,
 		Args: func(_ *cobra.Command, args []string) error {
+			names := append(slices.Clone(processors.Names), "projections", canaryName)
 			if len(args) != 1 {
-				return usageError{fmt.Errorf("name one processor: %s", strings.Join(append(slices.Clone(processors.Names), "projections"), ", "))}
+				return usageError{fmt.Errorf("name one processor: %s", strings.Join(names, ", "))}
 			}
-			if !slices.Contains(processors.Names, args[0]) && args[0] != "projections" {
-				return usageError{fmt.Errorf("unknown processor %q (want one of %s)", args[0], strings.Join(append(slices.Clone(processors.Names), "projections"), ", "))}
+			if !slices.Contains(names, args[0]) {
+				return usageError{fmt.Errorf("unknown processor %q (want one of %s)", args[0], strings.Join(names, ", "))}
 			}
 			return nil
 		},
@@ -44,8 +51,11 @@ served on SPINE_METRICS_ADDR, or SPINE_HTTP_ADDR when that is empty.`,
 			if err := (&stack{cfg: cfg, a: a, brokers: cliBrokers(cfg)}).ensureTopics(cmd.Context()); err != nil {
 				return err
 			}
-			if args[0] == "projections" {
+			switch args[0] {
+			case "projections":
 				return runProjections(cmd.Context(), a, cfg)
+			case canaryName:
+				return runCanary(cmd.Context(), a, cfg)
 			}
 			return runProcessor(cmd.Context(), a, cfg, args[0])
 		},

@@ -9,11 +9,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/spinerun/spine/gates"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/processors/canary"
 	"github.com/spinerun/spine/processors/orchestrator"
+	"github.com/spinerun/spine/projections"
 	"github.com/spinerun/spine/schemas"
 )
 
@@ -25,11 +28,10 @@ type canaryWiring struct {
 }
 
 // wireCanary gives the stack its flag store (tailing spine.flags), the
-// flag-backed router the orchestrator routes with, and the canary analyzer,
-// which compares canary with baseline on the projections every rollout
-// interval and publishes each analysis on gate.canary. It runs after the
-// registry and before the processors; the analyzer reads the projections
-// store wired later, at analysis time.
+// flag-backed router the orchestrator routes with, and the canary analyzer
+// (newCanaryAnalyzer). It runs after the registry and before the
+// processors; the analyzer reads the projections store wired later, at
+// analysis time.
 func (st *stack) wireCanary(ctx context.Context) error {
 	cfg, log := st.cfg, st.a.log
 	opts, err := cfg.KafkaOpts(st.brokers...)
@@ -44,9 +46,32 @@ func (st *stack) wireCanary(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	pub, err := pipeline.NewProducer(pipeline.NewSchemaCodec(serde, layout), opts...)
+	an, runners, err := newCanaryAnalyzer(cfg, opts, pipeline.NewSchemaCodec(serde, layout), flags,
+		func() *projections.Store { return st.projections }, log, st.reg)
 	if err != nil {
 		return err
+	}
+	st.mux.Handle("GET /v1/flags", flagsHandler(flags))
+	st.mux.Handle("GET /v1/canary/analyses", analysesHandler(an))
+	st.runners = append(st.runners, flags.Run)
+	st.runners = append(st.runners, runners...)
+	return nil
+}
+
+// newCanaryAnalyzer returns the canary analyzer on flags and what runs it:
+// every rollout interval it compares canary with baseline on the
+// projections view that view returns at analysis time (nil: not wired
+// yet), publishes each analysis on gate.canary through its own producer,
+// and moves the rollout. It analyses only while its process leads the
+// canary-analyzer group, so one decision is taken however many processes
+// run one. The runners (the leader election, the analyzer) must run beside
+// flags.Run.
+func newCanaryAnalyzer(cfg *pipeline.Config, opts []kgo.Opt, codec pipeline.Codec, flags *pipeline.Flags,
+	view func() *projections.Store, log *slog.Logger, reg prometheus.Registerer) (*canary.Analyzer, []func(context.Context) error, error) {
+	layout := pipeline.NewLayout(cfg)
+	pub, err := pipeline.NewProducer(codec, opts...)
+	if err != nil {
+		return nil, nil, err
 	}
 	// The synthetic executor without sleep only reports its latency; the
 	// analysis then compares what it reports.
@@ -54,31 +79,29 @@ func (st *stack) wireCanary(ctx context.Context) error {
 	if !cfg.SyntheticSleep {
 		src = canary.LatencyExecutor
 	}
-	var evidence canary.EvidenceSource = canary.EvidenceSourceFunc(func(ctx context.Context, since time.Time) (gates.CanaryEvidence, error) {
-		if st.projections == nil {
-			return gates.CanaryEvidence{}, fmt.Errorf("no projections in this stack")
+	evidence := canary.EvidenceSourceFunc(func(ctx context.Context, since time.Time) (gates.CanaryEvidence, error) {
+		store := view()
+		if store == nil {
+			return gates.CanaryEvidence{}, fmt.Errorf("no projections view in this process")
 		}
-		return canary.ProjectionEvidence(st.projections, 0, src).Evidence(ctx, since)
+		return canary.ProjectionEvidence(store, 0, src).Evidence(ctx, since)
 	})
-	// One analyzer decides, however many stacks share the cluster.
 	leader := pipeline.NewLeader(opts, layout, "canary-analyzer", log)
 	an, err := canary.NewAnalyzer(canary.AnalyzerConfig{
 		Flags: flags, Evidence: evidence, Publisher: pub, Layout: layout,
-		Logger: log, Registerer: st.reg, LatencySource: src, Leader: leader,
+		Logger: log, Registerer: reg, LatencySource: src, Leader: leader,
 	})
 	if err != nil {
-		return err
+		pub.Close()
+		return nil, nil, err
 	}
-	st.mux.Handle("GET /v1/flags", flagsHandler(flags))
-	st.mux.Handle("GET /v1/canary/analyses", analysesHandler(an))
-	st.runners = append(st.runners, flags.Run, leader.Run, func(ctx context.Context) error {
+	return an, []func(context.Context) error{leader.Run, func(ctx context.Context) error {
 		defer pub.Close()
 		if err := flags.WaitReady(ctx); err != nil {
 			return nil // ctx ended
 		}
 		return an.Run(ctx)
-	})
-	return nil
+	}}, nil
 }
 
 // router is the Router the orchestrator routes new runs with: the
@@ -134,4 +157,48 @@ func analysesHandler(an *canary.Analyzer) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(list)
 	})
+}
+
+// canaryName is what `spine run` calls the canary analyzer.
+const canaryName = "canary"
+
+// runCanary runs the canary analyzer on its own (`spine run canary`), for
+// a split deployment whose processors run with `spine run`: the flag store,
+// a projections view to read the evidence from (the projections service
+// fills the topics it reads), the analyzer under its leader election,
+// /v1/flags, /v1/canary/analyses, /healthz and /metrics, until ctx ends.
+func runCanary(ctx context.Context, a *app, cfg *pipeline.Config) error {
+	reg := newMetricsRegistry()
+	codec, err := cliCodec(cfg)
+	if err != nil {
+		return err
+	}
+	brokers := cliBrokers(cfg)
+	opts, err := cfg.KafkaOpts(brokers...)
+	if err != nil {
+		return err
+	}
+	flags := pipeline.NewFlags(opts, pipeline.NewLayout(cfg), pipeline.WithFlagsLogger(a.log), pipeline.WithFlagsRegisterer(reg))
+	store, err := newProjectionsStore(cfg, brokers, a.log)
+	if err != nil {
+		return err
+	}
+	an, runners, err := newCanaryAnalyzer(cfg, opts, codec, flags, func() *projections.Store { return store }, a.log, reg)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mountOps(mux, reg, map[string]string{"processor": canaryName})
+	mux.Handle("GET /v1/flags", flagsHandler(flags))
+	mux.Handle("GET /v1/canary/analyses", analysesHandler(an))
+	srv := &pipeline.HTTPServer{Name: canaryName, Addr: cfg.HTTPAddr, Handler: mux, ShutdownTimeout: cfg.ShutdownTimeout, Log: a.log}
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	a.log.Info("canary analyzer running", "kafka", brokers, "http", "http://"+hostport(srv.BoundAddr())+"/v1/canary/analyses")
+	g, gctx := errgroup.WithContext(ctx)
+	for _, run := range append([]func(context.Context) error{flags.Run, store.Run, srv.Run}, runners...) {
+		g.Go(func() error { return run(gctx) })
+	}
+	return g.Wait()
 }
