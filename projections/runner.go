@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -330,6 +331,12 @@ func (r *Runner) Run(ctx context.Context) error {
 		kgo.TransactionalID(r.cfg.TransactionalID),
 		kgo.TransactionTimeout(r.cfg.TransactionTimeout),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		// A transaction's cells are sent when it ends, in one batch per
+		// partition (Produce, then Flush before End): the embedded kfake
+		// broker compacts past the last stable offset, except a
+		// partition's last batch, so a transaction whose cells spanned two
+		// batches could, if it then aborted, take committed cells with it.
+		kgo.ManualFlushing(),
 		kgo.ProducerLinger(0),
 		// Cells are small JSON written once per transaction; compressing
 		// them costs more CPU than it saves on a local broker.
@@ -582,7 +589,20 @@ func (r *Runner) transact(ctx context.Context, sess *kgo.GroupTransactSession, a
 	}
 	var perr error
 	if len(outs) > 0 {
-		perr = sess.ProduceSync(ctx, outs...).FirstErr()
+		var mu sync.Mutex
+		for _, rec := range outs {
+			sess.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+				if err != nil {
+					mu.Lock()
+					perr = cmp.Or(perr, err)
+					mu.Unlock()
+				}
+			})
+		}
+		ferr := sess.Client().Flush(ctx)
+		mu.Lock()
+		perr = cmp.Or(perr, ferr)
+		mu.Unlock()
 	}
 	if perr != nil {
 		_, _ = sess.End(ctx, kgo.TryAbort)
