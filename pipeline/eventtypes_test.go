@@ -133,10 +133,11 @@ func TestLoopSkippedNeedNoTransaction(t *testing.T) {
 	if skipped < n {
 		t.Fatalf("%v records counted as skipped, want at least %d", skipped, n)
 	}
-	// 20 records over ~0.4s plus the commit delay: a handful of
-	// transactions, not one per poll.
-	if txns > 5 {
-		t.Fatalf("%v transactions for %d skipped records, want at most 5", txns, n)
+	// 20 records over ~0.4s (longer on a loaded machine) plus the commit
+	// delay: about one transaction per second of it, not one per poll
+	// (without deferral: 20).
+	if txns > n/2 {
+		t.Fatalf("%v transactions for %d skipped records, want at most %d", txns, n, n/2)
 	}
 	t.Logf("%d skipped records: %v transactions", n, txns)
 
