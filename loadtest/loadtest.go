@@ -31,6 +31,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/processors/canary"
 	"github.com/spinerun/spine/processors/thread"
 	"github.com/spinerun/spine/projections"
 	"github.com/spinerun/spine/schemas"
@@ -296,9 +297,11 @@ sending:
 	}
 	report(cfg, st, start)
 
-	// 5. The decision that ended the rollout, if one did, so the report
-	// agrees with the flag.
-	awaitDecision(ctx, st, cfg.Flags.Rollout(), decisionWait)
+	// 5. The decision that ended the rollout, if the analyzer ended it,
+	// so the report agrees with the flag (an operator's end has none).
+	if endedByAnalyzer(cfg.Flags) {
+		awaitDecision(ctx, st, cfg.Flags.Rollout(), decisionWait)
+	}
 	stopColl()
 	<-collDone
 
@@ -311,6 +314,13 @@ func decided(r pipeline.Rollout) bool {
 	return r.Phase == pipeline.PhasePromoted || r.Phase == pipeline.PhaseRolledBack
 }
 
+// endedByAnalyzer reports whether the canary analyzer made the rollout's
+// last change.
+func endedByAnalyzer(f FlagStore) bool {
+	h := f.History(pipeline.FlagV2Rollout)
+	return len(h) > 0 && h[len(h)-1].Who == canary.AnalyzerActor
+}
+
 // decisionWait bounds awaitDecision.
 const decisionWait = 15 * time.Second
 
@@ -319,8 +329,7 @@ const decisionWait = 15 * time.Second
 // at the latest after d, or when ctx ends. The canary analyzer publishes
 // its gate.canary record before it writes the flag, so by the time the
 // flag store shows the end, the record is on the thread, but the collector
-// reads that topic at its own pace. A rollout an operator ended has no
-// such record and waits the whole of d.
+// reads that topic at its own pace.
 func awaitDecision(ctx context.Context, st *state, r pipeline.Rollout, d time.Duration) {
 	if !decided(r) {
 		return

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/processors/canary"
 )
 
 func TestAwaitDecision(t *testing.T) {
@@ -62,5 +63,34 @@ func TestAwaitDecisionEndsWithContext(t *testing.T) {
 	awaitDecision(ctx, &state{}, pipeline.Rollout{Phase: pipeline.PhasePromoted, Weight: 6000}, time.Hour)
 	if took := time.Since(start); took > 30*time.Second {
 		t.Errorf("returned %s after its context ended", took)
+	}
+}
+
+// historyFlags is a FlagStore that only answers History.
+type historyFlags struct {
+	FlagStore
+	h []pipeline.FlagChange
+}
+
+func (f historyFlags) History(string) []pipeline.FlagChange { return f.h }
+
+func TestEndedByAnalyzer(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		who  []string
+		want bool
+	}{
+		{"never set", nil, false},
+		{"the analyzer last", []string{"alice", canary.AnalyzerActor}, true},
+		{"an operator last", []string{canary.AnalyzerActor, "alice"}, false},
+	} {
+		var h []pipeline.FlagChange
+		for _, w := range tt.who {
+			h = append(h, pipeline.FlagChange{Who: w})
+		}
+		if got := endedByAnalyzer(historyFlags{h: h}); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }
