@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -70,30 +71,10 @@ func TestLiveMetrics(t *testing.T) {
 		"SPINE_LOG_LEVEL=warn",
 	}
 
-	var logs lockedBuffer
-	up := exec.Command(bin, "up")
-	up.Env, up.Stdout, up.Stderr = env, &logs, &logs
-	if err := up.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- up.Wait() }()
-	t.Cleanup(func() {
-		_ = up.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = up.Process.Kill()
-			<-exited
-			t.Error("spine up did not stop within 30s of SIGTERM")
-		}
-		if t.Failed() {
-			t.Logf("spine up output:\n%s", logs.String())
-		}
-	})
+	up := startProcess(t, "spine up", bin, []string{"up"}, env)
 
 	base := "http://" + httpAddr
-	waitFor(ctx, t, exited, "spine up answers /healthz", func() error {
+	waitFor(ctx, t, up, "spine up answers /healthz", func() error {
 		resp, err := http.Get(base + "/healthz")
 		if err != nil {
 			return err
@@ -113,7 +94,7 @@ func TestLiveMetrics(t *testing.T) {
 	}
 
 	var families map[string]*dto.MetricFamily
-	waitFor(ctx, t, exited, fmt.Sprintf("%d runs end on /metrics", n), func() error {
+	waitFor(ctx, t, up, fmt.Sprintf("%d runs end on /metrics", n), func() error {
 		var err error
 		if families, err = scrape(base + "/metrics"); err != nil {
 			return err
@@ -281,10 +262,53 @@ func scrape(url string) (map[string]*dto.MetricFamily, error) {
 	return p.TextToMetricFamilies(resp.Body)
 }
 
-// waitFor polls check until it returns nil, the deadline passes, or the
-// process behind exited stops.
-func waitFor(ctx context.Context, t *testing.T, exited <-chan error, what string, check func() error) {
+// child is a spine process a test started: done closes when it exited,
+// and err is then its exit error.
+type child struct {
+	done chan struct{}
+	err  error
+}
+
+// startProcess starts bin with args and env, keeping its output. At the
+// test's end it is stopped (SIGTERM, SIGKILL after 30s) and, if the test
+// failed, its output logged.
+func startProcess(t *testing.T, name, bin string, args, env []string) *child {
 	t.Helper()
+	var logs lockedBuffer
+	cmd := exec.Command(bin, args...)
+	cmd.Env, cmd.Stdout, cmd.Stderr = env, &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	c := &child{done: make(chan struct{})}
+	go func() {
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-c.done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-c.done
+			t.Errorf("%s did not stop within 30s of SIGTERM", name)
+		}
+		if t.Failed() {
+			t.Logf("%s (%s) output:\n%s", name, strings.Join(args, " "), logs.String())
+		}
+	})
+	return c
+}
+
+// waitFor polls check until it returns nil, the deadline passes, or the
+// process c (nil: none) exits.
+func waitFor(ctx context.Context, t *testing.T, c *child, what string, check func() error) {
+	t.Helper()
+	var exited <-chan struct{}
+	if c != nil {
+		exited = c.done
+	}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -295,22 +319,27 @@ func waitFor(ctx context.Context, t *testing.T, exited <-chan error, what string
 		select {
 		case <-ctx.Done():
 			t.Fatalf("waiting until %s: %v (last: %v)", what, ctx.Err(), err)
-		case e := <-exited:
-			t.Fatalf("waiting until %s: spine up exited: %v (last: %v)", what, e, err)
+		case <-exited:
+			t.Fatalf("waiting until %s: the process exited: %v (last: %v)", what, c.err, err)
 		case <-tick.C:
 		}
 	}
 }
 
-// freeAddr returns a loopback address with a port that was free just now.
+// freeAddr returns a loopback address with a port that was free just now,
+// below Linux's ephemeral range (32768-60999) where the many outgoing
+// connections of parallel tests cannot take it before the process binds it.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000)))
+		if err == nil {
+			defer l.Close()
+			return l.Addr().String()
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no free port in 20000-31999 after 100 tries")
+	return ""
 }
 
 // lockedBuffer is a bytes.Buffer safe for the child's two output streams.

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -194,28 +193,8 @@ func TestComposeTopologyRuns(t *testing.T) {
 // (a GET of it answers 200).
 func start(ctx context.Context, t *testing.T, name, bin string, args, env []string, ready string) {
 	t.Helper()
-	var logs lockedBuffer
-	cmd := exec.Command(bin, args...)
-	cmd.Env, cmd.Stdout, cmd.Stderr = env, &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Errorf("%s did not stop within 30s of SIGTERM", name)
-		}
-		if t.Failed() {
-			t.Logf("%s (%s) output:\n%s", name, strings.Join(args, " "), logs.String())
-		}
-	})
-	waitFor(ctx, t, exited, name+" answers "+ready, func() error {
+	c := startProcess(t, name, bin, args, env)
+	waitFor(ctx, t, c, name+" answers "+ready, func() error {
 		resp, err := http.Get(ready)
 		if err != nil {
 			return err
