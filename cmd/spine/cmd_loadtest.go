@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -107,8 +108,17 @@ the v2 executor settings are then that stack's (SPINE_CANARY_*).`,
 	return cmd
 }
 
-// freePort returns a TCP port free on 127.0.0.1 right now.
+// freePort returns a TCP port free on 127.0.0.1 right now, preferably
+// below Linux's ephemeral range (32768-60999), where outgoing connections
+// (the stack's own Kafka clients among them) cannot take it before the
+// stack binds it.
 func freePort() (int, error) {
+	for range 50 {
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))); err == nil {
+			defer l.Close()
+			return l.Addr().(*net.TCPAddr).Port, nil
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
