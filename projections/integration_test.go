@@ -112,6 +112,20 @@ func (e *env) runner(t *testing.T) *Runner {
 	return r
 }
 
+// view starts a projections store on the env's topics and the API over it,
+// both stopped with the test.
+func (e *env) view(t *testing.T) (*Store, *httptest.Server) {
+	t.Helper()
+	store, err := NewStore(StoreConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, "store", store.Run)
+	srv := httptest.NewServer(NewAPI(store).Handler())
+	t.Cleanup(srv.Close)
+	return store, srv
+}
+
 // start runs fn until the returned stop is called (or the test ends).
 func start(t *testing.T, name string, fn func(context.Context) error) (stop func()) {
 	t.Helper()
@@ -169,6 +183,24 @@ func eventually(t *testing.T, d time.Duration, check func() error) {
 	}
 }
 
+// waitFolded polls the canary report until every one of the baseline's
+// and the canary's runs shows its intent, its artifact and its gate checks
+// (schema for the baseline, the verdict for the canary): every topic of the
+// thread is folded.
+func waitFolded(t *testing.T, base string, baseline, canary int64) {
+	t.Helper()
+	eventually(t, 60*time.Second, func() error {
+		var cr CanaryReport
+		getJSON(t, base+"/v1/canary", &cr)
+		b, c := cr.Baseline, cr.Canary
+		if b.Received == baseline && c.Received == canary && b.Artifacts == baseline && c.Artifacts == canary &&
+			b.Gates["schema"].Passed == baseline && c.Gates["verdict"].Passed+c.Gates["verdict"].Failed == canary {
+			return nil
+		}
+		return fmt.Errorf("baseline %d/%d %+v canary %d/%d %+v", b.Received, b.Artifacts, b.Gates, c.Received, c.Artifacts, c.Gates)
+	})
+}
+
 // waitTerminals polls the golden-path API until want runs are terminal.
 func waitTerminals(t *testing.T, base string, want int64) GoldenReport {
 	t.Helper()
@@ -205,13 +237,7 @@ func TestProjectionsEndToEnd(t *testing.T) {
 		}
 	}
 
-	store, err := NewStore(StoreConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start(t, "store", store.Run)
-	srv := httptest.NewServer(NewAPI(store).Handler())
-	t.Cleanup(srv.Close)
+	_, srv := e.view(t)
 
 	// First runner: folds the first half, then stops cleanly.
 	stop := start(t, "runner-1", e.runner(t).Run)
@@ -376,13 +402,7 @@ func TestProjectionsRebalanceExactlyOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	runs := slices.Concat(synth(31, 120, "baseline", schemas.V1, 7), synth(32, 80, "canary", schemas.V2, 5))
-	store, err := NewStore(StoreConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start(t, "store", store.Run)
-	srv := httptest.NewServer(NewAPI(store).Handler())
-	t.Cleanup(srv.Close)
+	_, srv := e.view(t)
 
 	member := func(id string) func() {
 		r, err := NewRunner(RunnerConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec,
@@ -405,20 +425,7 @@ func TestProjectionsRebalanceExactlyOnce(t *testing.T) {
 	waitTerminals(t, srv.URL, int64(len(runs)))
 
 	// Every topic's events are folded, whichever member held them.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var cr CanaryReport
-		getJSON(t, srv.URL+"/v1/canary", &cr)
-		b, c := cr.Baseline, cr.Canary
-		if b.Received == 120 && c.Received == 80 && b.Artifacts == 120 && c.Artifacts == 80 &&
-			b.Gates["schema"].Passed == 120 && c.Gates["verdict"].Passed+c.Gates["verdict"].Failed == 80 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("counts after rebalances: baseline %d/%d %+v canary %d/%d %+v", b.Received, b.Artifacts, b.Gates, c.Received, c.Artifacts, c.Gates)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitFolded(t, srv.URL, 120, 80)
 	rr, err := Replay(t.Context(), ReplayConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec})
 	if err != nil {
 		t.Fatal(err)
@@ -454,13 +461,7 @@ func TestProjectionsRegistryOutageIsTransient(t *testing.T) {
 		t.Fatal(err)
 	}
 	start(t, "runner", r.Run)
-	store, err := NewStore(StoreConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start(t, "store", store.Run)
-	srv := httptest.NewServer(NewAPI(store).Handler())
-	t.Cleanup(srv.Close)
+	store, srv := e.view(t)
 
 	// During the outage the runner tries (and aborts), nothing is folded
 	// and nothing dead-lettered.
@@ -502,13 +503,7 @@ func TestReplayWhileMoving(t *testing.T) {
 	runs := synth(81, 60, "canary", schemas.V2, 4)
 	e.produce(t, runs)
 	start(t, "runner", e.runner(t).Run)
-	store, err := NewStore(StoreConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start(t, "store", store.Run)
-	srv := httptest.NewServer(NewAPI(store).Handler())
-	t.Cleanup(srv.Close)
+	_, srv := e.view(t)
 	waitTerminals(t, srv.URL, int64(len(runs)))
 
 	analysis := func(i int) *kgo.Record {
@@ -582,13 +577,7 @@ func TestProjectionsLateEventsAfterEviction(t *testing.T) {
 	e.produce(t, runs)
 	r := e.runner(t)
 	start(t, "runner", r.Run)
-	store, err := NewStore(StoreConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start(t, "store", store.Run)
-	srv := httptest.NewServer(NewAPI(store).Handler())
-	t.Cleanup(srv.Close)
+	store, srv := e.view(t)
 	waitTerminals(t, srv.URL, int64(len(runs)))
 
 	// Late events: a stale dataplane result and an illegal transition for
