@@ -35,17 +35,7 @@ func testTransactions(t *testing.T, brokers []string) {
 	p := kafkatest.Prefix(t)
 	in, out := p+"in", p+"out"
 
-	adm := kadm.NewClient(kafkatest.Client(t, brokers))
-	created, err := adm.CreateTopics(ctx, 3, 1, nil, in, out)
-	if err == nil {
-		err = created.Error()
-	}
-	if err != nil {
-		t.Fatalf("create topics: %v", err)
-	}
-	if err := pipeline.WaitLeaders(ctx, adm, in, out); err != nil {
-		t.Fatal(err)
-	}
+	adm := createTopics(ctx, t, brokers, 3, in, out)
 
 	const n = 30
 	plain := kafkatest.Client(t, brokers, kgo.DefaultProduceTopic(in))
@@ -179,6 +169,24 @@ func stableOffsets(ctx context.Context, t *testing.T, adm *kadm.Client, group st
 	}
 }
 
+// createTopics creates topics with partitions each (replication 1) and
+// waits until they are served; it returns the admin client it used.
+func createTopics(ctx context.Context, t *testing.T, brokers []string, partitions int32, topics ...string) *kadm.Client {
+	t.Helper()
+	adm := kadm.NewClient(kafkatest.Client(t, brokers))
+	created, err := adm.CreateTopics(ctx, partitions, 1, nil, topics...)
+	if err == nil {
+		err = created.Error()
+	}
+	if err != nil {
+		t.Fatalf("create topics: %v", err)
+	}
+	if err := pipeline.WaitLeaders(ctx, adm, topics...); err != nil {
+		t.Fatal(err)
+	}
+	return adm
+}
+
 // TestOffsetOnlyTransactions runs transactions that commit consumed offsets
 // but produce nothing, each right after one that produced: a processor does
 // this whenever a batch holds only events it ignores. Exactly-once must hold
@@ -195,17 +203,7 @@ func TestOffsetOnlyTransactions(t *testing.T) {
 	brokers := kafkatest.Brokers(t)
 	p := kafkatest.Prefix(t)
 	in, out := p+"in", p+"out"
-	adm := kadm.NewClient(kafkatest.Client(t, brokers))
-	created, err := adm.CreateTopics(ctx, 1, 1, nil, in, out)
-	if err == nil {
-		err = created.Error()
-	}
-	if err != nil {
-		t.Fatalf("create topics: %v", err)
-	}
-	if err := pipeline.WaitLeaders(ctx, adm, in, out); err != nil {
-		t.Fatal(err)
-	}
+	adm := createTopics(ctx, t, brokers, 1, in, out)
 
 	const n = 200
 	plain := kafkatest.Client(t, brokers, kgo.DefaultProduceTopic(in))
