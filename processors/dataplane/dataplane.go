@@ -156,7 +156,7 @@ func (d *Dataplane) Handle(ctx context.Context, _ []byte, in pipeline.Input) (pi
 		e.ArtifactID = ArtifactID(ev.TraceID, ev.SpanID)
 		e.Artifact = &schemas.ArtifactSummary{
 			ContentType: res.ContentType,
-			Summary:     Summarize(res.Content, schemas.MaxSummaryBytes),
+			Summary:     Summarize(string(res.Content), schemas.MaxSummaryBytes),
 			Score:       res.Score,
 			SizeBytes:   int64(len(res.Content)),
 			LatencyMs:   res.Latency.Milliseconds(),

@@ -8,15 +8,18 @@ import (
 	"github.com/spinerun/spine/schemas"
 )
 
-// Executor runs one dispatched execution. Implementations are adapters to a
-// model API, an MCP tool, an HTTP service, or the synthetic simulator.
-// Execute must honour ctx and be safe for concurrent use.
+// Executor runs one dispatched call. Implementations are adapters, one
+// package each under adapters/: a model API (adapters/openai), an MCP tool
+// (adapters/mcp), the synthetic simulator (adapters/synthetic). Execute must
+// honour ctx (its deadline is the state's timeout) and be safe for
+// concurrent use. It must not retry on its own: retries live in one place,
+// the stateflow's retry policy, which reads the classified error.
 //
-// An error that wraps ErrNoAnswer means the execution never answers (the
-// worker emits no result, the orchestrator's timeout takes over). A
-// *ExecError is a failed execution reported as dataplane.failed with its
-// kind. Any other error is also reported as dataplane.failed (kind
-// "execution"), unless the handler's own ctx ended, which is transient.
+// An error that wraps ErrNoAnswer means the call never answers (the worker
+// emits no result, the orchestrator's timeout takes over). A *ExecError is a
+// failed call reported as dataplane.failed with its kind and retryability.
+// Any other error is also reported as dataplane.failed (kind "execution",
+// retryable), unless the handler's own ctx ended.
 type Executor interface {
 	Execute(ctx context.Context, req Request) (Result, error)
 }
@@ -27,7 +30,16 @@ type ExecutorFunc func(ctx context.Context, req Request) (Result, error)
 // Execute calls f.
 func (f ExecutorFunc) Execute(ctx context.Context, req Request) (Result, error) { return f(ctx, req) }
 
-// Request is one execution asked by a run.dispatch.
+// Validator is implemented by executors that can refuse a request before
+// any call is made (an MCP tool the server does not list, arguments that
+// are not a JSON object). A non-nil error should be a non-retryable
+// *ExecError; the dataplane reports it as dataplane.failed without calling
+// Execute.
+type Validator interface {
+	Validate(req Request) error
+}
+
+// Request is one call asked by a run.dispatch.
 type Request struct {
 	TraceID string
 	Actor   string
@@ -36,55 +48,118 @@ type Request struct {
 	Route string
 	// Version is the run's contract version.
 	Version schemas.ContractVersion
-	// Attempt is the attempt number (always 0 on V1 runs, whose events do
-	// not carry it; DispatchSpan tells attempts apart).
+	// Attempt is the attempt number, 0 for the first.
 	Attempt int32
 	// DispatchSpan is the span id of the run.dispatch: unique per attempt.
 	DispatchSpan string
-	Priority     int32
-	Tenant       string
-	Attributes   map[string]string
+	// IdempotencyKey is derived from the dispatch: stable across a crash
+	// and a re-run of the same dispatch, different for each attempt. HTTP
+	// executors send it as the Idempotency-Key header so the outside system
+	// can deduplicate.
+	IdempotencyKey string
+	// Input is the run's input, byte for byte as the intent carried it.
+	Input      []byte
+	Priority   int32
+	Tenant     string
+	Attributes map[string]string
 }
 
 // Result is a delivered artifact.
 type Result struct {
 	// ContentType is the artifact's MIME type.
 	ContentType string
-	// Content is the full artifact; events carry a bounded summary of it.
-	Content string
-	// Score is the model-reported quality in [0,1].
-	Score float64
-	// Latency is the execution latency, reported in the artifact (the
-	// synthetic executor simulates it without sleeping by default).
+	// Content is the full artifact, kept under its artifact id; events carry
+	// a bounded summary of it.
+	Content []byte
+	// Score is a quality score in [0,1], when the executor has one
+	// (HasScore); a model API has none.
+	Score    float64
+	HasScore bool
+	// Latency is the latency an executor only simulates (the synthetic
+	// executor without sleep); 0 means the dataplane's own measurement
+	// around the call counts.
 	Latency time.Duration
-	// Usage is token usage and cost, if known (carried by V2 events).
+	// Usage is token usage and cost, if known.
 	Usage *schemas.Usage
+	// FinishReason is why a model stopped ("stop", "length", ...), if known.
+	FinishReason string
 }
 
 // ErrNoAnswer is wrapped by an executor that never answers.
 var ErrNoAnswer = errors.New("executor never answered")
 
-// ExecError is a failed execution with a stable kind, which the
-// orchestrator's retry policy reads (NonRetryableErrorKinds).
+// Stable error kinds of a failed call, classified at the boundary (as kerr
+// marks each Kafka error retriable or not). The orchestrator's retry policy
+// reads the kind and the retryable flag; kinds are on the thread, in
+// dataplane.failed events and run outcomes.
+const (
+	KindRateLimited       = "rate_limited"       // 429; retryable, honours Retry-After
+	KindUnavailable       = "unavailable"        // 5xx, connection refused or reset, a server process that died; retryable
+	KindTimeout           = "timeout"            // the call exceeded its state's timeout; retryable
+	KindBadRequest        = "bad_request"        // 4xx other than 408, 409, 429; not retryable
+	KindUnauthorized      = "unauthorized"       // 401, 403; not retryable
+	KindMalformed         = "malformed_response" // a response that does not parse; not retryable
+	KindEmptyResponse     = "empty_response"     // no choices, no content; not retryable
+	KindToolError         = "tool_error"         // an MCP tool answered IsError; not retryable
+	KindUnknownTool       = "unknown_tool"       // the MCP server does not list the tool; not retryable
+	KindInvalidArguments  = "invalid_arguments"  // tool arguments that are not a JSON object; not retryable
+	KindArtifactTooLarge  = "artifact_too_large" // content over the artifact limit; not retryable
+	KindExecution         = "execution"          // any other failure; retryable
+	KindInvalidInput      = "invalid_input"      // the input cannot be sent; not retryable
+	KindUnsupported       = "unsupported"        // the executor cannot do what is asked; not retryable
+	KindExecutorNotReady  = "executor_not_ready" // the executor is still connecting; retryable
+	KindSyntheticFailure  = "synthetic"          // the synthetic executor's simulated failure; retryable
+	KindAgentNotFound     = "unknown_agent"      // no agent serves the kind on this instance; not retryable
+	KindCanceledByRestart = "interrupted"        // a call cut off by the instance stopping; retryable
+)
+
+// ExecError is a failed call with a stable kind and whether the stateflow
+// may retry it.
 type ExecError struct {
-	Kind string
-	Err  error
+	Kind      string
+	Retryable bool
+	// RetryAfter is the least delay the outside system asked for before a
+	// retry (Retry-After); 0 for none.
+	RetryAfter time.Duration
+	Err        error
 }
 
-func (e *ExecError) Error() string { return e.Kind + ": " + e.Err.Error() }
+func (e *ExecError) Error() string {
+	if e.Err == nil {
+		return e.Kind
+	}
+	return e.Kind + ": " + e.Err.Error()
+}
 
 // Unwrap returns the cause.
 func (e *ExecError) Unwrap() error { return e.Err }
 
-// ErrorKind returns the kind of a failed execution's error: the
-// *ExecError's kind, "timeout" for a deadline, else "execution".
-func ErrorKind(err error) string {
+// Retryable returns a retryable *ExecError of kind.
+func Retryable(kind string, err error) *ExecError {
+	return &ExecError{Kind: kind, Retryable: true, Err: err}
+}
+
+// Permanent returns a non-retryable *ExecError of kind.
+func Permanent(kind string, err error) *ExecError {
+	return &ExecError{Kind: kind, Err: err}
+}
+
+// Classify returns the kind and retryability of a failed call's error: the
+// *ExecError's, "timeout" (retryable) for a deadline, else "execution"
+// (retryable).
+func Classify(err error) (kind string, retryable bool, retryAfter time.Duration) {
 	var e *ExecError
 	switch {
 	case errors.As(err, &e):
-		return e.Kind
+		return e.Kind, e.Retryable, e.RetryAfter
 	case errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
+		return KindTimeout, true, 0
 	}
-	return "execution"
+	return KindExecution, true, 0
+}
+
+// ErrorKind returns the kind of a failed call's error (see Classify).
+func ErrorKind(err error) string {
+	k, _, _ := Classify(err)
+	return k
 }

@@ -61,11 +61,12 @@ func (s *Synthetic) Execute(ctx context.Context, req Request) (Result, error) {
 	case synthetic.Hung:
 		return Result{}, ErrNoAnswer
 	case synthetic.Failed:
-		return Result{}, &ExecError{Kind: "synthetic", Err: fmt.Errorf("simulated failure after %s", o.Latency)}
+		return Result{}, Retryable(KindSyntheticFailure, fmt.Errorf("simulated failure after %s", o.Latency))
 	}
 	return Result{
 		ContentType: o.ContentType,
-		Content:     o.Text,
+		Content:     []byte(o.Text),
+		HasScore:    true,
 		Score:       o.Score,
 		Latency:     o.Latency,
 		Usage:       &schemas.Usage{InputTokens: o.InputTokens, OutputTokens: o.OutputTokens, CostUSD: float64(o.InputTokens+o.OutputTokens) * 1e-6},
