@@ -371,6 +371,16 @@ func TestDecodeBadBytes(t *testing.T) {
 		})
 		return append(b[:len(b)-1], zigzag(1<<40)...) // replace the empty map's 0 count
 	}()
+	// A sized map block (count -1) whose size, 5, is not its entry's 2
+	// bytes: a decoder skipping by size would land inside the next field.
+	missizedBlock := func() []byte {
+		b := raw(t, evID, schemas.ContractRuntimeEvent, schemas.V2, &schemas.RuntimeEvent{
+			EventID: "e", TraceID: "t", SchemaVersion: schemas.V1, Timestamp: t0, RunStarted: t0, Phase: schemas.PhaseGate, EventType: "x",
+		})
+		b = append(b[:len(b)-1], zigzag(-1)...)
+		b = append(b, zigzag(5)...)
+		return append(b, 0, 0, 0, 0, 0) // key "", value "", end of map, two spare bytes
+	}()
 
 	tests := []struct {
 		name string
@@ -401,6 +411,7 @@ func TestDecodeBadBytes(t *testing.T) {
 		{"record over 1 MiB", tooBig, nil, schemas.CodeTooLarge},
 		{"map of 2^40 entries", hugeMap, nil, schemas.CodeTooLarge},
 		{"negative length", append(header(evID), zigzag(-5)...), nil, schemas.CodeMalformed},
+		{"block size not its entries' size", missizedBlock, nil, schemas.CodeMalformed},
 		{"enum index out of range", badEnum, nil, schemas.CodeMalformed},
 		{"union index out of range", badUnion, nil, schemas.CodeMalformed},
 		{"overlong varint", append(header(evID), bytes.Repeat([]byte{0xff}, 11)...), nil, schemas.CodeMalformed},

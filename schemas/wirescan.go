@@ -188,7 +188,8 @@ func (w *wireScanner) str(what string) *DecodeError {
 }
 
 // blocks walks Avro array/map blocks: a count (negative: followed by the
-// block's byte size), the entries, until a zero count.
+// block's byte size, which must be the entries' size), the entries, until a
+// zero count.
 func (w *wireScanner) blocks(entry func() *DecodeError) *DecodeError {
 	for {
 		count, err := w.long()
@@ -198,13 +199,13 @@ func (w *wireScanner) blocks(entry func() *DecodeError) *DecodeError {
 		if count == 0 {
 			return nil
 		}
+		size := int64(-1)
 		if count < 0 {
 			if count == math.MinInt64 {
 				return scanErr(CodeMalformed, "at byte %d: block count %d", w.pos, count)
 			}
 			count = -count
-			size, err := w.long()
-			if err != nil {
+			if size, err = w.long(); err != nil {
 				return err
 			}
 			if err := w.need(size, "block"); err != nil {
@@ -215,10 +216,18 @@ func (w *wireScanner) blocks(entry func() *DecodeError) *DecodeError {
 			return scanErr(CodeTooLarge, "at byte %d: block of %d entries over the bound of %d", w.pos, count, w.max)
 		}
 		w.items += int(count)
+		start := w.pos
 		for range count {
 			if err := entry(); err != nil {
 				return err
 			}
+		}
+		// A decoder may skip a sized block by its size rather than by its
+		// entries (hamba/avro does, for a field the reader lacks): both
+		// readings must land on the same byte, or the decoder goes on from
+		// inside the block and trusts whatever counts it finds there.
+		if size >= 0 && int64(w.pos-start) != size {
+			return scanErr(CodeMalformed, "at byte %d: block says %d bytes, its %d entries take %d", start, size, count, w.pos-start)
 		}
 	}
 }
