@@ -15,6 +15,7 @@ import (
 
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // describingRegisterer records the name of every metric registered through
@@ -96,7 +97,7 @@ func spineMetrics(t *testing.T) map[string]bool {
 	d := &describingRegisterer{inner: reg, names: map[string]bool{}}
 	d.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	gp, err := pipeline.NewGoldenPath(d)
+	gp, err := thread.NewGoldenPath(d, pipeline.GateNames...)
 	if err != nil {
 		t.Fatalf("golden path metrics: %v", err)
 	}
@@ -111,7 +112,7 @@ func spineMetrics(t *testing.T) map[string]bool {
 			pipeline.WithInputs(layout.Intents()),
 			pipeline.WithCodec(idleCodec{}),
 			pipeline.WithInstanceID("metrics-test"),
-			pipeline.WithObserver(gp),
+			pipeline.WithObserver(pipeline.ObserveEvents(gp)),
 			pipeline.WithRegisterer(d),
 		)
 		if err != nil {

@@ -12,7 +12,7 @@ import (
 	"github.com/spinerun/spine/pipeline/kafkatest"
 	"github.com/spinerun/spine/processors"
 	"github.com/spinerun/spine/processors/dataplane"
-	gatesrunner "github.com/spinerun/spine/processors/gates"
+	"github.com/spinerun/spine/processors/gatekeeper"
 	"github.com/spinerun/spine/processors/orchestrator"
 )
 
@@ -57,7 +57,7 @@ func testCrash(t *testing.T, env map[string]string) {
 	committed := s.collect(t, true)
 	uncommitted := s.collect(t, false)
 
-	names := []string{orchestrator.Name, dataplane.Name, gatesrunner.Name}
+	names := []string{orchestrator.Name, dataplane.Name, gatekeeper.Name}
 	children := map[string]*child{}
 	for _, name := range names {
 		children[name] = s.spawn(t, name, "c-"+name)

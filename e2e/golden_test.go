@@ -8,7 +8,7 @@ import (
 	"github.com/spinerun/spine/pipeline/kafkatest"
 	"github.com/spinerun/spine/processors"
 	"github.com/spinerun/spine/processors/orchestrator"
-	"github.com/spinerun/spine/processors/thread"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // canaryRouter sends 30% of runs down the canary (contract V2) route, so

@@ -13,8 +13,8 @@ import (
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/processors"
 	"github.com/spinerun/spine/processors/orchestrator"
-	"github.com/spinerun/spine/processors/thread"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // avroBuf writes Avro binary by hand, so a test can break any part of it.
@@ -55,11 +55,11 @@ func (f intentFields) body() []byte {
 }
 
 // eventV1 is a RuntimeEvent V1 body; union is the artifact union's index.
-func eventV1(trace, typ string, phase int64, union int64) []byte {
+func eventV1(trace string, typ schemas.EventType, phase int64, union int64) []byte {
 	a := &avroBuf{}
 	now := time.Now().UnixMilli()
 	a.str("ev-" + trace).str(trace).str("span").str("parent").str("agent").str("summarize").str("")
-	a.long(0).long(now).long(now).long(phase).str(typ).str("executing")
+	a.long(0).long(now).long(now).long(phase).str(string(typ)).str("executing")
 	a.long(union).long(0) // artifact union, gate: null
 	return a.b
 }

@@ -24,10 +24,11 @@ import (
 	"github.com/spinerun/spine/pipeline/kafkatest"
 	"github.com/spinerun/spine/processors"
 	"github.com/spinerun/spine/processors/dataplane"
-	gatesrunner "github.com/spinerun/spine/processors/gates"
+	"github.com/spinerun/spine/processors/gatekeeper"
 	"github.com/spinerun/spine/processors/orchestrator"
 	"github.com/spinerun/spine/schemas"
 	"github.com/spinerun/spine/schemas/registry"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // envInt reads a positive integer knob, or def.
@@ -57,7 +58,7 @@ type stack struct {
 	sr          *sr.Client
 	codec       *pipeline.SchemaCodec
 	reg         *prometheus.Registry
-	golden      *pipeline.GoldenPath
+	golden      *thread.GoldenPath
 	log         *slog.Logger
 	logs        *logCounter
 
@@ -159,7 +160,7 @@ func newStack(tb testing.TB, brokers []string, env map[string]string) *stack {
 		tb.Fatal(err)
 	}
 	s.codec = pipeline.NewSchemaCodec(serde, s.layout)
-	if s.golden, err = pipeline.NewGoldenPath(s.reg); err != nil {
+	if s.golden, err = thread.NewGoldenPath(s.reg, pipeline.GateNames...); err != nil {
 		tb.Fatal(err)
 	}
 	return s
@@ -201,7 +202,7 @@ func (s *stack) start(name, instance string, router orchestrator.Router) *runnin
 
 // startAll runs the three processors of the thread in-process.
 func (s *stack) startAll(router orchestrator.Router) {
-	for _, name := range []string{orchestrator.Name, dataplane.Name, gatesrunner.Name} {
+	for _, name := range []string{orchestrator.Name, dataplane.Name, gatekeeper.Name} {
 		s.start(name, "e2e", router)
 	}
 }

@@ -17,8 +17,8 @@ import (
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
 	"github.com/spinerun/spine/processors/orchestrator"
-	"github.com/spinerun/spine/processors/thread"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // event is one RuntimeEvent read back from the thread, with where it was.
@@ -35,7 +35,7 @@ func (e event) String() string {
 }
 
 // terminalTypes are the terminal run events.
-var terminalTypes = map[string]bool{
+var terminalTypes = map[schemas.EventType]bool{
 	thread.RunCompleted: true, thread.RunRejected: true, thread.RunFailed: true, thread.RunTimedOut: true,
 }
 
@@ -145,7 +145,7 @@ func (c *collector) count() int {
 }
 
 // countType is the number of events of type typ read so far.
-func (c *collector) countType(typ string) int {
+func (c *collector) countType(typ schemas.EventType) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
@@ -196,7 +196,7 @@ func (c *collector) snapshot() (all []event, byTrace map[string][]event) {
 // threadReport is what checkThread found, for further assertions.
 type threadReport struct {
 	events    int
-	outcomes  map[string]int // terminal event type → runs
+	outcomes  map[schemas.EventType]int // terminal event type → runs
 	perTrace  map[string][]event
 	dispatchN map[string]int // run.dispatch events per trace
 	// stale counts run.stale_event: a data-plane answer to an attempt the
@@ -226,7 +226,7 @@ func checkThread(t testing.TB, c *collector, flow *orchestrator.Stateflow, trace
 	for _, b := range bad {
 		t.Errorf("thread record does not decode: %s", b)
 	}
-	rep := threadReport{events: len(all), outcomes: map[string]int{}, perTrace: byTrace, dispatchN: map[string]int{}}
+	rep := threadReport{events: len(all), outcomes: map[schemas.EventType]int{}, perTrace: byTrace, dispatchN: map[string]int{}}
 
 	ids := make(map[string]event, len(all))
 	dups := 0
@@ -407,13 +407,13 @@ func versionLabel(v schemas.ContractVersion) string {
 // are labelled.
 func threadCounts(all []event) (hops, runs, gates, latency map[string]float64) {
 	hops, runs, gates, latency = map[string]float64{}, map[string]float64{}, map[string]float64{}, map[string]float64{}
-	outcome := map[string]string{thread.RunCompleted: "completed", thread.RunRejected: "rejected", thread.RunFailed: "failed", thread.RunTimedOut: "timed_out"}
+	outcome := map[schemas.EventType]string{thread.RunCompleted: "completed", thread.RunRejected: "rejected", thread.RunFailed: "failed", thread.RunTimedOut: "timed_out"}
 	for _, e := range all {
 		ev := e.ev
 		cv, route := versionLabel(ev.SchemaVersion), routeLabel(ev.Route)
 		switch ev.EventType {
-		case pipeline.HopIntentReceived, pipeline.HopDataplaneDispatched, pipeline.HopArtifactDelivered, pipeline.HopGatePassed, pipeline.HopGateFailed:
-			k := ev.EventType + "|" + cv + "|" + route
+		case thread.IntentReceived, thread.DataplaneDispatched, thread.ArtifactDelivered, thread.GatePassed, thread.GateFailed:
+			k := string(ev.EventType) + "|" + cv + "|" + route
 			hops[k]++
 			if !ev.RunStarted.IsZero() && !ev.Timestamp.IsZero() {
 				latency[k]++
@@ -422,7 +422,7 @@ func threadCounts(all []event) (hops, runs, gates, latency map[string]float64) {
 		if o, ok := outcome[ev.EventType]; ok {
 			runs[cv+"|"+route+"|"+o]++
 		}
-		if ev.EventType == pipeline.HopGatePassed || ev.EventType == pipeline.HopGateFailed {
+		if ev.EventType == thread.GatePassed || ev.EventType == thread.GateFailed {
 			name := "other"
 			if ev.Gate != nil {
 				for _, g := range pipeline.GateNames {
@@ -432,7 +432,7 @@ func threadCounts(all []event) (hops, runs, gates, latency map[string]float64) {
 				}
 			}
 			o := "passed"
-			if ev.EventType == pipeline.HopGateFailed {
+			if ev.EventType == thread.GateFailed {
 				o = "failed"
 			}
 			gates[name+"|"+cv+"|"+route+"|"+o]++

@@ -7,10 +7,10 @@ import (
 
 	"github.com/spinerun/spine/processors"
 	"github.com/spinerun/spine/processors/dataplane"
-	gatesrunner "github.com/spinerun/spine/processors/gates"
+	"github.com/spinerun/spine/processors/gatekeeper"
 	"github.com/spinerun/spine/processors/orchestrator"
-	"github.com/spinerun/spine/processors/thread"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // checkTimedOut asserts each run of traces took its retries per the policy
@@ -70,7 +70,7 @@ func checkTimedOut(t *testing.T, s *stack, rep threadReport, traces map[string]b
 		if int(dispatches) != want || int(retries) != want-1 {
 			fail("run %s: %d dispatches and %d retries, want %d and %d", tr, dispatches, retries, want, want-1)
 		}
-		ended := ""
+		var ended schemas.EventType
 		for _, e := range control {
 			if terminalTypes[e.ev.EventType] {
 				ended = e.ev.EventType
@@ -131,7 +131,7 @@ func TestTimeouts(t *testing.T) {
 	// The data plane answered each dispatch with dispatched and started,
 	// then nothing.
 	all, _ := committed.snapshot()
-	kinds := map[string]int{}
+	kinds := map[schemas.EventType]int{}
 	for _, e := range all {
 		if e.ev.Phase == "data_plane" {
 			kinds[e.ev.EventType]++
@@ -159,7 +159,7 @@ func TestTimeoutsAcrossRestart(t *testing.T) {
 	s := newStack(t, embeddedNoCompaction(t), env)
 	committed := s.collect(t, true)
 	s.start(dataplane.Name, "e2e", nil)
-	s.start(gatesrunner.Name, "e2e", nil)
+	s.start(gatekeeper.Name, "e2e", nil)
 	orch := s.spawn(t, orchestrator.Name, "timers")
 	outs := intents("tor", n)
 	traces := map[string]bool{}
@@ -229,7 +229,7 @@ func TestAnsweredWhileOrchestratorDown(t *testing.T) {
 		func() string { return fmt.Sprintf("%d dispatches (have %d)", n, count(thread.RunDispatch)) })
 	orch.kill(t)
 	s.start(dataplane.Name, "e2e", nil)
-	s.start(gatesrunner.Name, "e2e", nil)
+	s.start(gatekeeper.Name, "e2e", nil)
 	waitFor(t, 60*time.Second, func() bool { return count(thread.GateVerdict) >= n },
 		func() string { return fmt.Sprintf("%d verdicts (have %d)", n, count(thread.GateVerdict)) })
 	time.Sleep(s.cfg.ExecTimeout + 500*time.Millisecond)

@@ -1,6 +1,6 @@
 // Package gates holds the checks an artifact passes before its run
 // completes: schema validity, performance, and (later) policy/provenance,
-// drift, plus the canary analysis. The gates runner (processors/gates) runs
+// drift, plus the canary analysis. The gatekeeper (processors/gatekeeper) runs
 // the configured checks on every artifact.delivered event and publishes one
 // gate.<name> event per check and a verdict.
 //

@@ -32,9 +32,9 @@ import (
 
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/processors/canary"
-	"github.com/spinerun/spine/processors/thread"
 	"github.com/spinerun/spine/projections"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // FlagStore is the rollout flag (a *pipeline.Flags, running).
@@ -473,7 +473,7 @@ func fold(st *state, ev *schemas.RuntimeEvent) {
 			}
 		}
 	}
-	if o, ok := projections.Terminals[ev.EventType]; ok && ru.outcome == "" {
+	if o, ok := thread.Outcome(ev.EventType); ok && ru.outcome == "" {
 		ru.outcome = o
 		ru.doneAt = ev.Timestamp
 		rr.Runs++
@@ -494,7 +494,7 @@ func decisionOf(ev *schemas.RuntimeEvent) Decision {
 	atoi := func(k string) int { v, _ := strconv.Atoi(a[k]); return v }
 	atoi64 := func(k string) int64 { v, _ := strconv.ParseInt(a[k], 10, 64); return v }
 	d := Decision{
-		At: ev.Timestamp, Action: a["decision"], EventType: ev.EventType, Phase: ev.State,
+		At: ev.Timestamp, Action: a["decision"], EventType: string(ev.EventType), Phase: ev.State,
 		WeightBefore: atoi("weight_before_bp"), WeightAfter: atoi("weight_after_bp"), Failures: atoi("failures"),
 		CanaryRuns: atoi64("canary.runs"), BaselineRuns: atoi64("baseline.runs"), Checks: map[string]string{},
 	}

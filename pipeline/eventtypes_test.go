@@ -30,7 +30,7 @@ func (h *typedEmitter) Handle(_ context.Context, _ []byte, in pipeline.Input) (p
 	h.ids = append(h.ids, m.ID)
 	h.mu.Unlock()
 	return pipeline.Result{Outputs: []pipeline.Output{{Topic: h.out, Key: in.Key,
-		Value: &schemas.RuntimeEvent{EventID: m.ID, TraceID: m.ID, SchemaVersion: schemas.V1, EventType: "seen." + m.ID}}}}, nil
+		Value: &schemas.RuntimeEvent{EventID: m.ID, TraceID: m.ID, SchemaVersion: schemas.V1, EventType: schemas.EventType("seen." + m.ID)}}}}, nil
 }
 
 // TestLoopEventTypes: with WithEventTypes the handler gets the records
@@ -79,7 +79,7 @@ func TestLoopEventTypes(t *testing.T) {
 				header = string(hd.Value)
 			}
 		}
-		if header != ev.EventType || (ev.TraceID != "wanted" && ev.TraceID != "untyped") {
+		if header != string(ev.EventType) || (ev.TraceID != "wanted" && ev.TraceID != "untyped") {
 			t.Errorf("output %s: %s header %q, event type %q", r.Key, pipeline.HeaderEventType, header, ev.EventType)
 		}
 	}

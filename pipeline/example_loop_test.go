@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // A processor is a pure Handler put on the loop: the loop owns the consumer
@@ -23,7 +24,7 @@ func ExampleNewProcessor() {
 		panic(err)
 	}
 	reg := prometheus.NewRegistry()
-	golden, err := pipeline.NewGoldenPath(reg)
+	golden, err := thread.NewGoldenPath(reg)
 	if err != nil {
 		panic(err)
 	}
@@ -37,7 +38,7 @@ func ExampleNewProcessor() {
 		pipeline.WithCodec(codec),
 		pipeline.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, nil))),
 		pipeline.WithRegisterer(reg),
-		pipeline.WithObserver(golden),
+		pipeline.WithObserver(pipeline.ObserveEvents(golden)),
 	)...)
 	if err != nil {
 		panic(err)

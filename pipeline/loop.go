@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/plugin/kprom"
 	"github.com/twmb/franz-go/plugin/kslog"
 
+	"github.com/spinerun/spine/internal/promreg"
 	"github.com/spinerun/spine/schemas"
 )
 
@@ -49,7 +50,7 @@ type processorConfig struct {
 	catchUpGrace    time.Duration
 	// eventTypes, when set, are the only event types handed to the
 	// handler (WithEventTypes).
-	eventTypes map[string]bool
+	eventTypes map[schemas.EventType]bool
 }
 
 func defaultProcessorConfig() processorConfig {
@@ -190,9 +191,9 @@ func WithStaticMembership() ProcessorOpt { return func(c *processorConfig) { c.s
 // without the header (written by other producers) are decoded and handed
 // over as before, so the handler must still ignore what it does not want.
 // Default: every record.
-func WithEventTypes(types ...string) ProcessorOpt {
+func WithEventTypes(types ...schemas.EventType) ProcessorOpt {
 	return func(c *processorConfig) {
-		c.eventTypes = make(map[string]bool, len(types))
+		c.eventTypes = make(map[schemas.EventType]bool, len(types))
 		for _, t := range types {
 			c.eventTypes[t] = true
 		}
@@ -498,7 +499,7 @@ func (p *Processor) session(ctx context.Context) error {
 	}
 	if p.cfg.reg != nil {
 		km := kprom.NewMetrics("spine_kafka",
-			kprom.Registerer(tolerantRegisterer{p.cfg.reg}),
+			kprom.Registerer(promreg.Tolerant{Registerer: p.cfg.reg}),
 			kprom.WithStaticLabel(prometheus.Labels{"processor": p.name}))
 		opts = append(opts, kgo.WithHooks(km))
 	}
@@ -1156,10 +1157,10 @@ func (p *Processor) stage(ctx context.Context, b *batch, part int32, key []byte,
 const HeaderEventType = "x-event-type"
 
 // eventTypeHeader returns the record's HeaderEventType, if it has one.
-func eventTypeHeader(r *kgo.Record) (string, bool) {
+func eventTypeHeader(r *kgo.Record) (schemas.EventType, bool) {
 	for _, h := range r.Headers {
 		if h.Key == HeaderEventType {
-			return string(h.Value), true
+			return schemas.EventType(h.Value), true
 		}
 	}
 	return "", false

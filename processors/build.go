@@ -17,18 +17,19 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	checks "github.com/spinerun/spine/gates"
+	"github.com/spinerun/spine/adapters/synthetic"
+	"github.com/spinerun/spine/gates"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/processors/dataplane"
-	"github.com/spinerun/spine/processors/dataplane/synthetic"
-	gatesrunner "github.com/spinerun/spine/processors/gates"
+	"github.com/spinerun/spine/processors/gatekeeper"
 	"github.com/spinerun/spine/processors/orchestrator"
-	"github.com/spinerun/spine/processors/thread"
+	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // Names are the processors of the event thread, in the order `spine up`
 // starts them and `spine run` names them.
-var Names = []string{orchestrator.Name, dataplane.Name, gatesrunner.Name}
+var Names = []string{orchestrator.Name, dataplane.Name, gatekeeper.Name}
 
 // Deps are what every thread processor shares in one process.
 type Deps struct {
@@ -37,7 +38,7 @@ type Deps struct {
 	Log     *slog.Logger
 	Reg     prometheus.Registerer
 	// Golden counts the golden path after each commit; nil counts nothing.
-	Golden *pipeline.GoldenPath
+	Golden *thread.GoldenPath
 	// Router routes new runs (the orchestrator only); nil is all-baseline.
 	Router orchestrator.Router
 }
@@ -56,12 +57,15 @@ func New(cfg *pipeline.Config, name string, d Deps, extra ...pipeline.ProcessorO
 	case orchestrator.Name:
 		h, err = NewOrchestrator(cfg, layout, d.Log, d.Router)
 	case dataplane.Name:
-		h, err = dataplane.New(layout, dataplane.Config{Routes: SyntheticRoutes(cfg), Sleep: cfg.SyntheticSleep, Logger: d.Log})
-	case gatesrunner.Name:
+		var exec *synthetic.Executor
+		if exec, err = synthetic.NewExecutor(SyntheticRoutes(cfg), cfg.SyntheticSleep); err == nil {
+			h, err = dataplane.New(layout, dataplane.Config{Executor: exec, Logger: d.Log})
+		}
+	case gatekeeper.Name:
 		var budgets map[string]time.Duration
-		if budgets, err = checks.ParseBudgets(cfg.LatencyBudgets); err == nil {
-			h, err = gatesrunner.New(layout, gatesrunner.Config{
-				Checks: []checks.Check{checks.Schema(), checks.Performance(cfg.LatencyBudget, budgets)},
+		if budgets, err = gates.ParseBudgets(cfg.LatencyBudgets); err == nil {
+			h, err = gatekeeper.New(layout, gatekeeper.Config{
+				Checks: []gates.Check{gates.Schema(), gates.Performance(cfg.LatencyBudget, budgets)},
 				Logger: d.Log,
 			})
 		}
@@ -81,11 +85,11 @@ func New(cfg *pipeline.Config, name string, d Deps, extra ...pipeline.ProcessorO
 		pipeline.WithLogger(d.Log),
 		pipeline.WithRegisterer(d.Reg),
 	)
-	if s, ok := h.(interface{ EventTypes() []string }); ok {
+	if s, ok := h.(interface{ EventTypes() []schemas.EventType }); ok {
 		opts = append(opts, pipeline.WithEventTypes(s.EventTypes()...))
 	}
 	if d.Golden != nil {
-		opts = append(opts, pipeline.WithObserver(d.Golden))
+		opts = append(opts, pipeline.WithObserver(pipeline.ObserveEvents(d.Golden)))
 	}
 	return pipeline.NewProcessor(name, h, append(opts, extra...)...)
 }

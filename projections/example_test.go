@@ -25,7 +25,7 @@ func ExampleHistogram() {
 // Folding a run's events, then querying the merged views.
 func ExampleFolder() {
 	start := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
-	ev := func(topic, typ, state string, ms int) (projections.Source, *schemas.RuntimeEvent) {
+	ev := func(topic string, typ schemas.EventType, state string, ms int) (projections.Source, *schemas.RuntimeEvent) {
 		return projections.Source{Topic: topic, Partition: 0}, &schemas.RuntimeEvent{
 			TraceID: "t1", EventType: typ, State: state, SchemaVersion: schemas.V2, Route: "canary",
 			RunStarted: start, Timestamp: start.Add(time.Duration(ms) * time.Millisecond),
@@ -39,7 +39,7 @@ func ExampleFolder() {
 		{"spine.dataplane", "artifact.delivered", "delivered"},
 		{"spine.control", "run.completed", "completed"},
 	} {
-		src, re := ev(e[0].(string), e[1].(string), e[2].(string), 40)
+		src, re := ev(e[0].(string), schemas.EventType(e[1].(string)), e[2].(string), 40)
 		f.Fold(cells, src, re, schemas.V2)
 	}
 	store := projections.NewMemStore(cells, 0)

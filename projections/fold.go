@@ -6,37 +6,13 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/spinerun/spine/schemas"
-
 	"github.com/spinerun/spine/internal/textclip"
+	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // DefaultWindow is the width of aggregate windows.
 const DefaultWindow = 10 * time.Second
-
-// Golden-path hops and terminal outcomes, as event types.
-var (
-	// GoldenHops are the hops of the golden path, in path order.
-	GoldenHops = []string{"intent.received", "dataplane.dispatched", "artifact.delivered", "gate.passed", "gate.failed"}
-	// Terminals maps each terminal event type to its outcome.
-	Terminals = map[string]string{
-		"run.completed": "completed",
-		"run.rejected":  "rejected",
-		"run.failed":    "failed",
-		"run.timed_out": "timed_out",
-	}
-	// Outcomes lists the terminal outcomes.
-	Outcomes = []string{"completed", "rejected", "failed", "timed_out"}
-)
-
-func isGoldenHop(t string) bool {
-	for _, h := range GoldenHops {
-		if h == t {
-			return true
-		}
-	}
-	return false
-}
 
 // Bounds that keep a cell small whatever the events say.
 const (
@@ -166,17 +142,17 @@ func (f Folder) Plan(src Source, ev *schemas.RuntimeEvent, writer schemas.Contra
 	}
 	var p Plan
 	// Canary analysis events are not about one run, nor a golden-path hop.
-	canary := src.Topic == "gate.canary"
+	canary := src.Topic == thread.TopicGatePrefix+thread.CanaryGate
 	if ev.TraceID != "" && !canary {
 		p.Runs = Key{Projection: ProjRuns, Source: src, TraceID: ev.TraceID}.String()
 	}
 	if !canary {
 		p.Golden = agg(ProjGolden)
 	}
-	if ev.Gate != nil && (ev.Phase == schemas.PhaseGate || strings.HasPrefix(src.Topic, "gate.")) {
+	if ev.Gate != nil && (ev.Phase == schemas.PhaseGate || strings.HasPrefix(src.Topic, thread.TopicGatePrefix)) {
 		p.Gates = agg(ProjGates)
 	}
-	if ev.EventType == "artifact.delivered" || ev.EventType == "dataplane.failed" {
+	if ev.EventType == thread.ArtifactDelivered || ev.EventType == thread.DataplaneFailed {
 		p.Artifacts = agg(ProjArtifacts)
 	}
 	return p
@@ -210,17 +186,17 @@ func (f Folder) Fold(cells Cells, src Source, ev *schemas.RuntimeEvent, writer s
 			cells[k] = g
 		}
 		lat, hasLat := latencyMs(ev)
-		et := textclip.Clip(ev.EventType, 64)
+		et := textclip.Clip(string(ev.EventType), 64)
 		if _, ok := g.Events[et]; ok || len(g.Events) < maxEventKind {
 			if g.Events == nil {
 				g.Events = map[string]int64{}
 			}
 			g.Events[et]++
 		}
-		if isGoldenHop(et) {
+		if thread.IsGoldenHop(ev.EventType) {
 			g.Hops = addStat(g.Hops, et, lat, hasLat)
 		}
-		if o, ok := Terminals[et]; ok {
+		if o, ok := thread.Outcome(ev.EventType); ok {
 			g.Outcomes = addStat(g.Outcomes, o, lat, hasLat)
 		}
 	}
@@ -234,7 +210,7 @@ func (f Folder) Fold(cells Cells, src Source, ev *schemas.RuntimeEvent, writer s
 		}
 		name := textclip.Clip(ev.Gate.Name, 64)
 		if name == "" {
-			name = strings.TrimPrefix(src.Topic, "gate.")
+			name = strings.TrimPrefix(src.Topic, thread.TopicGatePrefix)
 		}
 		if c.Gates == nil {
 			c.Gates = map[string]*GateStat{}
@@ -262,7 +238,7 @@ func (f Folder) Fold(cells Cells, src Source, ev *schemas.RuntimeEvent, writer s
 	// artifacts: delivered artifacts and failed executions.
 	if k := plan.Artifacts; k != "" {
 		a := artifactsCell(cells, k)
-		if ev.EventType == "artifact.delivered" {
+		if ev.EventType == thread.ArtifactDelivered {
 			a.Count++
 			if ev.Artifact != nil {
 				a.Bytes = satAdd(a.Bytes, max(ev.Artifact.SizeBytes, 0))
@@ -320,9 +296,9 @@ func foldRun(p *RunPart, src Source, ev *schemas.RuntimeEvent, ver, route string
 		p.RunStarted = ms(ev.RunStarted)
 	}
 	at := ms(ev.Timestamp)
-	et := textclip.Clip(ev.EventType, 64)
+	et := textclip.Clip(string(ev.EventType), 64)
 	p.LastEvent, p.LastAt = et, at
-	if ev.Phase == schemas.PhaseControl || src.Topic == "spine.control" {
+	if ev.Phase == schemas.PhaseControl || src.Topic == thread.TopicControl {
 		p.State = textclip.Clip(ev.State, 64)
 	}
 	if ev.Attempt > p.Attempt {
@@ -337,10 +313,10 @@ func foldRun(p *RunPart, src Source, ev *schemas.RuntimeEvent, ver, route string
 		}
 		p.Hops[et] = at
 	}
-	if o, ok := Terminals[et]; ok && p.Outcome == "" {
+	if o, ok := thread.Outcome(ev.EventType); ok && p.Outcome == "" {
 		p.Outcome, p.OutcomeAt = o, at
 	}
-	if et == "run.illegal_transition" {
+	if ev.EventType == thread.RunIllegal {
 		p.Illegal++
 	}
 	if ev.Artifact != nil && !math.IsNaN(ev.Artifact.Score) && !math.IsInf(ev.Artifact.Score, 0) {

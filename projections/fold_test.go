@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // rec is one event as read from one source partition.
@@ -44,7 +45,7 @@ func (r runSpec) events() []rec {
 	p := partOf(r.trace)
 	at := func(ms int64) time.Time { return r.start.Add(time.Duration(ms) * time.Millisecond) }
 	n := 0
-	ev := func(phase schemas.Phase, typ, state string, ms int64) *schemas.RuntimeEvent {
+	ev := func(phase schemas.Phase, typ schemas.EventType, state string, ms int64) *schemas.RuntimeEvent {
 		n++
 		return &schemas.RuntimeEvent{
 			EventID: fmt.Sprintf("%s-%d", r.trace, n), TraceID: r.trace, SpanID: fmt.Sprintf("s%d", n),
@@ -75,9 +76,9 @@ func (r runSpec) events() []rec {
 		rec{ctl, ev(schemas.PhaseControl, "run.delivered", "delivered", r.delivered+1)},
 		rec{ctl, ev(schemas.PhaseControl, "run.gating", "gating", r.delivered+1)})
 	gate := func(name string, passed bool, reason string) rec {
-		typ := "gate.passed"
+		typ := thread.GatePassed
 		if !passed {
-			typ = "gate.failed"
+			typ = thread.GateFailed
 		}
 		e := ev(schemas.PhaseGate, typ, "gating", r.gated)
 		e.Gate = &schemas.GateOutcome{Name: name, Passed: passed, Reason: reason, Measured: float64(r.delivered), Threshold: 100}
@@ -334,7 +335,7 @@ func TestFoldRunsAndGates(t *testing.T) {
 			t.Errorf("%s: run_started %v hops %v", tc.trace, r.RunStarted, r.Hops)
 		}
 		tl := r.Timeline
-		if len(tl) != len(r.Hops) || tl[0].EventType != "intent.received" || Terminals[tl[len(tl)-1].EventType] != tc.outcome {
+		if len(tl) != len(r.Hops) || tl[0].EventType != "intent.received" || outcomeOf(tl[len(tl)-1].EventType) != tc.outcome {
 			t.Errorf("%s: timeline %+v", tc.trace, tl)
 		}
 		for i := 1; i < len(tl); i++ {
@@ -478,4 +479,11 @@ func FuzzHistogramJSON(f *testing.F) {
 			t.Fatalf("round trip: %v %s", err, enc)
 		}
 	})
+}
+
+// outcomeOf is the terminal outcome an event type (as a timeline names it)
+// announces, or "".
+func outcomeOf(t string) string {
+	o, _ := thread.Outcome(schemas.EventType(t))
+	return o
 }

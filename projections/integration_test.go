@@ -584,8 +584,8 @@ func TestProjectionsLateEventsAfterEviction(t *testing.T) {
 	// the first run (rejected, so finished and evicted), in its old window.
 	first := runs[0]
 	p := partOf(first.trace)
-	late := func(topic, typ, state string, ms int64) *kgo.Record {
-		ev := &schemas.RuntimeEvent{EventID: first.trace + "-late-" + typ, TraceID: first.trace, SpanID: "late", Actor: "a", Intent: "summarize",
+	late := func(topic string, typ schemas.EventType, state string, ms int64) *kgo.Record {
+		ev := &schemas.RuntimeEvent{EventID: first.trace + "-late-" + string(typ), TraceID: first.trace, SpanID: "late", Actor: "a", Intent: "summarize",
 			SchemaVersion: schemas.V1, Timestamp: first.start.Add(time.Duration(ms) * time.Millisecond), RunStarted: first.start,
 			Phase: schemas.PhaseData, EventType: typ, State: state}
 		if topic == "spine.control" {

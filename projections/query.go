@@ -7,6 +7,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // Run is a run's status merged from every thread topic's part.
@@ -121,17 +124,19 @@ func MergeRun(parts map[string]*RunPart) (Run, bool) {
 // pathOrder orders event types that share a millisecond along the thread:
 // control-plane intake first, then data plane, gates, and terminals last.
 func pathOrder(t string) int {
+	et := schemas.EventType(t)
+	_, terminal := thread.Outcome(et)
 	switch {
-	case t == "intent.received":
+	case et == thread.IntentReceived:
 		return 0
-	case strings.HasPrefix(t, "run.") && Terminals[t] == "":
+	case terminal:
+		return 5
+	case strings.HasPrefix(t, "run."):
 		return 1
-	case strings.HasPrefix(t, "dataplane.") || t == "artifact.delivered":
+	case strings.HasPrefix(t, "dataplane.") || et == thread.ArtifactDelivered:
 		return 2
 	case strings.HasPrefix(t, "gate."):
 		return 3
-	case Terminals[t] != "":
-		return 5
 	}
 	return 4
 }
@@ -544,7 +549,7 @@ func (a *Aggregates) Route(route string) *RouteSummary {
 	for h, st := range s.golden.Hops {
 		s.Latency[h] = PercentilesOf(&st.Latency)
 	}
-	if st := s.golden.Hops["intent.received"]; st != nil {
+	if st := s.golden.Hops[string(thread.IntentReceived)]; st != nil {
 		s.Received = st.Count
 	}
 	for name, gs := range s.gates.Gates {

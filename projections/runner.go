@@ -20,6 +20,7 @@ import (
 
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // ProcessorName is the projections processor's name: its consumer group is
@@ -267,7 +268,7 @@ func runFinished(topic string, p *RunPart) bool {
 	case topic == "spine.control":
 		return p.Outcome != ""
 	case topic == "spine.dataplane":
-		_, ok := p.Hops["artifact.delivered"]
+		_, ok := p.Hops[string(thread.ArtifactDelivered)]
 		return ok
 	case strings.HasPrefix(topic, "gate."):
 		return len(p.Gates) > 0

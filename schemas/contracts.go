@@ -76,6 +76,10 @@ const (
 	PhaseGate    Phase = "gate"
 )
 
+// EventType says what happened: the event_type of a RuntimeEvent. The
+// thread's event types are defined once, in package schemas/thread.
+type EventType string
+
 // Contract names a record type of the thread.
 type Contract string
 
@@ -171,7 +175,7 @@ type RuntimeEvent struct {
 	Timestamp     time.Time         `avro:"timestamp" json:"timestamp"`
 	RunStarted    time.Time         `avro:"run_started" json:"run_started"`
 	Phase         Phase             `avro:"phase" json:"phase"`
-	EventType     string            `avro:"event_type" json:"event_type"`
+	EventType     EventType         `avro:"event_type" json:"event_type"`
 	State         string            `avro:"state" json:"state"`
 	Artifact      *ArtifactSummary  `avro:"artifact" json:"artifact,omitempty"`
 	Gate          *GateOutcome      `avro:"gate" json:"gate,omitempty"`

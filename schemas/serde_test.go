@@ -801,7 +801,7 @@ func FuzzRoundTrip(f *testing.F) {
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, eventID, traceID, actor, eventType, route, key, val, summary string, attempt int32, tsMs int64, phase uint8, v2 bool) {
 		ev := &schemas.RuntimeEvent{
-			EventID: eventID, TraceID: traceID, Actor: actor, EventType: eventType, Route: route,
+			EventID: eventID, TraceID: traceID, Actor: actor, EventType: schemas.EventType(eventType), Route: route,
 			Attempt: attempt, SchemaVersion: schemas.V1, Timestamp: time.UnixMilli(tsMs).UTC(), RunStarted: time.UnixMilli(tsMs / 2).UTC(),
 			Phase:      []schemas.Phase{schemas.PhaseControl, schemas.PhaseData, schemas.PhaseGate}[phase%3],
 			Attributes: map[string]string{key: val},

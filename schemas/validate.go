@@ -75,7 +75,7 @@ func (e *RuntimeEvent) validateAt(now time.Time, checkUTF8 bool) error {
 	}
 	v.required("event_id", e.EventID)
 	v.required("trace_id", e.TraceID)
-	v.required("event_type", e.EventType)
+	v.required("event_type", string(e.EventType))
 	v.version(e.SchemaVersion)
 	switch e.Phase {
 	case PhaseControl, PhaseData, PhaseGate:
@@ -103,7 +103,7 @@ func (e *RuntimeEvent) checkUTF8(v *validator) {
 	v.utf8("actor", e.Actor)
 	v.utf8("intent", e.Intent)
 	v.utf8("artifact_id", e.ArtifactID)
-	v.utf8("event_type", e.EventType)
+	v.utf8("event_type", string(e.EventType))
 	v.utf8("state", e.State)
 	v.utf8("route", e.Route)
 	v.utf8("tenant", e.Tenant)

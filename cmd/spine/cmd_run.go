@@ -13,6 +13,7 @@ import (
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/processors"
 	"github.com/spinerun/spine/processors/orchestrator"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 func newRunCmd(a *app) *cobra.Command {
@@ -70,7 +71,7 @@ func runProcessor(ctx context.Context, a *app, cfg *pipeline.Config, name string
 	if err != nil {
 		return err
 	}
-	golden, err := pipeline.NewGoldenPath(reg)
+	golden, err := thread.NewGoldenPath(reg, pipeline.GateNames...)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 func newTraceCmd(a *app) *cobra.Command {
@@ -99,25 +100,25 @@ func pathRank(r consumedRecord) int {
 		return 0
 	case *schemas.RuntimeEvent:
 		switch v.EventType {
-		case "intent.received":
+		case thread.IntentReceived:
 			return 1
-		case "run.routed", "run.queued", "run.dequeued":
+		case thread.RunRouted, thread.RunQueued, thread.RunDequeued:
 			return 2
-		case "run.dispatch":
+		case thread.RunDispatch:
 			return 3
-		case "dataplane.dispatched":
+		case thread.DataplaneDispatched:
 			return 4
-		case "dataplane.started":
+		case thread.DataplaneStarted:
 			return 5
-		case "artifact.delivered", "dataplane.failed":
+		case thread.ArtifactDelivered, thread.DataplaneFailed:
 			return 6
-		case "run.executing", "run.delivered", "run.gating", "run.retry":
+		case thread.RunExecuting, thread.RunDelivered, thread.RunGating, thread.RunRetryScheduled:
 			return 7
-		case "gate.passed", "gate.failed":
+		case thread.GatePassed, thread.GateFailed:
 			return 8
-		case "gate.verdict":
+		case thread.GateVerdict:
 			return 9
-		case "run.completed", "run.rejected", "run.failed", "run.timed_out":
+		case thread.RunCompleted, thread.RunRejected, thread.RunFailed, thread.RunTimedOut:
 			return 11
 		}
 		return 10

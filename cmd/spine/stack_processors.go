@@ -6,6 +6,7 @@ import (
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/processors"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // wireProcessors adds the orchestrator, dataplane and gates runner to the
@@ -17,7 +18,7 @@ func (st *stack) wireProcessors(ctx context.Context) error {
 		return err
 	}
 	codec := pipeline.NewSchemaCodec(serde, pipeline.NewLayout(st.cfg))
-	golden, err := pipeline.NewGoldenPath(st.reg)
+	golden, err := thread.NewGoldenPath(st.reg, pipeline.GateNames...)
 	if err != nil {
 		return err
 	}

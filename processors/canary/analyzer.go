@@ -13,8 +13,8 @@ import (
 
 	"github.com/spinerun/spine/gates"
 	"github.com/spinerun/spine/pipeline"
-	"github.com/spinerun/spine/processors/thread"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // Analyzer identity on the thread and in the flag history.
@@ -30,7 +30,19 @@ const (
 
 // EventType returns the event type of an analysis with action a, for
 // example "canary.rollback".
-func EventType(a gates.CanaryAction) string { return "canary." + string(a) }
+func EventType(a gates.CanaryAction) schemas.EventType {
+	switch a {
+	case gates.ActionStep:
+		return thread.CanaryStep
+	case gates.ActionPromote:
+		return thread.CanaryPromote
+	case gates.ActionHold:
+		return thread.CanaryHold
+	case gates.ActionRollback:
+		return thread.CanaryRollback
+	}
+	return thread.CanaryInconclusive
+}
 
 // Publisher writes events to the thread (a *pipeline.Producer).
 type Publisher interface {

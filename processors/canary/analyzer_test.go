@@ -19,6 +19,7 @@ import (
 	"github.com/spinerun/spine/processors/canary"
 	"github.com/spinerun/spine/projections"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // foldRuns folds n runs of one route into cells, as the projections do
@@ -32,8 +33,8 @@ func foldRuns(cells projections.Cells, start time.Time, route string, n int, lat
 	for i := range n {
 		trace := fmt.Sprintf("%s-%d", route, i)
 		t0 := start.Add(time.Duration(i) * time.Millisecond)
-		ev := func(topic, typ string, at time.Duration, mod func(*schemas.RuntimeEvent)) {
-			e := &schemas.RuntimeEvent{TraceID: trace, EventID: trace + typ + topic, SchemaVersion: ver, Route: route, Timestamp: t0.Add(at), RunStarted: t0, EventType: typ, Phase: schemas.PhaseControl}
+		ev := func(topic string, typ schemas.EventType, at time.Duration, mod func(*schemas.RuntimeEvent)) {
+			e := &schemas.RuntimeEvent{TraceID: trace, EventID: trace + string(typ) + topic, SchemaVersion: ver, Route: route, Timestamp: t0.Add(at), RunStarted: t0, EventType: typ, Phase: schemas.PhaseControl}
 			if mod != nil {
 				mod(e)
 			}
@@ -59,7 +60,7 @@ func foldRuns(cells projections.Cells, start time.Time, route string, n int, lat
 		ev("spine.control", "run.completed", latency, nil)
 	}
 	// An analysis event must not count as a gate of either route.
-	ev := &schemas.RuntimeEvent{TraceID: "rollout.x", SchemaVersion: schemas.V2, Route: "canary", Timestamp: start, Phase: schemas.PhaseGate, EventType: "canary.hold", Gate: &schemas.GateOutcome{Name: "canary"}}
+	ev := &schemas.RuntimeEvent{TraceID: "rollout.x", SchemaVersion: schemas.V2, Route: "canary", Timestamp: start, Phase: schemas.PhaseGate, EventType: thread.CanaryHold, Gate: &schemas.GateOutcome{Name: "canary"}}
 	f.Fold(cells, projections.Source{Topic: "gate.canary"}, ev, schemas.V2)
 }
 
@@ -167,7 +168,7 @@ func TestAnalyze(t *testing.T) {
 		name      string
 		r         pipeline.Rollout
 		e         gates.CanaryEvidence
-		event     string
+		event     schemas.EventType
 		phase     pipeline.RolloutPhase
 		weight    int
 		passed    bool
@@ -175,13 +176,13 @@ func TestAnalyze(t *testing.T) {
 		measured  float64
 		threshold float64
 	}{
-		{"equal steps up", rollout(1000), evidence(30, 100), "canary.step", pipeline.PhaseProgressing, 2000, true, true, 1, 0.95},
-		{"equal at max promotes", rollout(3000), evidence(30, 100), "canary.promote", pipeline.PhasePromoted, 3000, true, true, 1, 0.95},
-		{"slower holds first", rollout(1000), evidence(90, 100), "canary.hold", pipeline.PhaseProgressing, 1000, false, true, 45, 1.5},
-		{"slower again rolls back", failedOnce, evidence(90, 100), "canary.rollback", pipeline.PhaseRolledBack, 0, false, true, 45, 1.5},
-		{"too few samples pauses", rollout(1000), evidence(30, 10), "canary.inconclusive", pipeline.PhasePaused, 1000, false, true, 10, 50},
-		{"still too few stays paused, unchanged", paused, evidence(30, 10), "canary.inconclusive", pipeline.PhasePaused, 1000, false, false, 10, 50},
-		{"enough samples resume a paused rollout", paused, evidence(30, 100), "canary.step", pipeline.PhaseProgressing, 2000, true, true, 1, 0.95},
+		{"equal steps up", rollout(1000), evidence(30, 100), thread.CanaryStep, pipeline.PhaseProgressing, 2000, true, true, 1, 0.95},
+		{"equal at max promotes", rollout(3000), evidence(30, 100), thread.CanaryPromote, pipeline.PhasePromoted, 3000, true, true, 1, 0.95},
+		{"slower holds first", rollout(1000), evidence(90, 100), thread.CanaryHold, pipeline.PhaseProgressing, 1000, false, true, 45, 1.5},
+		{"slower again rolls back", failedOnce, evidence(90, 100), thread.CanaryRollback, pipeline.PhaseRolledBack, 0, false, true, 45, 1.5},
+		{"too few samples pauses", rollout(1000), evidence(30, 10), thread.CanaryInconclusive, pipeline.PhasePaused, 1000, false, true, 10, 50},
+		{"still too few stays paused, unchanged", paused, evidence(30, 10), thread.CanaryInconclusive, pipeline.PhasePaused, 1000, false, false, 10, 50},
+		{"enough samples resume a paused rollout", paused, evidence(30, 100), thread.CanaryStep, pipeline.PhaseProgressing, 2000, true, true, 1, 0.95},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -206,7 +207,7 @@ func TestAnalyze(t *testing.T) {
 			}
 			for k, want := range map[string]string{
 				"check.latency_" + q + "_ratio.threshold": "1.5", "check.latency_" + q + "_ratio.baseline": qb,
-				"decision": strings.TrimPrefix(tt.event, "canary."), "baseline.runs": "500", "canary.runs": fmt.Sprint(tt.e.Canary.Runs),
+				"decision": strings.TrimPrefix(string(tt.event), "canary."), "baseline.runs": "500", "canary.runs": fmt.Sprint(tt.e.Canary.Runs),
 				"baseline.p99_ms": "30", "canary.p99_ms": fmt.Sprint(tt.e.Canary.Latency.P99), "min_samples": "50", "failure_limit": "2",
 				"weight_after_bp": fmt.Sprint(tt.weight), "canary.gate.schema.samples": fmt.Sprint(tt.e.Canary.Runs),
 			} {

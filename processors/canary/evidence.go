@@ -5,8 +5,8 @@ import (
 	"time"
 
 	"github.com/spinerun/spine/gates"
-	"github.com/spinerun/spine/processors/thread"
 	"github.com/spinerun/spine/projections"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // ScoreBins is the number of equal-width bins over scores 0..1 that the

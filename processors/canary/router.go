@@ -15,7 +15,7 @@ import (
 
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/processors/orchestrator"
-	"github.com/spinerun/spine/processors/thread"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // Buckets is the number of hash buckets: one per basis point of weight.

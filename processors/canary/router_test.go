@@ -9,7 +9,7 @@ import (
 
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/processors/canary"
-	"github.com/spinerun/spine/processors/thread"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 func fixed(weight int, key string) canary.RolloutSource {

@@ -10,7 +10,7 @@ import (
 )
 
 func BenchmarkHandleDispatch(b *testing.B) {
-	d, err := dataplane.New(pipeline.Layout{}, dataplane.Config{})
+	d, err := dataplane.New(pipeline.Layout{}, dataplane.Config{Executor: synth(b, nil, false)})
 	if err != nil {
 		b.Fatal(err)
 	}

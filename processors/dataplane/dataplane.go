@@ -22,9 +22,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/spinerun/spine/pipeline"
-	"github.com/spinerun/spine/processors/dataplane/synthetic"
-	"github.com/spinerun/spine/processors/thread"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // Name is the processor name: its group, state topic and metrics label.
@@ -32,17 +31,9 @@ const Name = "dataplane"
 
 // Config configures a Dataplane.
 type Config struct {
-	// Executor runs the work; nil means the synthetic executor built from
-	// Routes and Sleep.
+	// Executor runs the work (an adapter: adapters/synthetic,
+	// adapters/openai, adapters/mcp). Required.
 	Executor Executor
-	// Routes are the synthetic executor's parameters per route (baseline,
-	// canary); a missing baseline gets synthetic.Default().
-	Routes map[string]synthetic.Params
-	// Sleep makes the synthetic executor really wait its latency. The loop
-	// handles a partition's records one after another, so with Sleep the
-	// throughput is at most partitions / mean latency per instance; leave it
-	// off for load tests (the gates judge the reported latency).
-	Sleep bool
 	// ExecTimeout bounds one execution; 0 means none.
 	ExecTimeout time.Duration
 	// Now is the clock (default time.Now).
@@ -69,11 +60,7 @@ func New(layout pipeline.Layout, cfg Config) (*Dataplane, error) {
 		return nil, errors.New("dataplane: negative exec timeout")
 	}
 	if d.exec == nil {
-		s, err := NewSynthetic(cfg.Routes, cfg.Sleep)
-		if err != nil {
-			return nil, fmt.Errorf("dataplane: %w", err)
-		}
-		d.exec = s
+		return nil, errors.New("dataplane: no executor")
 	}
 	if d.now == nil {
 		d.now = time.Now
@@ -90,7 +77,7 @@ func (d *Dataplane) Topics() []pipeline.Topic { return []pipeline.Topic{d.layout
 
 // EventTypes lists the only control events the data plane acts on: the
 // loop passes over the rest undecoded (pipeline.WithEventTypes).
-func (d *Dataplane) EventTypes() []string { return []string{thread.RunDispatch} }
+func (d *Dataplane) EventTypes() []schemas.EventType { return []schemas.EventType{thread.RunDispatch} }
 
 // Handle implements pipeline.Handler.
 func (d *Dataplane) Handle(ctx context.Context, _ []byte, in pipeline.Input) (pipeline.Result, error) {
@@ -117,7 +104,7 @@ func (d *Dataplane) Handle(ctx context.Context, _ []byte, in pipeline.Input) (pi
 		Attempt: ev.Attempt, DispatchSpan: ev.SpanID, Priority: ev.Priority, Tenant: ev.Tenant, Attributes: ev.Attributes,
 	}
 	out := make([]pipeline.Output, 0, 3)
-	emit := func(typ, state string) *schemas.RuntimeEvent {
+	emit := func(typ schemas.EventType, state string) *schemas.RuntimeEvent {
 		id := thread.DataEventID(ev.TraceID, ev.SpanID, typ)
 		e := &schemas.RuntimeEvent{
 			EventID:       id,

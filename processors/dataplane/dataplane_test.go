@@ -4,17 +4,16 @@ import (
 	"context"
 	"errors"
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
+	"github.com/spinerun/spine/adapters/synthetic"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/processors/dataplane"
-	"github.com/spinerun/spine/processors/dataplane/synthetic"
-	"github.com/spinerun/spine/processors/thread"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -28,8 +27,21 @@ func dispatch(trace string, attempt int32, route string) *schemas.RuntimeEvent {
 	}
 }
 
+// synth returns the synthetic executor with routes (nil: the defaults).
+func synth(tb testing.TB, routes map[string]synthetic.Params, sleep bool) dataplane.Executor {
+	tb.Helper()
+	x, err := synthetic.NewExecutor(routes, sleep)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return x
+}
+
 func newDP(t *testing.T, cfg dataplane.Config) *dataplane.Dataplane {
 	t.Helper()
+	if cfg.Executor == nil {
+		cfg.Executor = synth(t, nil, false)
+	}
 	if cfg.Now == nil {
 		cfg.Now = func() time.Time { return t0 }
 	}
@@ -64,7 +76,7 @@ func TestDelivered(t *testing.T) {
 	d := newDP(t, dataplane.Config{})
 	disp := dispatch("tr-1", 0, thread.RouteCanary)
 	evs := handle(t, d, disp, schemas.V2)
-	want := []string{thread.DataplaneDispatched, thread.DataplaneStarted, thread.ArtifactDelivered}
+	want := []schemas.EventType{thread.DataplaneDispatched, thread.DataplaneStarted, thread.ArtifactDelivered}
 	if len(evs) != 3 {
 		t.Fatalf("%d events", len(evs))
 	}
@@ -104,7 +116,7 @@ func TestDeterministic(t *testing.T) {
 func TestIgnoresOtherEvents(t *testing.T) {
 	t.Parallel()
 	d := newDP(t, dataplane.Config{})
-	for _, typ := range []string{thread.IntentReceived, thread.RunRouted, thread.RunCompleted, thread.ArbitrationGrant} {
+	for _, typ := range []schemas.EventType{thread.IntentReceived, thread.RunRouted, thread.RunCompleted, thread.ArbitrationGrant} {
 		ev := dispatch("tr", 0, "")
 		ev.EventType = typ
 		if evs := handle(t, d, ev, schemas.V1); len(evs) != 0 {
@@ -118,13 +130,13 @@ func TestExecutorOutcomes(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		err   error
-		types []string
+		types []schemas.EventType
 		kind  string
 	}{
-		{"exec error", &dataplane.ExecError{Kind: "rate_limited", Err: errors.New("429")}, []string{thread.DataplaneDispatched, thread.DataplaneStarted, thread.DataplaneFailed}, "rate_limited: 429"},
-		{"plain error", errors.New("boom"), []string{thread.DataplaneDispatched, thread.DataplaneStarted, thread.DataplaneFailed}, "execution: boom"},
-		{"deadline", context.DeadlineExceeded, []string{thread.DataplaneDispatched, thread.DataplaneStarted, thread.DataplaneFailed}, "timeout: context deadline exceeded"},
-		{"never answers", dataplane.ErrNoAnswer, []string{thread.DataplaneDispatched, thread.DataplaneStarted}, ""},
+		{"exec error", &dataplane.ExecError{Kind: "rate_limited", Err: errors.New("429")}, []schemas.EventType{thread.DataplaneDispatched, thread.DataplaneStarted, thread.DataplaneFailed}, "rate_limited: 429"},
+		{"plain error", errors.New("boom"), []schemas.EventType{thread.DataplaneDispatched, thread.DataplaneStarted, thread.DataplaneFailed}, "execution: boom"},
+		{"deadline", context.DeadlineExceeded, []schemas.EventType{thread.DataplaneDispatched, thread.DataplaneStarted, thread.DataplaneFailed}, "timeout: context deadline exceeded"},
+		{"never answers", dataplane.ErrNoAnswer, []schemas.EventType{thread.DataplaneDispatched, thread.DataplaneStarted}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -132,7 +144,7 @@ func TestExecutorOutcomes(t *testing.T) {
 				return dataplane.Result{}, tc.err
 			})})
 			evs := handle(t, d, dispatch("tr", 0, ""), schemas.V2)
-			var got []string
+			var got []schemas.EventType
 			for _, e := range evs {
 				got = append(got, e.EventType)
 			}
@@ -146,7 +158,7 @@ func TestExecutorOutcomes(t *testing.T) {
 	}
 	t.Run("handler context ends", func(t *testing.T) {
 		t.Parallel()
-		d := newDP(t, dataplane.Config{Routes: map[string]synthetic.Params{"baseline": {LatencyMean: time.Hour}}, Sleep: true})
+		d := newDP(t, dataplane.Config{Executor: synth(t, map[string]synthetic.Params{"baseline": {LatencyMean: time.Hour}}, true)})
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
 		_, err := d.Handle(ctx, nil, pipeline.Input{Value: dispatch("tr", 0, ""), Version: schemas.V1})
@@ -156,64 +168,12 @@ func TestExecutorOutcomes(t *testing.T) {
 	})
 	t.Run("exec timeout", func(t *testing.T) {
 		t.Parallel()
-		d := newDP(t, dataplane.Config{Routes: map[string]synthetic.Params{"baseline": {LatencyMean: time.Hour}}, Sleep: true, ExecTimeout: 10 * time.Millisecond})
+		d := newDP(t, dataplane.Config{Executor: synth(t, map[string]synthetic.Params{"baseline": {LatencyMean: time.Hour}}, true), ExecTimeout: 10 * time.Millisecond})
 		evs := handle(t, d, dispatch("tr", 0, ""), schemas.V2)
 		if last := evs[len(evs)-1]; last.EventType != thread.DataplaneFailed || !strings.HasPrefix(*last.Error, "timeout: ") {
 			t.Fatalf("exec timeout: %+v", last)
 		}
 	})
-}
-
-func TestSynthetic(t *testing.T) {
-	t.Parallel()
-	p := synthetic.Params{LatencyMean: 100 * time.Millisecond, LatencyP99: 400 * time.Millisecond, FailureRate: 0.1, HangRate: 0.05, ScoreMean: 0.7, ScoreStddev: 0.05}
-	const n = 40000
-	var lat []float64
-	var failed, hung int
-	var score float64
-	for i := range n {
-		o := synthetic.Generate(p, "seed-"+thread.Step(uint32(i)), "summarize")
-		lat = append(lat, float64(o.Latency))
-		switch o.Kind {
-		case synthetic.Failed:
-			failed++
-		case synthetic.Hung:
-			hung++
-		default:
-			score += o.Score
-			if o.Score < 0 || o.Score > 1 || o.Text == "" {
-				t.Fatalf("bad artifact %+v", o)
-			}
-		}
-	}
-	mean := 0.0
-	for _, l := range lat {
-		mean += l
-	}
-	mean /= n
-	slices.Sort(lat)
-	p99 := lat[n*99/100]
-	within := func(name string, got, want, tol float64) {
-		if got < want*(1-tol) || got > want*(1+tol) {
-			t.Errorf("%s = %.4g, want %.4g ±%.0f%%", name, got, want, tol*100)
-		}
-	}
-	within("mean latency", mean, float64(p.LatencyMean), 0.05)
-	within("p99 latency", p99, float64(p.LatencyP99), 0.08)
-	within("failure rate", float64(failed)/n, p.FailureRate, 0.1)
-	within("hang rate", float64(hung)/n, p.HangRate, 0.15)
-	within("score mean", score/float64(n-failed-hung), p.ScoreMean, 0.01)
-	if a, b := synthetic.Generate(p, "x", "classify"), synthetic.Generate(p, "x", "classify"); a != b {
-		t.Fatal("same seed, different outcome")
-	}
-	for _, bad := range []synthetic.Params{{FailureRate: 1.5}, {HangRate: -1}, {FailureRate: 0.6, HangRate: 0.6}, {LatencyMean: -1}, {ScoreStddev: -1}} {
-		if bad.Validate() == nil {
-			t.Errorf("%+v accepted", bad)
-		}
-	}
-	if _, err := dataplane.New(pipeline.Layout{}, dataplane.Config{Routes: map[string]synthetic.Params{"canary": {FailureRate: 2}}}); err == nil {
-		t.Error("dataplane accepted an invalid route")
-	}
 }
 
 func TestSummarize(t *testing.T) {

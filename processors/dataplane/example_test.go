@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/spinerun/spine/adapters/synthetic"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/processors/dataplane"
-	"github.com/spinerun/spine/processors/dataplane/synthetic"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // A run.dispatch executed by the synthetic executor, whose canary route is
@@ -16,15 +17,19 @@ import (
 func ExampleNew() {
 	slow := synthetic.Default()
 	slow.LatencyMean, slow.LatencyP99 = 3*time.Second, 3*time.Second
-	d, err := dataplane.New(pipeline.Layout{}, dataplane.Config{Routes: map[string]synthetic.Params{
+	exec, err := synthetic.NewExecutor(map[string]synthetic.Params{
 		"baseline": synthetic.Default(),
 		"canary":   slow,
-	}})
+	}, false)
+	if err != nil {
+		panic(err)
+	}
+	d, err := dataplane.New(pipeline.Layout{}, dataplane.Config{Executor: exec})
 	if err != nil {
 		panic(err)
 	}
 	dispatch := &schemas.RuntimeEvent{TraceID: "trace-1", SpanID: "0123456789abcdef", Actor: "alice", Intent: "summarize",
-		EventType: "run.dispatch", Route: "canary", SchemaVersion: schemas.V2}
+		EventType: thread.RunDispatch, Route: "canary", SchemaVersion: schemas.V2}
 	res, err := d.Handle(context.Background(), nil, pipeline.Input{Value: dispatch, Version: schemas.V2})
 	if err != nil {
 		panic(err)

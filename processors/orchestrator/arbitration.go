@@ -6,8 +6,8 @@ import (
 	"slices"
 
 	"github.com/spinerun/spine/pipeline"
-	"github.com/spinerun/spine/processors/thread"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // handleLedger applies an arbitration message to an actor's ledger (see the
@@ -24,11 +24,11 @@ func (o *Orchestrator) handleLedger(state []byte, actor string, ev *schemas.Runt
 	l.Ledger = true
 	now := o.now()
 	var out []pipeline.Output
-	reply := func(typ string, q queueEnt) {
+	reply := func(typ schemas.EventType, q queueEnt) {
 		re := &schemas.RuntimeEvent{
-			EventID:       thread.ID(q.Trace, "ledger", typ),
+			EventID:       thread.ID(q.Trace, "ledger", string(typ)),
 			TraceID:       q.Trace,
-			SpanID:        thread.SpanID(q.Trace, "ledger", typ),
+			SpanID:        thread.SpanID(q.Trace, "ledger", string(typ)),
 			ParentSpanID:  ev.SpanID,
 			Actor:         actor,
 			Intent:        ev.Intent,

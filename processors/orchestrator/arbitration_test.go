@@ -8,8 +8,8 @@ import (
 
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/processors/orchestrator"
-	"github.com/spinerun/spine/processors/thread"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // pump feeds the arbitration messages among outs back to the orchestrator,

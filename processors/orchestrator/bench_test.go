@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/spinerun/spine/pipeline"
-	"github.com/spinerun/spine/processors/thread"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 func BenchmarkHandleIntent(b *testing.B) {

@@ -8,8 +8,8 @@ import (
 
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/processors/orchestrator"
-	"github.com/spinerun/spine/processors/thread"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // clock is a settable clock.
@@ -110,10 +110,10 @@ func (h *harness) intent(it *schemas.Intent) ([]pipeline.Output, error) {
 }
 
 // reply builds the data-plane event typ answering dispatch.
-func reply(dispatch *schemas.RuntimeEvent, typ string, n int) *schemas.RuntimeEvent {
+func reply(dispatch *schemas.RuntimeEvent, typ schemas.EventType, n int) *schemas.RuntimeEvent {
 	ev := &schemas.RuntimeEvent{
-		EventID: thread.ID(dispatch.TraceID, "test", typ, dispatch.SpanID), TraceID: dispatch.TraceID,
-		SpanID: thread.SpanID(dispatch.TraceID, "test", typ, dispatch.SpanID, thread.Step(uint32(n))), ParentSpanID: dispatch.SpanID,
+		EventID: thread.ID(dispatch.TraceID, "test", string(typ), dispatch.SpanID), TraceID: dispatch.TraceID,
+		SpanID: thread.SpanID(dispatch.TraceID, "test", string(typ), dispatch.SpanID, thread.Step(uint32(n))), ParentSpanID: dispatch.SpanID,
 		Actor: dispatch.Actor, Intent: dispatch.Intent, SchemaVersion: dispatch.SchemaVersion, Phase: schemas.PhaseData,
 		EventType: typ, Route: dispatch.Route, Attempt: dispatch.Attempt,
 	}
@@ -171,19 +171,30 @@ func (h *harness) runEvents(trace string) []*schemas.RuntimeEvent {
 	return evs
 }
 
-func types(evs []*schemas.RuntimeEvent) []string {
-	out := make([]string, len(evs))
+func types(evs []*schemas.RuntimeEvent) []schemas.EventType {
+	out := make([]schemas.EventType, len(evs))
 	for i, e := range evs {
 		out[i] = e.EventType
 	}
 	return out
 }
 
-func last(evs []*schemas.RuntimeEvent, typ string) *schemas.RuntimeEvent {
+func last(evs []*schemas.RuntimeEvent, typ schemas.EventType) *schemas.RuntimeEvent {
 	for i := len(evs) - 1; i >= 0; i-- {
 		if evs[i].EventType == typ {
 			return evs[i]
 		}
 	}
 	return nil
+}
+
+// terminals counts the terminal events of evs and returns the last one.
+func terminals(evs []*schemas.RuntimeEvent) (n int, last schemas.EventType) {
+	for _, e := range evs {
+		if _, ok := thread.Outcome(e.EventType); ok {
+			n++
+			last = e.EventType
+		}
+	}
+	return n, last
 }

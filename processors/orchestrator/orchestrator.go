@@ -71,8 +71,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/spinerun/spine/pipeline"
-	"github.com/spinerun/spine/processors/thread"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // Name is the processor name: its group, state topic and metrics label.

@@ -7,8 +7,8 @@ import (
 
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/processors/orchestrator"
-	"github.com/spinerun/spine/processors/thread"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // drive takes a fresh run to gating and returns the dispatch and delivered
@@ -31,7 +31,7 @@ func TestGoldenPath(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		passed  bool
-		want    string
+		want    schemas.EventType
 		router  orchestrator.Router
 		version schemas.ContractVersion
 	}{
@@ -45,11 +45,11 @@ func TestGoldenPath(t *testing.T) {
 			_, delivered := drive(t, h, "tr-1")
 			h.must(h.gate(verdict(delivered, tc.passed)))
 			evs := h.runEvents("tr-1")
-			want := []string{thread.IntentReceived, thread.RunRouted, thread.RunDispatch, thread.RunExecuting, thread.RunDelivered, thread.RunGating, tc.want}
+			want := []schemas.EventType{thread.IntentReceived, thread.RunRouted, thread.RunDispatch, thread.RunExecuting, thread.RunDelivered, thread.RunGating, tc.want}
 			if !slices.Equal(types(evs), want) {
 				t.Fatalf("events %v, want %v", types(evs), want)
 			}
-			wantStates := []string{"received", "routed", "dispatched", "executing", "delivered", "gating", tc.want[len("run."):]}
+			wantStates := []string{"received", "routed", "dispatched", "executing", "delivered", "gating", string(tc.want[len("run."):])}
 			seen := map[string]bool{}
 			for i, e := range evs {
 				if e.State != wantStates[i] {
@@ -214,18 +214,18 @@ func TestIllegalTransitions(t *testing.T) {
 		}},
 	}
 	// A verdict before the artifact is held, not refused (TestEarlyVerdict).
-	legal := map[string][]string{
+	legal := map[string][]schemas.EventType{
 		"dispatched": {thread.DataplaneStarted, thread.ArtifactDelivered, thread.DataplaneFailed, thread.GateVerdict},
 		"executing":  {thread.ArtifactDelivered, thread.DataplaneFailed, thread.GateVerdict},
 		"gating":     {thread.GateVerdict},
 	}
-	inputs := []string{thread.DataplaneStarted, thread.ArtifactDelivered, thread.DataplaneFailed, thread.GateVerdict}
+	inputs := []schemas.EventType{thread.DataplaneStarted, thread.ArtifactDelivered, thread.DataplaneFailed, thread.GateVerdict}
 	for _, st := range stages {
 		for _, in := range inputs {
 			if slices.Contains(legal[st.state], in) {
 				continue
 			}
-			t.Run(st.state+"/"+in, func(t *testing.T) {
+			t.Run(st.state+"/"+string(in), func(t *testing.T) {
 				t.Parallel()
 				h := newHarness(t)
 				d, dl := st.setup(t, h)
@@ -261,11 +261,11 @@ func TestEarlyVerdict(t *testing.T) {
 		name    string
 		started bool
 		other   bool
-		want    []string
+		want    []schemas.EventType
 	}{
-		{"dispatched", false, false, []string{thread.RunDelivered, thread.RunGating, thread.RunCompleted}},
-		{"executing", true, false, []string{thread.RunDelivered, thread.RunGating, thread.RunCompleted}},
-		{"on another artifact", false, true, []string{thread.RunDelivered, thread.RunGating, thread.RunStale}},
+		{"dispatched", false, false, []schemas.EventType{thread.RunDelivered, thread.RunGating, thread.RunCompleted}},
+		{"executing", true, false, []schemas.EventType{thread.RunDelivered, thread.RunGating, thread.RunCompleted}},
+		{"on another artifact", false, true, []schemas.EventType{thread.RunDelivered, thread.RunGating, thread.RunStale}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -295,7 +295,7 @@ func TestStaleEvents(t *testing.T) {
 	first := last(h.must(h.intent(newIntent("tr", "a", "answer"))), thread.RunDispatch)
 	// Attempt 0 fails; with no backoff the run is re-dispatched at once.
 	evs := h.must(h.data(reply(first, thread.DataplaneFailed, 0)))
-	if got := types(evs); !slices.Equal(got, []string{thread.RunRetryScheduled, thread.RunDispatch}) {
+	if got := types(evs); !slices.Equal(got, []schemas.EventType{thread.RunRetryScheduled, thread.RunDispatch}) {
 		t.Fatalf("after a failure: %v", got)
 	}
 	second := evs[1]

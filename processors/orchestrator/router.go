@@ -4,7 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 
-	"github.com/spinerun/spine/processors/thread"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // Router decides the route of a new run: thread.RouteBaseline (contract V1)

@@ -73,7 +73,7 @@ const heldMagic = 0x01
 // ids, spans, the event type, the error and the gate outcome.
 func appendHeld(b []byte, ev *schemas.RuntimeEvent) []byte {
 	b = append(b, heldMagic)
-	for _, s := range []string{ev.EventID, ev.TraceID, ev.SpanID, ev.ParentSpanID, ev.EventType, ev.ArtifactID} {
+	for _, s := range []string{ev.EventID, ev.TraceID, ev.SpanID, ev.ParentSpanID, string(ev.EventType), ev.ArtifactID} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
@@ -136,7 +136,7 @@ func decodeHeld(s string) (*schemas.RuntimeEvent, error) {
 		b = b[8:]
 		return v
 	}
-	ev.EventID, ev.TraceID, ev.SpanID, ev.ParentSpanID, ev.EventType, ev.ArtifactID = str(), str(), str(), str(), str(), str()
+	ev.EventID, ev.TraceID, ev.SpanID, ev.ParentSpanID, ev.EventType, ev.ArtifactID = str(), str(), str(), str(), schemas.EventType(str()), str()
 	if bad || len(b) == 0 {
 		return nil, errShortState
 	}

@@ -7,7 +7,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/spinerun/spine/processors/thread"
+	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // State is a stateflow state of a run.
@@ -35,19 +36,19 @@ type Trigger string
 
 // The triggers of the stateflow.
 const (
-	OnIntent     Trigger = "intent"             // an Intent on spine.intents
-	OnRouted     Trigger = "routed"             // the routing decision
-	OnQueue      Trigger = "queue"              // arbitration: actor over its limit
-	OnAdmit      Trigger = "admit"              // arbitration: a slot granted
-	OnStarted    Trigger = "dataplane.started"  // the data plane began executing
-	OnDelivered  Trigger = "artifact.delivered" // the data plane delivered an artifact
-	OnFailure    Trigger = "dataplane.failed"   // the data plane failed, no retry left
-	OnRetry      Trigger = "retry"              // a retry's backoff elapsed
-	OnGate       Trigger = "gate"               // the artifact went to the gates
-	OnPassed     Trigger = "verdict.passed"     // the gate verdict passed
-	OnRejected   Trigger = "verdict.failed"     // the gate verdict failed
-	OnTimeout    Trigger = "timeout"            // the state's timer fired, no retry left
-	OnRunTimeout Trigger = "run_timeout"        // the run's end-to-end deadline passed
+	OnIntent     Trigger = "intent"                          // an Intent on spine.intents
+	OnRouted     Trigger = "routed"                          // the routing decision
+	OnQueue      Trigger = "queue"                           // arbitration: actor over its limit
+	OnAdmit      Trigger = "admit"                           // arbitration: a slot granted
+	OnStarted    Trigger = Trigger(thread.DataplaneStarted)  // the data plane began executing
+	OnDelivered  Trigger = Trigger(thread.ArtifactDelivered) // the data plane delivered an artifact
+	OnFailure    Trigger = Trigger(thread.DataplaneFailed)   // the data plane failed, no retry left
+	OnRetry      Trigger = "retry"                           // a retry's backoff elapsed
+	OnGate       Trigger = "gate"                            // the artifact went to the gates
+	OnPassed     Trigger = "verdict.passed"                  // the gate verdict passed
+	OnRejected   Trigger = "verdict.failed"                  // the gate verdict failed
+	OnTimeout    Trigger = "timeout"                         // the state's timer fired, no retry left
+	OnRunTimeout Trigger = "run_timeout"                     // the run's end-to-end deadline passed
 )
 
 // Entry is one way into a state: from any of From on trigger On.
@@ -122,7 +123,7 @@ func (p RetryPolicy) validate() error {
 type Spec struct {
 	State State
 	// Event is the canonical event_type emitted on entry.
-	Event string
+	Event schemas.EventType
 	// Entry lists the ways into the state; any other way is illegal.
 	Entry []Entry
 	// Timeout bounds how long a run may stay; 0 for none.

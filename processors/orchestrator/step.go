@@ -5,13 +5,13 @@ import (
 	"strings"
 
 	"github.com/spinerun/spine/pipeline"
-	"github.com/spinerun/spine/processors/thread"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // event builds the next event of the run with the full envelope; it takes
 // the next step index, so its ids are deterministic.
-func (s *step) event(typ string, parent string) *schemas.RuntimeEvent {
+func (s *step) event(typ schemas.EventType, parent string) *schemas.RuntimeEvent {
 	r := s.r
 	id, span := thread.IDs(r.Trace, "o", thread.Step(r.Seq))
 	r.Seq++
@@ -139,7 +139,7 @@ func (s *step) illegal(cause *schemas.RuntimeEvent, on Trigger) {
 	what := string(on)
 	if cause != nil {
 		parent = cause.SpanID
-		what = cause.EventType
+		what = string(cause.EventType)
 	}
 	ev := s.event(thread.RunIllegal, parent)
 	msg := fmt.Sprintf("illegal_transition: %s in state %s", what, s.r.State)
@@ -157,12 +157,12 @@ func (s *step) stale(cause *schemas.RuntimeEvent, why string) {
 }
 
 // toLedger sends an arbitration message about the run to its actor's ledger.
-func (s *step) toLedger(typ string) {
+func (s *step) toLedger(typ schemas.EventType) {
 	r := s.r
 	ev := &schemas.RuntimeEvent{
-		EventID:       thread.ID(r.Trace, "arb", typ),
+		EventID:       thread.ID(r.Trace, "arb", string(typ)),
 		TraceID:       r.Trace,
-		SpanID:        thread.SpanID(r.Trace, "arb", typ),
+		SpanID:        thread.SpanID(r.Trace, "arb", string(typ)),
 		ParentSpanID:  r.Span,
 		Actor:         r.Actor,
 		Intent:        r.Kind,
@@ -206,7 +206,7 @@ func errorKind(ev *schemas.RuntimeEvent) string {
 
 func errorText(ev *schemas.RuntimeEvent) string {
 	if ev.Error == nil {
-		return "dataplane.failed"
+		return string(thread.DataplaneFailed)
 	}
 	return *ev.Error
 }

@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spinerun/spine/adapters/synthetic"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/processors/dataplane"
-	"github.com/spinerun/spine/processors/dataplane/synthetic"
-	gatesrunner "github.com/spinerun/spine/processors/gates"
+	"github.com/spinerun/spine/processors/gatekeeper"
 	"github.com/spinerun/spine/processors/orchestrator"
-	"github.com/spinerun/spine/processors/thread"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // thread simulates the three processors on one partition of every topic,
@@ -25,7 +25,7 @@ type simThread struct {
 	rng    *rand.Rand
 	h      *harness
 	dp     *dataplane.Dataplane
-	gr     *gatesrunner.Runner
+	gr     *gatekeeper.Runner
 	logs   map[pipeline.Topic][]pipeline.Output
 	offset map[string]int // processor/topic → next offset
 	dupes  bool
@@ -39,11 +39,15 @@ type consumer struct {
 
 func newSimThread(t *testing.T, seed uint64, params synthetic.Params, opts ...orchestrator.Option) *simThread {
 	h := newHarness(t, opts...)
-	dp, err := dataplane.New(h.layout, dataplane.Config{Routes: map[string]synthetic.Params{thread.RouteBaseline: params, thread.RouteCanary: params}, Now: h.clk.Now})
+	x, err := synthetic.NewExecutor(map[string]synthetic.Params{thread.RouteBaseline: params, thread.RouteCanary: params}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gr, err := gatesrunner.New(h.layout, gatesrunner.Config{Now: h.clk.Now})
+	dp, err := dataplane.New(h.layout, dataplane.Config{Executor: x, Now: h.clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gr, err := gatekeeper.New(h.layout, gatekeeper.Config{Now: h.clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +185,7 @@ func (s *simThread) idle() bool {
 }
 
 func (s *simThread) check(t *testing.T, runs int, flow *orchestrator.Stateflow) {
-	ids := map[string]string{}
+	ids := map[string]schemas.EventType{}
 	for topic, log := range s.logs {
 		for _, o := range log {
 			ev, ok := o.Value.(*schemas.RuntimeEvent)
@@ -209,7 +213,7 @@ func (s *simThread) check(t *testing.T, runs int, flow *orchestrator.Stateflow) 
 	if len(byRun) != runs {
 		t.Fatalf("%d runs on spine.control, want %d", len(byRun), runs)
 	}
-	kinds := map[string]int{}
+	kinds := map[schemas.EventType]int{}
 	for _, evs := range byRun {
 		for _, ev := range evs {
 			kinds[ev.EventType]++
@@ -274,7 +278,7 @@ func TestThreadPropertyNoLoss(t *testing.T) {
 			}
 			for s.step(cs) {
 			}
-			outcomes := map[string]int{}
+			outcomes := map[schemas.EventType]int{}
 			for trace, evs := range s.runs() {
 				n, last := terminals(evs)
 				if n != 1 || (last != thread.RunCompleted && last != thread.RunRejected) {

@@ -6,7 +6,8 @@ import (
 	"time"
 
 	"github.com/spinerun/spine/processors/orchestrator"
-	"github.com/spinerun/spine/processors/thread"
+	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 func TestRetryPolicyBackoff(t *testing.T) {
@@ -103,19 +104,19 @@ func TestTimeouts(t *testing.T) {
 		h := newHarness(t, flow)
 		h.must(h.intent(newIntent("tr", "a", "answer")))
 		h.clk.Add(time.Second)
-		if evs := h.fire("tr"); !slices.Equal(types(evs), []string{thread.RunRetryScheduled}) {
+		if evs := h.fire("tr"); !slices.Equal(types(evs), []schemas.EventType{thread.RunRetryScheduled}) {
 			t.Fatalf("first timeout: %v", types(evs))
 		}
 		if evs := h.fire("tr"); evs != nil {
 			t.Fatalf("timer fired twice: %v", types(evs))
 		}
 		h.clk.Add(50 * time.Millisecond)
-		if evs := h.fire("tr"); !slices.Equal(types(evs), []string{thread.RunDispatch}) {
+		if evs := h.fire("tr"); !slices.Equal(types(evs), []schemas.EventType{thread.RunDispatch}) {
 			t.Fatalf("retry: %v", types(evs))
 		}
 		h.clk.Add(time.Second)
 		evs := h.fire("tr")
-		if !slices.Equal(types(evs), []string{thread.RunTimedOut}) || evs[0].State != "timed_out" {
+		if !slices.Equal(types(evs), []schemas.EventType{thread.RunTimedOut}) || evs[0].State != "timed_out" {
 			t.Fatalf("second timeout: %v", types(evs))
 		}
 		h.clk.Add(time.Hour)
@@ -145,7 +146,7 @@ func TestTimeouts(t *testing.T) {
 			t.Fatalf("executing timeout fired in gating: %v", types(evs))
 		}
 		h.clk.Add(600 * time.Millisecond)
-		if evs := h.fire("tr"); !slices.Equal(types(evs), []string{thread.RunTimedOut}) {
+		if evs := h.fire("tr"); !slices.Equal(types(evs), []schemas.EventType{thread.RunTimedOut}) {
 			t.Fatalf("gating timeout: %v", types(evs))
 		}
 	})
@@ -156,7 +157,7 @@ func TestTimeouts(t *testing.T) {
 		h.must(h.data(reply(d, thread.DataplaneStarted, 0)))
 		h.clk.Add(1500 * time.Millisecond)
 		evs := h.fire("tr")
-		if !slices.Equal(types(evs), []string{thread.RunTimedOut}) {
+		if !slices.Equal(types(evs), []schemas.EventType{thread.RunTimedOut}) {
 			t.Fatalf("run deadline: %v", types(evs))
 		}
 	})

@@ -1,4 +1,4 @@
-// Package gates is the gates runner: it consumes spine.dataplane, acts only
+// Package gatekeeper is the gates runner: it consumes spine.dataplane, acts only
 // on artifact.delivered, runs every configured check (package
 // github.com/spinerun/spine/gates) in order, and publishes one gate.passed
 // or gate.failed event per check on gate.<name>, then one gate.verdict on
@@ -15,7 +15,7 @@
 //
 // The runner keeps no state of its own and is safe for concurrent use as
 // long as its checks are.
-package gates
+package gatekeeper
 
 import (
 	"context"
@@ -26,10 +26,10 @@ import (
 	"strings"
 	"time"
 
-	checks "github.com/spinerun/spine/gates"
+	"github.com/spinerun/spine/gates"
 	"github.com/spinerun/spine/pipeline"
-	"github.com/spinerun/spine/processors/thread"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // Name is the processor name: its group, state topic and metrics label.
@@ -38,7 +38,7 @@ const Name = "gates"
 // Config configures a Runner.
 type Config struct {
 	// Checks run in order on every artifact; nil means Default().
-	Checks []checks.Check
+	Checks []gates.Check
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger (default slog.Default()).
@@ -47,14 +47,14 @@ type Config struct {
 
 // Default returns the checks shipped now: schema validity and performance
 // with the default latency budget.
-func Default() []checks.Check {
-	return []checks.Check{checks.Schema(), checks.Performance(0, nil)}
+func Default() []gates.Check {
+	return []gates.Check{gates.Schema(), gates.Performance(0, nil)}
 }
 
 // Runner is the gates Handler.
 type Runner struct {
 	layout pipeline.Layout
-	checks []checks.Check
+	checks []gates.Check
 	now    func() time.Time
 	log    *slog.Logger
 }
@@ -100,7 +100,9 @@ func (r *Runner) Topics() []pipeline.Topic { return []pipeline.Topic{r.layout.Da
 
 // EventTypes lists the only data plane events the gates check: the loop
 // passes over the rest undecoded (pipeline.WithEventTypes).
-func (r *Runner) EventTypes() []string { return []string{thread.ArtifactDelivered} }
+func (r *Runner) EventTypes() []schemas.EventType {
+	return []schemas.EventType{thread.ArtifactDelivered}
+}
 
 // Checks lists the names of the configured checks, in order.
 func (r *Runner) Checks() []string {
@@ -128,9 +130,9 @@ func (r *Runner) Handle(ctx context.Context, _ []byte, in pipeline.Input) (pipel
 		ver = schemas.V1
 	}
 	now := r.now()
-	subj := checks.Subject{Event: ev, Version: ver, Headers: in.Headers, Now: now}
+	subj := gates.Subject{Event: ev, Version: ver, Headers: in.Headers, Now: now}
 	out := make([]pipeline.Output, 0, len(r.checks)+1)
-	gateEvent := func(name, typ string, g *schemas.GateOutcome) {
+	gateEvent := func(name string, typ schemas.EventType, g *schemas.GateOutcome) {
 		id, span := thread.IDs(ev.TraceID, "g", ev.SpanID, name)
 		e := &schemas.RuntimeEvent{
 			EventID:       id,
@@ -184,10 +186,10 @@ func (r *Runner) Handle(ctx context.Context, _ []byte, in pipeline.Input) (pipel
 	return pipeline.Result{Outputs: out}, nil
 }
 
-func runCheck(ctx context.Context, c checks.Check, s checks.Subject) (o checks.Outcome, err error) {
+func runCheck(ctx context.Context, c gates.Check, s gates.Subject) (o gates.Outcome, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			o, err = checks.Outcome{Code: "check_panicked", Reason: fmt.Sprint(p)}, nil
+			o, err = gates.Outcome{Code: "check_panicked", Reason: fmt.Sprint(p)}, nil
 		}
 	}()
 	return c.Check(ctx, s)

@@ -1,15 +1,15 @@
-package gates_test
+package gatekeeper_test
 
 import (
 	"testing"
 
 	"github.com/spinerun/spine/pipeline"
-	gatesrunner "github.com/spinerun/spine/processors/gates"
+	"github.com/spinerun/spine/processors/gatekeeper"
 	"github.com/spinerun/spine/schemas"
 )
 
 func BenchmarkHandleArtifact(b *testing.B) {
-	r, err := gatesrunner.New(pipeline.Layout{}, gatesrunner.Config{})
+	r, err := gatekeeper.New(pipeline.Layout{}, gatekeeper.Config{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,5 +1,11 @@
-// Package synthetic is deterministic simulated inference: given the
-// parameters of a route and a seed (a run's trace id and dispatch), it
+// Package synthetic is the synthetic executor, the adapter `make run` and
+// the load tests use so that no model is needed: deterministic simulated
+// inference behind the dataplane's Executor interface. It is the pattern
+// every adapter follows: its own config (Config, from SPINE_SYNTHETIC_* and
+// SPINE_CANARY_*), a constructor (NewExecutor) and the interface it
+// implements (dataplane.Executor); nothing of it crosses into the thread.
+//
+// Given the parameters of a route and a seed (a run's trace id and dispatch), it
 // decides whether the execution answers, fails or hangs, how long it took,
 // and produces an artifact (text and a score in [0,1]). The same seed always
 // gives the same outcome, so a replayed or retried transaction reproduces

@@ -1,4 +1,4 @@
-package gates_test
+package gatekeeper_test
 
 import (
 	"context"
@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
-	checks "github.com/spinerun/spine/gates"
+	"github.com/spinerun/spine/gates"
 	"github.com/spinerun/spine/pipeline"
-	gatesrunner "github.com/spinerun/spine/processors/gates"
-	"github.com/spinerun/spine/processors/thread"
+	"github.com/spinerun/spine/processors/gatekeeper"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -26,15 +26,15 @@ func artifact(latency int64) *schemas.RuntimeEvent {
 	}
 }
 
-func run(t *testing.T, r *gatesrunner.Runner, ev *schemas.RuntimeEvent) ([]pipeline.Output, error) {
+func run(t *testing.T, r *gatekeeper.Runner, ev *schemas.RuntimeEvent) ([]pipeline.Output, error) {
 	t.Helper()
 	res, err := r.Handle(t.Context(), nil, pipeline.Input{Topic: "t.spine.dataplane", Key: []byte(ev.TraceID), Value: ev, Version: schemas.V2})
 	return res.Outputs, err
 }
 
-func newRunner(t *testing.T, cs ...checks.Check) *gatesrunner.Runner {
+func newRunner(t *testing.T, cs ...gates.Check) *gatekeeper.Runner {
 	t.Helper()
-	r, err := gatesrunner.New(pipeline.Layout{Prefix: "t."}, gatesrunner.Config{Checks: cs, Now: func() time.Time { return t0 }})
+	r, err := gatekeeper.New(pipeline.Layout{Prefix: "t."}, gatekeeper.Config{Checks: cs, Now: func() time.Time { return t0 }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,12 +46,12 @@ func TestRunner(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		latency int64
-		types   []string
+		types   []schemas.EventType
 		verdict bool
 		reason  string
 	}{
-		{"all pass", 100, []string{thread.GatePassed, thread.GatePassed, thread.GateVerdict}, true, "all_passed: schema, performance"},
-		{"over budget", 5000, []string{thread.GatePassed, thread.GateFailed, thread.GateVerdict}, false, "failed: performance"},
+		{"all pass", 100, []schemas.EventType{thread.GatePassed, thread.GatePassed, thread.GateVerdict}, true, "all_passed: schema, performance"},
+		{"over budget", 5000, []schemas.EventType{thread.GatePassed, thread.GateFailed, thread.GateVerdict}, false, "failed: performance"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -61,7 +61,7 @@ func TestRunner(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got []string
+			var got []schemas.EventType
 			topics := []pipeline.Topic{"t.gate.schema", "t.gate.performance", "t.gate.verdict"}
 			ids := map[string]bool{}
 			for i, o := range outs {
@@ -98,7 +98,7 @@ func TestRunner(t *testing.T) {
 func TestRunnerIgnoresOthers(t *testing.T) {
 	t.Parallel()
 	r := newRunner(t)
-	for _, typ := range []string{thread.DataplaneDispatched, thread.DataplaneStarted, thread.DataplaneFailed} {
+	for _, typ := range []schemas.EventType{thread.DataplaneDispatched, thread.DataplaneStarted, thread.DataplaneFailed} {
 		ev := artifact(1)
 		ev.EventType = typ
 		if outs, err := run(t, r, ev); err != nil || len(outs) != 0 {
@@ -109,13 +109,13 @@ func TestRunnerIgnoresOthers(t *testing.T) {
 
 func TestRunnerCheckErrors(t *testing.T) {
 	t.Parallel()
-	down := checks.CheckFunc{CheckName: "policy", Fn: func(context.Context, checks.Subject) (checks.Outcome, error) {
-		return checks.Outcome{}, errors.New("identity provider unreachable")
+	down := gates.CheckFunc{CheckName: "policy", Fn: func(context.Context, gates.Subject) (gates.Outcome, error) {
+		return gates.Outcome{}, errors.New("identity provider unreachable")
 	}}
-	if _, err := run(t, newRunner(t, checks.Schema(), down), artifact(1)); err == nil || pipeline.CodeOf(err) != "" {
+	if _, err := run(t, newRunner(t, gates.Schema(), down), artifact(1)); err == nil || pipeline.CodeOf(err) != "" {
 		t.Fatalf("an undecided check must be a transient error, got %v", err)
 	}
-	panics := checks.CheckFunc{CheckName: "drift", Fn: func(context.Context, checks.Subject) (checks.Outcome, error) { panic("bug") }}
+	panics := gates.CheckFunc{CheckName: "drift", Fn: func(context.Context, gates.Subject) (gates.Outcome, error) { panic("bug") }}
 	outs, err := run(t, newRunner(t, panics), artifact(1))
 	if err != nil {
 		t.Fatal(err)
@@ -130,18 +130,18 @@ func TestRunnerCheckErrors(t *testing.T) {
 
 func TestRunnerConfig(t *testing.T) {
 	t.Parallel()
-	for _, cs := range [][]checks.Check{
+	for _, cs := range [][]gates.Check{
 		{},
-		{checks.Schema(), checks.Schema()},
-		{checks.CheckFunc{CheckName: "verdict"}},
-		{checks.CheckFunc{CheckName: ""}},
-		{checks.CheckFunc{CheckName: "astrology"}},
+		{gates.Schema(), gates.Schema()},
+		{gates.CheckFunc{CheckName: "verdict"}},
+		{gates.CheckFunc{CheckName: ""}},
+		{gates.CheckFunc{CheckName: "astrology"}},
 	} {
-		if _, err := gatesrunner.New(pipeline.Layout{}, gatesrunner.Config{Checks: cs}); err == nil {
+		if _, err := gatekeeper.New(pipeline.Layout{}, gatekeeper.Config{Checks: cs}); err == nil {
 			t.Errorf("accepted checks %v", cs)
 		}
 	}
-	r, err := gatesrunner.New(pipeline.Layout{}, gatesrunner.Config{})
+	r, err := gatekeeper.New(pipeline.Layout{}, gatekeeper.Config{})
 	if err != nil || !reflect.DeepEqual(r.Checks(), []string{"schema", "performance"}) {
 		t.Fatalf("default checks %v, %v", r.Checks(), err)
 	}

@@ -3,7 +3,7 @@ package thread_test
 import (
 	"testing"
 
-	"github.com/spinerun/spine/processors/thread"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 func TestIDs(t *testing.T) {

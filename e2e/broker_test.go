@@ -1,4 +1,4 @@
-package orchestrator_test
+package e2e
 
 import (
 	"context"
@@ -13,16 +13,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/spinerun/spine/adapters/synthetic"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
 	"github.com/spinerun/spine/processors/dataplane"
-	"github.com/spinerun/spine/processors/dataplane/synthetic"
-	gatesrunner "github.com/spinerun/spine/processors/gates"
+	"github.com/spinerun/spine/processors/gatekeeper"
 	"github.com/spinerun/spine/processors/orchestrator"
-	"github.com/spinerun/spine/processors/thread"
 	"github.com/spinerun/spine/schemas"
 	"github.com/spinerun/spine/schemas/registry"
 	"github.com/spinerun/spine/schemas/registry/registrytest"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // brokerEnv is a cluster (kfake, or the real Kafka of KAFKA_BROKERS) with
@@ -154,7 +154,7 @@ func (e *brokerEnv) readControl(t *testing.T, within time.Duration, done func(by
 	return byRun
 }
 
-func terminals(evs []*schemas.RuntimeEvent) (n int, last string) {
+func terminals(evs []*schemas.RuntimeEvent) (n int, last schemas.EventType) {
 	for _, e := range evs {
 		switch e.EventType {
 		case thread.RunCompleted, thread.RunRejected, thread.RunFailed, thread.RunTimedOut:
@@ -196,21 +196,21 @@ func TestThreadOnBroker(t *testing.T) {
 	}
 	p := synthetic.Default()
 	p.FailureRate = 0.15
-	dp, err := dataplane.New(e.layout, dataplane.Config{Routes: map[string]synthetic.Params{"baseline": p, "canary": p}})
+	dp, err := newSyntheticDataplane(t, e.layout, map[string]synthetic.Params{"baseline": p, "canary": p}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gr, err := gatesrunner.New(e.layout, gatesrunner.Config{})
+	gr, err := gatekeeper.New(e.layout, gatekeeper.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.start(t, orchestrator.Name, "a", o)
 	e.start(t, dataplane.Name, "a", dp)
-	e.start(t, gatesrunner.Name, "a", gr)
+	e.start(t, gatekeeper.Name, "a", gr)
 	const n = 300
 	var v1, v2 []*schemas.Intent
 	for i := range n {
-		it := newIntent(fmt.Sprintf("run-%d", i), fmt.Sprintf("actor-%d", i%7), orchestrator.DefaultIntentKinds[i%5])
+		it := brokerIntent(fmt.Sprintf("run-%d", i), fmt.Sprintf("actor-%d", i%7), orchestrator.DefaultIntentKinds[i%5])
 		it.Timestamp = time.Now()
 		if i%2 == 0 {
 			it.Priority = int32(i % 3)
@@ -223,7 +223,7 @@ func TestThreadOnBroker(t *testing.T) {
 	e.produceIntents(t, v2, schemas.V2)
 	e.produceIntents(t, v1[:10], schemas.V1) // duplicates: deduplicated
 	byRun := e.readControl(t, 120*time.Second, allEnded(n))
-	outcomes := map[string]int{}
+	outcomes := map[schemas.EventType]int{}
 	for trace, evs := range byRun {
 		if k, last := terminals(evs); k != 1 {
 			t.Errorf("%s: %d terminal events", trace, k)
@@ -272,7 +272,7 @@ func TestTimeoutsOnBroker(t *testing.T) {
 	}
 	hang := synthetic.Default()
 	hang.HangRate = 1
-	dp, err := dataplane.New(e.layout, dataplane.Config{Routes: map[string]synthetic.Params{"baseline": hang}})
+	dp, err := newSyntheticDataplane(t, e.layout, map[string]synthetic.Params{"baseline": hang}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +281,7 @@ func TestTimeoutsOnBroker(t *testing.T) {
 	const n = 30
 	var its []*schemas.Intent
 	for i := range n {
-		it := newIntent(fmt.Sprintf("hang-%d", i), "alice", "answer")
+		it := brokerIntent(fmt.Sprintf("hang-%d", i), "alice", "answer")
 		it.Timestamp = time.Now()
 		its = append(its, it)
 	}
@@ -291,7 +291,7 @@ func TestTimeoutsOnBroker(t *testing.T) {
 	e.readControl(t, 30*time.Second, func(byRun map[string][]*schemas.RuntimeEvent) bool {
 		k := 0
 		for _, evs := range byRun {
-			if last(evs, thread.RunDispatch) != nil {
+			if lastOf(evs, thread.RunDispatch) != nil {
 				k++
 			}
 		}
@@ -303,15 +303,15 @@ func TestTimeoutsOnBroker(t *testing.T) {
 	for trace, evs := range byRun {
 		// Whether the hung worker said dataplane.started before each
 		// timeout depends on when it joined its group; the decisions do not.
-		var got []string
+		var got []schemas.EventType
 		for _, ev := range evs {
 			if ev.EventType != thread.RunExecuting && ev.EventType != thread.RunStale {
 				got = append(got, ev.EventType)
 			}
 		}
-		want := []string{thread.IntentReceived, thread.RunRouted, thread.RunDispatch, thread.RunRetryScheduled, thread.RunDispatch, thread.RunTimedOut}
+		want := []schemas.EventType{thread.IntentReceived, thread.RunRouted, thread.RunDispatch, thread.RunRetryScheduled, thread.RunDispatch, thread.RunTimedOut}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Errorf("%s: %v, want %v", trace, types(evs), want)
+			t.Errorf("%s: %v, want %v", trace, got, want)
 		}
 	}
 }
@@ -332,21 +332,21 @@ func TestArbitrationOnBroker(t *testing.T) {
 	}
 	slow := synthetic.Default()
 	slow.LatencyMean, slow.LatencyP99 = 30*time.Millisecond, 30*time.Millisecond
-	dp, err := dataplane.New(e.layout, dataplane.Config{Routes: map[string]synthetic.Params{"baseline": slow}, Sleep: true})
+	dp, err := newSyntheticDataplane(t, e.layout, map[string]synthetic.Params{"baseline": slow}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gr, err := gatesrunner.New(e.layout, gatesrunner.Config{})
+	gr, err := gatekeeper.New(e.layout, gatekeeper.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.start(t, orchestrator.Name, "a", o)
 	e.start(t, dataplane.Name, "a", dp)
-	e.start(t, gatesrunner.Name, "a", gr)
+	e.start(t, gatekeeper.Name, "a", gr)
 	const n = 24
 	var its []*schemas.Intent
 	for i := range n {
-		it := newIntent(fmt.Sprintf("arb-%d", i), fmt.Sprintf("actor-%d", i%2), "summarize")
+		it := brokerIntent(fmt.Sprintf("arb-%d", i), fmt.Sprintf("actor-%d", i%2), "summarize")
 		it.Timestamp = time.Now()
 		it.Priority = int32(i % 3)
 		its = append(its, it)
@@ -363,7 +363,7 @@ func TestArbitrationOnBroker(t *testing.T) {
 		if k, last := terminals(evs); k != 1 || last != thread.RunCompleted {
 			t.Errorf("%s: %d terminals, last %s", trace, k, last)
 		}
-		if d := last(evs, thread.RunDispatch); d != nil {
+		if d := lastOf(evs, thread.RunDispatch); d != nil {
 			first := evs[0]
 			for _, ev := range evs {
 				if ev.EventType == thread.RunDispatch {
@@ -374,7 +374,7 @@ func TestArbitrationOnBroker(t *testing.T) {
 			end := evs[len(evs)-1]
 			perActor[d.Actor] = append(perActor[d.Actor], edge{first.Timestamp, 1}, edge{end.Timestamp, -1})
 		}
-		if last(evs, thread.RunQueued) != nil {
+		if lastOf(evs, thread.RunQueued) != nil {
 			queued++
 		}
 	}
@@ -396,4 +396,29 @@ func TestArbitrationOnBroker(t *testing.T) {
 			}
 		}
 	}
+}
+
+// newSyntheticDataplane is the dataplane on the synthetic executor with
+// routes.
+func newSyntheticDataplane(t *testing.T, l pipeline.Layout, routes map[string]synthetic.Params, sleep bool) (*dataplane.Dataplane, error) {
+	t.Helper()
+	x, err := synthetic.NewExecutor(routes, sleep)
+	if err != nil {
+		return nil, err
+	}
+	return dataplane.New(l, dataplane.Config{Executor: x})
+}
+
+func brokerIntent(trace, actor, kind string) *schemas.Intent {
+	return &schemas.Intent{IntentID: "i-" + trace, TraceID: trace, Actor: actor, Kind: kind, Input: "hello", SchemaVersion: schemas.V1, Timestamp: time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)}
+}
+
+// lastOf returns the last event of type typ in evs, or nil.
+func lastOf(evs []*schemas.RuntimeEvent, typ schemas.EventType) *schemas.RuntimeEvent {
+	for i := len(evs) - 1; i >= 0; i-- {
+		if evs[i].EventType == typ {
+			return evs[i]
+		}
+	}
+	return nil
 }

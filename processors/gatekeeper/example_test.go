@@ -1,18 +1,18 @@
-package gates_test
+package gatekeeper_test
 
 import (
 	"context"
 	"fmt"
 
 	"github.com/spinerun/spine/pipeline"
-	gatesrunner "github.com/spinerun/spine/processors/gates"
+	"github.com/spinerun/spine/processors/gatekeeper"
 	"github.com/spinerun/spine/schemas"
 )
 
 // An artifact over its latency budget: the schema gate passes, the
 // performance gate fails, and the verdict fails.
 func ExampleNew() {
-	r, err := gatesrunner.New(pipeline.Layout{}, gatesrunner.Config{})
+	r, err := gatekeeper.New(pipeline.Layout{}, gatekeeper.Config{})
 	if err != nil {
 		panic(err)
 	}
