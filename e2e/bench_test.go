@@ -27,7 +27,7 @@ type watcher struct {
 	verdicts map[string]time.Time
 }
 
-func (s *stack) watch(tb testing.TB) *watcher {
+func (s *rig) watch(tb testing.TB) *watcher {
 	w := &watcher{verdicts: map[string]time.Time{}}
 	var topics []string
 	for _, t := range s.layout.ThreadTopics() {
@@ -69,7 +69,7 @@ func (w *watcher) counts() (records, verdicts int) {
 
 // encoded returns n intents (run prefix run) encoded for the intents topic,
 // so producing them costs the benchmark no encoding.
-func (s *stack) encoded(tb testing.TB, run string, n int) []*kgo.Record {
+func (s *rig) encoded(tb testing.TB, run string, n int) []*kgo.Record {
 	tb.Helper()
 	outs := intents(run, n)
 	recs := make([]*kgo.Record, n)
@@ -85,7 +85,7 @@ func (s *stack) encoded(tb testing.TB, run string, n int) []*kgo.Record {
 
 // benchStack starts the in-process stack on brokers, warmed up: groups
 // joined, schema ids cached, a first 200 runs through.
-func benchStack(b *testing.B, brokers []string) (*stack, *watcher, *kgo.Client) {
+func benchStack(b *testing.B, brokers []string) (*rig, *watcher, *kgo.Client) {
 	b.Helper()
 	s := newStack(b, brokers, nil)
 	w := s.watch(b)

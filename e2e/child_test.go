@@ -60,7 +60,7 @@ type child struct {
 }
 
 // spawn starts `spine run name` as instance against the stack.
-func (s *stack) spawn(tb testing.TB, name, instance string, extraEnv ...string) *child {
+func (s *rig) spawn(tb testing.TB, name, instance string, extraEnv ...string) *child {
 	tb.Helper()
 	c := &child{name: name, instance: instance, exited: make(chan struct{})}
 	c.cmd = exec.Command(spineBinary(tb), "run", name)

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline/kafkatest"
-	"github.com/spinerun/spine/processors"
 	"github.com/spinerun/spine/processors/dataplane"
 	"github.com/spinerun/spine/processors/gatekeeper"
 	"github.com/spinerun/spine/processors/orchestrator"
@@ -114,7 +114,7 @@ func testCrash(t *testing.T, env map[string]string) {
 		}
 	}
 
-	flow := orchestrator.MustStateflow(processors.States(s.cfg))
+	flow := orchestrator.MustStateflow(stack.States(s.cfg))
 	rep := checkThread(t, committed, flow, traces)
 	t.Logf("%s: %d runs, %d kills, %d committed events, outcomes %v, in %s", kafkatest.Backend(), n, kills, rep.events, rep.outcomes, time.Since(start).Round(time.Millisecond))
 	if d := committed.dlqLen(); d != 0 {

@@ -10,8 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
-	"github.com/spinerun/spine/processors"
 	"github.com/spinerun/spine/processors/orchestrator"
 	"github.com/spinerun/spine/schemas"
 	"github.com/spinerun/spine/schemas/thread"
@@ -264,7 +264,7 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("%d dead letters for %d poison records (duplicates must not be dead-lettered)", len(dlq), len(poisons))
 	}
 
-	flow := orchestrator.MustStateflow(processors.States(s.cfg))
+	flow := orchestrator.MustStateflow(stack.States(s.cfg))
 	rep := checkThread(t, committed, flow, traces)
 	if rep.stale != 0 || rep.illegal != 0 {
 		t.Errorf("%d stale answers and %d refused transitions in good runs, want none", rep.stale, rep.illegal)

@@ -56,13 +56,13 @@ type collector struct {
 }
 
 // collect starts a collector on s; committed selects read_committed.
-func (s *stack) collect(tb testing.TB, committed bool) *collector {
+func (s *rig) collect(tb testing.TB, committed bool) *collector {
 	return s.collectSkipping(tb, committed, "")
 }
 
 // collectSkipping is collect ignoring thread records keyed with
 // skipKeyPrefix (poison a test wrote itself).
-func (s *stack) collectSkipping(tb testing.TB, committed bool, skipKeyPrefix string) *collector {
+func (s *rig) collectSkipping(tb testing.TB, committed bool, skipKeyPrefix string) *collector {
 	c := &collector{byTrace: map[string][]int{}, terminals: map[string]int{}, verdicts: map[string]time.Time{}, skipKeyPrefix: skipKeyPrefix}
 	var topics []string
 	for _, t := range s.layout.ThreadTopics() {

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spinerun/spine/processors"
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/processors/dataplane"
 	"github.com/spinerun/spine/processors/gatekeeper"
 	"github.com/spinerun/spine/processors/orchestrator"
@@ -19,9 +19,9 @@ import (
 // earlier than the state's timeout after the state was entered and each
 // re-dispatch no earlier than the backoff after its retry was scheduled,
 // and run.timed_out last (checkThread checks it is the only terminal).
-func checkTimedOut(t *testing.T, s *stack, rep threadReport, traces map[string]bool) {
+func checkTimedOut(t *testing.T, s *rig, rep threadReport, traces map[string]bool) {
 	t.Helper()
-	policy := processors.RetryPolicy(s.cfg)
+	policy := stack.RetryPolicy(s.cfg)
 	want := int(policy.MaximumAttempts)
 	errs := 0
 	fail := func(format string, args ...any) {
@@ -125,7 +125,7 @@ func TestTimeouts(t *testing.T) {
 	waitFor(t, 60*time.Second, func() bool { return started() >= 3*n },
 		func() string { return fmt.Sprintf("%d dataplane.started (have %d)", 3*n, started()) })
 	committed.settle(time.Second)
-	flow := orchestrator.MustStateflow(processors.States(s.cfg))
+	flow := orchestrator.MustStateflow(stack.States(s.cfg))
 	rep := checkThread(t, committed, flow, traces)
 	checkTimedOut(t, s, rep, traces)
 	// The data plane answered each dispatch with dispatched and started,
@@ -193,7 +193,7 @@ func TestTimeoutsAcrossRestart(t *testing.T) {
 	if !orch.alive() {
 		t.Error("the orchestrator exited on its own")
 	}
-	flow := orchestrator.MustStateflow(processors.States(s.cfg))
+	flow := orchestrator.MustStateflow(stack.States(s.cfg))
 	rep := checkThread(t, committed, flow, traces)
 	checkTimedOut(t, s, rep, traces)
 	// Answers that arrive after their run moved on (a retry, the timeout)
@@ -244,7 +244,7 @@ func TestAnsweredWhileOrchestratorDown(t *testing.T) {
 	waitFor(t, 60*time.Second, func() bool { return committed.terminalCount() >= n },
 		func() string { return fmt.Sprintf("%d terminal outcomes (have %d)", n, committed.terminalCount()) })
 	committed.settle(time.Second)
-	rep := checkThread(t, committed, orchestrator.MustStateflow(processors.States(s.cfg)), traces)
+	rep := checkThread(t, committed, orchestrator.MustStateflow(stack.States(s.cfg)), traces)
 	if rep.outcomes[thread.RunCompleted] != n {
 		t.Errorf("outcomes %v (%d late answers refused): want all %d completed, every answer was committed before its deadline",
 			rep.outcomes, rep.illegal, n)

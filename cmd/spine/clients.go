@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/schemas"
 )
@@ -54,15 +54,7 @@ func cliKafkaOpts(cfg *pipeline.Config) ([]kgo.Opt, error) {
 // newSRClient returns a registry client on url with the configured basic
 // auth and a bounded timeout.
 func newSRClient(cfg *pipeline.Config, url string) (*sr.Client, error) {
-	opts := []sr.ClientOpt{sr.URLs(url), sr.HTTPClient(&http.Client{Timeout: 15 * time.Second})}
-	if cfg.RegistryUsername != "" {
-		opts = append(opts, sr.BasicAuth(cfg.RegistryUsername, cfg.RegistryPassword))
-	}
-	cl, err := sr.NewClient(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("schema registry client for %s: %w", url, err)
-	}
-	return cl, nil
+	return stack.RegistryClient(cfg, url)
 }
 
 // cliCodec returns the wire codec the CLI tools use.

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
 )
@@ -111,7 +112,7 @@ func TestFlagsHandlerServesRolloutAndHistory(t *testing.T) {
 	if _, err := f.SetRollout(t.Context(), r, "carol", "try"); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(flagsHandler(f))
+	srv := httptest.NewServer(stack.FlagsHandler(f))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL)
 	if err != nil {

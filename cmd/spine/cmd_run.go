@@ -3,17 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
-	"github.com/spinerun/spine/processors"
-	"github.com/spinerun/spine/processors/orchestrator"
-	"github.com/spinerun/spine/schemas/thread"
 )
 
 func newRunCmd(a *app) *cobra.Command {
@@ -33,7 +30,7 @@ v2_rollout interval it compares canary with baseline on the projections
 rollout. Several may run; one leads and decides. It serves /v1/flags and
 /v1/canary/analyses on SPINE_HTTP_ADDR.`,
 		Args: func(_ *cobra.Command, args []string) error {
-			names := append(slices.Clone(processors.Names), "projections", canaryName)
+			names := stack.Parts
 			if len(args) != 1 {
 				return usageError{fmt.Errorf("name one processor: %s", strings.Join(names, ", "))}
 			}
@@ -49,56 +46,41 @@ rollout. Several may run; one leads and decides. It serves /v1/flags and
 			}
 			// A split deployment has no `spine up` to create the topic
 			// layout: each instance ensures it (idempotent) before consuming.
-			if err := (&stack{cfg: cfg, a: a, brokers: cliBrokers(cfg)}).ensureTopics(cmd.Context()); err != nil {
+			if err := ensureTopics(cmd.Context(), cfg, cliBrokers(cfg), a.log); err != nil {
 				return err
 			}
-			switch args[0] {
-			case "projections":
-				return runProjections(cmd.Context(), a, cfg)
-			case canaryName:
-				return runCanary(cmd.Context(), a, cfg)
-			}
-			return runProcessor(cmd.Context(), a, cfg, args[0])
+			return runPart(cmd.Context(), a, cfg, args[0])
 		},
 	}
 }
 
-// runProcessor runs one thread processor and its HTTP endpoints until ctx
-// ends.
-func runProcessor(ctx context.Context, a *app, cfg *pipeline.Config, name string) error {
-	reg := newMetricsRegistry()
-	codec, err := cliCodec(cfg)
+// runPart runs one part of the stack (a thread processor, the projections
+// with their API and dashboard, or the canary analyzer with /v1/flags and
+// /v1/canary/analyses) and its HTTP endpoints, /healthz and /metrics, until
+// ctx ends. A thread processor serves on SPINE_METRICS_ADDR when set.
+func runPart(ctx context.Context, a *app, cfg *pipeline.Config, name string) error {
+	metrics := newMetricsRegistry()
+	st, err := stack.Build(stack.Env{Config: cfg, Brokers: cliBrokers(cfg), RegistryURL: cliRegistryURL(cfg), Log: a.log, Metrics: metrics}, name)
 	if err != nil {
 		return err
 	}
-	golden, err := thread.NewGoldenPath(reg, pipeline.GateNames...)
-	if err != nil {
-		return err
+	mountOps(st.Routes, metrics, map[string]string{"processor": name})
+	addr := cfg.HTTPAddr
+	if slices.Contains(stack.ThreadProcessors, name) && cfg.MetricsAddr != "" {
+		addr = cfg.MetricsAddr
 	}
-	router, flagsRun := orchestrator.Baseline, func(ctx context.Context) error { <-ctx.Done(); return nil }
-	if name == orchestrator.Name {
-		if router, flagsRun, err = newFlagRouter(cfg, cliBrokers(cfg), a.log, reg); err != nil {
-			return err
-		}
-	}
-	p, err := processors.New(cfg, name, processors.Deps{Brokers: cliBrokers(cfg), Codec: codec, Log: a.log, Reg: reg, Golden: golden, Router: router})
-	if err != nil {
-		return err
-	}
-	mux := http.NewServeMux()
-	mountOps(mux, reg, map[string]string{"processor": name})
-	addr := cfg.MetricsAddr
-	if addr == "" {
-		addr = cfg.HTTPAddr
-	}
-	srv := &pipeline.HTTPServer{Name: name, Addr: addr, Handler: mux, ShutdownTimeout: cfg.ShutdownTimeout, Log: a.log}
+	srv := &pipeline.HTTPServer{Name: name, Addr: addr, Handler: st.Routes, ShutdownTimeout: cfg.ShutdownTimeout, Log: a.log}
 	if err := srv.Listen(); err != nil {
+		st.Close()
 		return err
 	}
-	a.log.Info("processor running", "processor", name, "transactional_id", p.TransactionalID(), "kafka", cliBrokers(cfg), "http", srv.BoundAddr())
+	attrs := []any{"processor", name, "kafka", cliBrokers(cfg), "http", "http://" + hostport(srv.BoundAddr()) + "/"}
+	for _, p := range st.Processors {
+		attrs = append(attrs, "transactional_id", p.TransactionalID())
+	}
+	a.log.Info("processor running", attrs...)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return p.Run(gctx) })
+	g.Go(func() error { return st.Run(gctx) })
 	g.Go(func() error { return srv.Run(gctx) })
-	g.Go(func() error { return flagsRun(gctx) })
 	return g.Wait()
 }

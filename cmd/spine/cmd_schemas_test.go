@@ -20,10 +20,11 @@ import (
 	"github.com/spinerun/spine/schemas"
 )
 
-// registryStack wires a stack's registry (as `spine up` does) on a test
-// broker, on a free port, and returns the stack and a CLI runner
-// configured to talk to it.
-func registryStack(t *testing.T) (*stack, func(args ...string) (int, string, string)) {
+// registryStack gives a test broker the registry `spine up` gives it
+// (upRegistry: Spine's registry on a free port, the contracts registered)
+// and returns the config, the registry's URL and a CLI runner configured to
+// talk to it.
+func registryStack(t *testing.T) (*pipeline.Config, string, func(args ...string) (int, string, string)) {
 	t.Helper()
 	brokers := kafkatest.Brokers(t)
 	cfg, err := pipeline.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{
@@ -35,12 +36,14 @@ func registryStack(t *testing.T) (*stack, func(args ...string) (int, string, str
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &app{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, cfg: cfg, log: slog.New(slog.DiscardHandler)}
-	st := &stack{cfg: cfg, a: a, reg: prometheus.NewRegistry(), brokers: brokers}
-	runStack(t, st, st.wireRegistry)
+	url, run, err := upRegistry(t.Context(), cfg, brokers, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatalf("registry: %v", err)
+	}
+	runUntilCleanup(t, run)
 	cliCfg := *cfg
-	cliCfg.RegistryURL = st.registryURL
-	return st, func(args ...string) (int, string, string) {
+	cliCfg.RegistryURL = url
+	return cfg, url, func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
 		a := &app{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, cfg: &cliCfg, log: slog.New(slog.DiscardHandler)}
 		code := execute(t.Context(), a, args)
@@ -48,22 +51,18 @@ func registryStack(t *testing.T) (*stack, func(args ...string) (int, string, str
 	}
 }
 
-// runStack wires st with wire, runs its runners until the test ends, and
-// checks that each stops cleanly.
-func runStack(t *testing.T, st *stack, wire func(context.Context) error) {
+// runUntilCleanup runs each of runs until the test ends, and checks that
+// each stops cleanly.
+func runUntilCleanup(t *testing.T, runs ...func(context.Context) error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := wire(ctx); err != nil {
-		cancel()
-		t.Fatalf("wire the stack: %v", err)
-	}
-	done := make(chan error, len(st.runners))
-	for _, r := range st.runners {
+	done := make(chan error, len(runs))
+	for _, r := range runs {
 		go func() { done <- r(ctx) }()
 	}
 	t.Cleanup(func() {
 		cancel()
-		for range st.runners {
+		for range runs {
 			select {
 			case err := <-done:
 				if err != nil {
@@ -81,17 +80,21 @@ func runStack(t *testing.T, st *stack, wire func(context.Context) error) {
 // contracts under FULL_TRANSITIVE.
 func TestWireRegistry(t *testing.T) {
 	t.Parallel()
-	st, _ := registryStack(t)
-	if st.sr == nil || !strings.HasPrefix(st.registryURL, "http://") {
-		t.Fatalf("stack has no registry: url %q", st.registryURL)
+	cfg, url, _ := registryStack(t)
+	if !strings.HasPrefix(url, "http://") {
+		t.Fatalf("stack has no registry: url %q", url)
 	}
-	l := pipeline.NewLayout(st.cfg)
+	cl, err := newSRClient(cfg, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := pipeline.NewLayout(cfg)
 	for subj, c := range l.ContractSubjects() {
-		ss, err := st.sr.SchemaByVersion(t.Context(), subj, -1)
+		ss, err := cl.SchemaByVersion(t.Context(), subj, -1)
 		if err != nil || ss.Version != 2 || ss.Schema.Schema != mustCompact(t, schemas.MustSource(c, schemas.V2)) {
 			t.Errorf("%s latest = v%d, %v; want contract %s v2", subj, ss.Version, err, c)
 		}
-		if r := st.sr.Compatibility(t.Context(), subj); r[0].Level != sr.CompatFullTransitive {
+		if r := cl.Compatibility(t.Context(), subj); r[0].Level != sr.CompatFullTransitive {
 			t.Errorf("%s level %v; want FULL_TRANSITIVE", subj, r[0].Level)
 		}
 	}
@@ -133,8 +136,8 @@ func editContract(t *testing.T, field string, edit func(map[string]any)) string 
 
 func TestCLISchemas(t *testing.T) {
 	t.Parallel()
-	st, run := registryStack(t)
-	l := pipeline.NewLayout(st.cfg)
+	cfg, _, run := registryStack(t)
+	l := pipeline.NewLayout(cfg)
 	control := schemas.ValueSubject(string(l.Control()))
 	intents := schemas.ValueSubject(string(l.Intents()))
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
 )
@@ -41,17 +41,24 @@ func fullStackCfg(t *testing.T) (func(stdin string, args ...string) (int, string
 	if err := pipeline.EnsureTopics(t.Context(), kadm.NewClient(kafkatest.Client(t, brokers)), pipeline.NewLayout(cfg), -1); err != nil {
 		t.Fatal(err)
 	}
-	a := &app{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, cfg: cfg, log: slog.New(slog.DiscardHandler)}
-	st := &stack{cfg: cfg, a: a, reg: prometheus.NewRegistry(), mux: http.NewServeMux(), brokers: brokers}
-	runStack(t, st, st.wire)
+	log, metrics := slog.New(slog.DiscardHandler), prometheus.NewRegistry()
+	url, runRegistry, err := upRegistry(t.Context(), cfg, brokers, log, metrics)
+	if err != nil {
+		t.Fatalf("registry: %v", err)
+	}
+	st, err := stack.Build(stack.Env{Config: cfg, Brokers: brokers, RegistryURL: url, Log: log, Metrics: metrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntilCleanup(t, runRegistry, st.Run)
 	cliCfg := *cfg
-	cliCfg.RegistryURL = st.registryURL
+	cliCfg.RegistryURL = url
 	return func(stdin string, args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
 		a := &app{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb, cfg: &cliCfg, log: slog.New(slog.DiscardHandler)}
 		code := execute(t.Context(), a, args)
 		return code, out.String(), errb.String()
-	}, cfg, st.registryURL
+	}, cfg, url
 }
 
 // The README's tour: produce intents, consume gate.*, trace one run.

@@ -3,19 +3,17 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
-	"github.com/spinerun/spine/projections"
 )
 
 func newUpCmd(a *app) *cobra.Command {
@@ -39,82 +37,83 @@ Ctrl-C shuts down cleanly within SPINE_SHUTDOWN_TIMEOUT.`,
 	}
 }
 
-// stack is everything `spine up` runs; each part is started in start order
-// and runs under one errgroup until ctx ends.
-type stack struct {
-	cfg      *pipeline.Config
-	a        *app
-	reg      *prometheus.Registry
-	mux      *http.ServeMux
-	brokers  []string
-	embedded *pipeline.Embedded
-	runners  []func(context.Context) error
-	// registryURL is the schema registry every part uses (set by
-	// wireRegistry); sr is a client of it.
-	registryURL string
-	sr          *sr.Client
-	// projections is the view of the spine.proj.* topics (set by
-	// wireProjections), for parts that read the projections.
-	projections *projections.Store
-	// canary is the flag store and canary router (set by wireCanary).
-	canary *canaryWiring
-}
-
+// runUp is the whole stack in one process, in start order: the broker, the
+// topics, the schema registry and Spine's contracts, every part of the
+// stack (package stack), and the HTTP server. Everything runs under one
+// errgroup until ctx ends.
 func runUp(ctx context.Context, a *app, cfg *pipeline.Config) error {
 	log := a.log
-	st := &stack{cfg: cfg, a: a, reg: newMetricsRegistry(), mux: http.NewServeMux()}
+	metrics := newMetricsRegistry()
+	var runs []func(context.Context) error
 
 	// 1. The broker: embedded unless KAFKA_BROKERS names a cluster.
+	brokers := cfg.Brokers
 	if cfg.Embedded() {
-		st.embedded = pipeline.NewEmbedded(pipeline.EmbeddedConfig{
+		embedded := pipeline.NewEmbedded(pipeline.EmbeddedConfig{
 			DataDir: cfg.DataDir,
 			Brokers: cfg.EmbeddedBrokers,
 			Port:    cfg.KafkaPort,
 			Logger:  log,
 		})
-		if err := st.embedded.Start(); err != nil {
+		if err := embedded.Start(); err != nil {
 			return err
 		}
-		defer st.embedded.Close()
-		st.brokers = st.embedded.Addrs()
-		log.Info("embedded Kafka broker started", "addrs", st.brokers, "data_dir", cfg.DataDir)
+		defer embedded.Close()
+		brokers = embedded.Addrs()
+		log.Info("embedded Kafka broker started", "addrs", brokers, "data_dir", cfg.DataDir)
 	} else {
-		st.brokers = cfg.Brokers
-		log.Info("using external Kafka", "brokers", st.brokers)
+		log.Info("using external Kafka", "brokers", brokers)
 	}
 
 	// 2. Topics.
-	if err := st.ensureTopics(ctx); err != nil {
+	if err := ensureTopics(ctx, cfg, brokers, log); err != nil {
 		return err
 	}
 
-	// 3. Later parts (registry, processors, projections) add runners here.
-	if err := st.wire(ctx); err != nil {
+	// 3. The schema registry, with Spine's contracts under FULL_TRANSITIVE.
+	registryURL, runRegistry, err := upRegistry(ctx, cfg, brokers, log, metrics)
+	if err != nil {
 		return err
 	}
+	runs = append(runs, runRegistry)
+	stopRegistry := func() {
+		stopped, cancel := context.WithCancel(ctx)
+		cancel()
+		_ = runRegistry(stopped)
+	}
 
-	// 4. HTTP: /healthz and /metrics (and whatever the parts mounted).
-	mountOps(st.mux, st.reg, map[string]string{})
-	api := &pipeline.HTTPServer{Name: "api", Addr: cfg.HTTPAddr, Handler: st.mux, ShutdownTimeout: cfg.ShutdownTimeout, Log: log}
+	// 4. Every part of the stack.
+	st, err := stack.Build(stack.Env{Config: cfg, Brokers: brokers, RegistryURL: registryURL, Log: log, Metrics: metrics})
+	if err != nil {
+		stopRegistry()
+		return err
+	}
+	runs = append(runs, st.Run)
+
+	// 5. HTTP: the parts' routes, /healthz and /metrics.
+	mountOps(st.Routes, metrics, map[string]string{})
+	api := &pipeline.HTTPServer{Name: "api", Addr: cfg.HTTPAddr, Handler: st.Routes, ShutdownTimeout: cfg.ShutdownTimeout, Log: log}
 	if err := api.Listen(); err != nil {
+		st.Close()
+		stopRegistry()
 		return err
 	}
-	st.runners = append(st.runners, api.Run)
+	runs = append(runs, api.Run)
 
-	log.Info("spine is up", "kafka", st.brokers, "http", "http://"+hostport(api.BoundAddr())+"/", "metrics", "http://"+hostport(api.BoundAddr())+"/metrics")
+	log.Info("spine is up", "kafka", brokers, "http", "http://"+hostport(api.BoundAddr())+"/", "metrics", "http://"+hostport(api.BoundAddr())+"/metrics")
 	g, gctx := errgroup.WithContext(ctx)
-	for _, r := range st.runners {
-		g.Go(func() error { return r(gctx) })
+	for _, run := range runs {
+		g.Go(func() error { return run(gctx) })
 	}
-	err := g.Wait()
+	err = g.Wait()
 	log.Info("shutting down")
 	return err
 }
 
 // ensureTopics creates the layout's topics with a bounded retry while the
-// cluster comes up.
-func (st *stack) ensureTopics(ctx context.Context) error {
-	opts, err := st.cfg.KafkaOpts(st.brokers...)
+// cluster comes up (`spine up`, and every `spine run`, idempotently).
+func ensureTopics(ctx context.Context, cfg *pipeline.Config, brokers []string, log *slog.Logger) error {
+	opts, err := cfg.KafkaOpts(brokers...)
 	if err != nil {
 		return err
 	}
@@ -126,11 +125,11 @@ func (st *stack) ensureTopics(ctx context.Context) error {
 	adm := kadm.NewClient(cl)
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	l := pipeline.NewLayout(st.cfg)
-	if err := pipeline.EnsureTopics(tctx, adm, l, st.cfg.ReplicationFactor); err != nil {
-		return fmt.Errorf("create topics on %v: %w", st.brokers, err)
+	l := pipeline.NewLayout(cfg)
+	if err := pipeline.EnsureTopics(tctx, adm, l, cfg.ReplicationFactor); err != nil {
+		return fmt.Errorf("create topics on %v: %w", brokers, err)
 	}
-	st.a.log.Info("topics ready", "count", len(l.Specs()), "partitions", l.Partitions, "prefix", l.Prefix)
+	log.Info("topics ready", "count", len(l.Specs()), "partitions", l.Partitions, "prefix", l.Prefix)
 	return nil
 }
 

@@ -1,8 +1,11 @@
 // Command spine is the one binary of Spine: the embedded stack (`spine up`),
 // each processor on its own (`spine run`), the schema registry, and the
 // user-facing tools (produce, consume, schemas, trace, replay, flags,
-// loadtest). This file is the composition root: it reads the config, builds
-// the logger and wires the subcommands; each subcommand lives in cmd_*.go.
+// loadtest). This file reads the config, builds the logger and wires the
+// subcommands; each subcommand lives in cmd_*.go. What the stack is made
+// of is built in one place, package stack (cmd/spine/stack): `spine up`
+// (cmd_up.go) starts the broker, the topics and the registry, then runs all
+// of it; `spine run X` (cmd_run.go) runs the part X of the same builder.
 package main
 
 import (

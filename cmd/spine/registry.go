@@ -18,79 +18,80 @@ import (
 // registryReadyTimeout bounds the replay of _schemas at start.
 const registryReadyTimeout = 60 * time.Second
 
-// wireRegistry gives the stack a schema registry: Spine's own, served on
-// SPINE_REGISTRY_ADDR and stored in the stack's Kafka, unless
-// SCHEMA_REGISTRY_URL names another one. Either way it sets st.registryURL
-// and st.sr and registers Spine's contracts under FULL_TRANSITIVE.
-func (st *stack) wireRegistry(ctx context.Context) error {
-	cfg, log := st.cfg, st.a.log
-	st.registryURL = cfg.RegistryURL
-	if st.registryURL == "" {
-		url, err := st.startRegistry(ctx)
-		if err != nil {
-			return err
+// upRegistry gives `spine up` its schema registry — Spine's own
+// (startRegistry) unless SCHEMA_REGISTRY_URL names another one — and
+// registers Spine's contracts there under FULL_TRANSITIVE. It returns the
+// registry's URL and what runs it with the stack.
+func upRegistry(ctx context.Context, cfg *pipeline.Config, brokers []string, log *slog.Logger, metrics prometheus.Registerer) (string, func(context.Context) error, error) {
+	url, run := cfg.RegistryURL, func(context.Context) error { return nil }
+	if url == "" {
+		var err error
+		if url, run, err = startRegistry(ctx, cfg, brokers, log, metrics); err != nil {
+			return "", nil, err
 		}
-		st.registryURL = url
 	} else {
-		log.Info("using external schema registry", "url", st.registryURL)
+		log.Info("using external schema registry", "url", url)
 	}
-	cl, err := newSRClient(cfg, st.registryURL)
+	fail := func(err error) (string, func(context.Context) error, error) {
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		_ = run(cctx) // stop Spine's registry
+		return "", nil, err
+	}
+	cl, err := newSRClient(cfg, url)
 	if err != nil {
-		return err
+		return fail(err)
 	}
-	st.sr = cl
-
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	ids, err := schemas.RegisterContracts(rctx, cl, pipeline.NewLayout(cfg).ContractSubjects())
 	if err != nil {
-		return fmt.Errorf("register Spine's contracts with the schema registry at %s: %w", st.registryURL, err)
+		return fail(fmt.Errorf("register Spine's contracts with the schema registry at %s: %w", url, err))
 	}
 	logContractIDs(log, ids)
-	return nil
+	return url, run, nil
 }
 
-// startRegistry runs Spine's registry for the stack and returns its URL
-// once it has replayed its topic.
-func (st *stack) startRegistry(ctx context.Context) (string, error) {
-	cfg, log := st.cfg, st.a.log
-	reg, err := newRegistry(cfg, st.brokers, log, st.reg)
+// startRegistry runs Spine's own schema registry, served on
+// SPINE_REGISTRY_ADDR and stored in the cluster's _schemas topic, and
+// returns its URL once it has replayed that topic. It serves from now on
+// (the contracts register through it before the rest of the stack runs);
+// run, which must run with the stack, stops it when its context ends.
+func startRegistry(ctx context.Context, cfg *pipeline.Config, brokers []string, log *slog.Logger, metrics prometheus.Registerer) (url string, run func(context.Context) error, err error) {
+	reg, err := newRegistry(cfg, brokers, log, metrics)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	srv := &pipeline.HTTPServer{Name: "registry", Addr: cfg.RegistryAddr, Handler: reg.Handler(), ShutdownTimeout: cfg.ShutdownTimeout, Log: log}
 	if err := srv.Listen(); err != nil {
-		return "", err
+		return "", nil, err
 	}
-	// The registry must serve before the rest of the stack is wired (the
-	// contracts register through it), so it starts now; its runner stops
-	// it with the stack.
 	rctx, cancel := context.WithCancel(ctx)
 	g, gctx := errgroup.WithContext(rctx)
 	g.Go(func() error { return reg.Run(gctx) })
 	g.Go(func() error { return srv.Run(gctx) })
 	stop := func() error { cancel(); return g.Wait() }
-	st.runners = append(st.runners, func(sctx context.Context) error {
+	run = func(sctx context.Context) error {
 		select {
 		case <-sctx.Done():
 		case <-gctx.Done():
 		}
 		return stop()
-	})
+	}
 	select {
 	case <-reg.Ready():
 	case <-gctx.Done():
 		if err := stop(); err != nil {
-			return "", err
+			return "", nil, err
 		}
-		return "", fmt.Errorf("schema registry stopped before it was ready")
+		return "", nil, fmt.Errorf("schema registry stopped before it was ready")
 	case <-time.After(registryReadyTimeout):
 		_ = stop()
-		return "", fmt.Errorf("schema registry: %s not replayed within %s (is Kafka at %v healthy?)", reg.Topic(), registryReadyTimeout, st.brokers)
+		return "", nil, fmt.Errorf("schema registry: %s not replayed within %s (is Kafka at %v healthy?)", reg.Topic(), registryReadyTimeout, brokers)
 	}
-	url := "http://" + hostport(srv.BoundAddr())
+	url = "http://" + hostport(srv.BoundAddr())
 	log.Info("schema registry ready", "url", url, "topic", reg.Topic())
-	return url, nil
+	return url, run, nil
 }
 
 // newRegistry builds Spine's registry on the configured cluster, storing in

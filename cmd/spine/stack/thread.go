@@ -1,13 +1,4 @@
-// Package processors builds the processors of the event thread (the
-// orchestrator, the dataplane and the gates runner) from the configuration,
-// each on its own transactional pipeline loop. `spine up`, `spine run` and
-// the end-to-end tests all build them here, so they run the same thing.
-//
-// The processors themselves live in the subpackages: orchestrator (the
-// stateflow), dataplane (with the synthetic executor), gates (the runner of
-// the checks in package gates), canary (routing and analysis) and thread
-// (event names and ids).
-package processors
+package stack
 
 import (
 	"fmt"
@@ -27,25 +18,20 @@ import (
 	"github.com/spinerun/spine/schemas/thread"
 )
 
-// Names are the processors of the event thread, in the order `spine up`
-// starts them and `spine run` names them.
-var Names = []string{orchestrator.Name, dataplane.Name, gatekeeper.Name}
-
-// Deps are what every thread processor shares in one process.
-type Deps struct {
-	Brokers []string
-	Codec   pipeline.Codec
-	Log     *slog.Logger
-	Reg     prometheus.Registerer
-	// Golden counts the golden path after each commit; nil counts nothing.
-	Golden *thread.GoldenPath
-	// Router routes new runs (the orchestrator only); nil is all-baseline.
-	Router orchestrator.Router
+// threadDeps are what the thread processors of one stack share.
+type threadDeps struct {
+	brokers  []string
+	codec    pipeline.Codec
+	log      *slog.Logger
+	reg      prometheus.Registerer
+	golden   *thread.GoldenPath
+	router   orchestrator.Router
+	instance string
 }
 
-// New builds the named processor of the thread on the pipeline loop, with
-// the settings of cfg; extra options come last. It does no I/O.
-func New(cfg *pipeline.Config, name string, d Deps, extra ...pipeline.ProcessorOpt) (*pipeline.Processor, error) {
+// newThreadProcessor builds the named processor of the thread on the
+// pipeline loop, with the settings of cfg.
+func newThreadProcessor(cfg *pipeline.Config, name string, d threadDeps) (*pipeline.Processor, error) {
 	type topicked interface {
 		pipeline.Handler
 		Topics() []pipeline.Topic
@@ -54,49 +40,52 @@ func New(cfg *pipeline.Config, name string, d Deps, extra ...pipeline.ProcessorO
 	var err error
 	layout := pipeline.NewLayout(cfg)
 	switch name {
-	case orchestrator.Name:
-		h, err = NewOrchestrator(cfg, layout, d.Log, d.Router)
-	case dataplane.Name:
+	case Orchestrator:
+		h, err = newOrchestrator(cfg, layout, d.log, d.router)
+	case Dataplane:
 		var exec *synthetic.Executor
 		if exec, err = synthetic.NewExecutor(SyntheticRoutes(cfg), cfg.SyntheticSleep); err == nil {
-			h, err = dataplane.New(layout, dataplane.Config{Executor: exec, Logger: d.Log})
+			h, err = dataplane.New(layout, dataplane.Config{Executor: exec, Logger: d.log})
 		}
-	case gatekeeper.Name:
+	case Gates:
 		var budgets map[string]time.Duration
 		if budgets, err = gates.ParseBudgets(cfg.LatencyBudgets); err == nil {
 			h, err = gatekeeper.New(layout, gatekeeper.Config{
 				Checks: []gates.Check{gates.Schema(), gates.Performance(cfg.LatencyBudget, budgets)},
-				Logger: d.Log,
+				Logger: d.log,
 			})
 		}
 	default:
-		return nil, fmt.Errorf("unknown processor %q (want one of %s)", name, strings.Join(Names, ", "))
+		return nil, fmt.Errorf("unknown processor %q (want one of %s)", name, strings.Join(ThreadProcessors, ", "))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	opts, err := cfg.ProcessorOpts(d.Brokers...)
+	opts, err := cfg.ProcessorOpts(d.brokers...)
 	if err != nil {
 		return nil, err
 	}
 	opts = append(opts,
 		pipeline.WithInputs(h.Topics()...),
-		pipeline.WithCodec(d.Codec),
-		pipeline.WithLogger(d.Log),
-		pipeline.WithRegisterer(d.Reg),
+		pipeline.WithCodec(d.codec),
+		pipeline.WithLogger(d.log),
+		pipeline.WithRegisterer(d.reg),
 	)
 	if s, ok := h.(interface{ EventTypes() []schemas.EventType }); ok {
 		opts = append(opts, pipeline.WithEventTypes(s.EventTypes()...))
 	}
-	if d.Golden != nil {
-		opts = append(opts, pipeline.WithObserver(pipeline.ObserveEvents(d.Golden)))
+	if d.golden != nil {
+		opts = append(opts, pipeline.WithObserver(pipeline.ObserveEvents(d.golden)))
 	}
-	return pipeline.NewProcessor(name, h, append(opts, extra...)...)
+	if d.instance != "" {
+		opts = append(opts, pipeline.WithInstanceID(d.instance))
+	}
+	return pipeline.NewProcessor(name, h, opts...)
 }
 
-// NewOrchestrator returns the orchestrator with the stateflow, intent kinds
+// newOrchestrator returns the orchestrator with the stateflow, intent kinds
 // and limits of cfg.
-func NewOrchestrator(cfg *pipeline.Config, layout pipeline.Layout, log *slog.Logger, router orchestrator.Router) (*orchestrator.Orchestrator, error) {
+func newOrchestrator(cfg *pipeline.Config, layout pipeline.Layout, log *slog.Logger, router orchestrator.Router) (*orchestrator.Orchestrator, error) {
 	flow, err := orchestrator.NewStateflow(States(cfg))
 	if err != nil {
 		return nil, err

@@ -20,15 +20,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
-	"github.com/spinerun/spine/processors"
-	"github.com/spinerun/spine/processors/dataplane"
-	"github.com/spinerun/spine/processors/gatekeeper"
 	"github.com/spinerun/spine/processors/orchestrator"
 	"github.com/spinerun/spine/schemas"
 	"github.com/spinerun/spine/schemas/registry"
-	"github.com/spinerun/spine/schemas/thread"
 )
 
 // envInt reads a positive integer knob, or def.
@@ -39,13 +36,12 @@ func envInt(name string, def int) int {
 	return def
 }
 
-// stack is the thread's parts on one broker under one topic prefix, wired
-// as `spine up` wires them (cmd/spine/stack_registry.go,
-// stack_processors.go): topics from the layout, Spine's registry storing in
-// the layout's _schemas topic with the contracts registered under
-// FULL_TRANSITIVE, a Serde without auto-registration, one shared
-// Prometheus registry and GoldenPath observer.
-type stack struct {
+// rig is the thread's parts on one broker under one topic prefix: topics
+// from the layout, Spine's registry storing in the layout's _schemas topic
+// with the contracts registered under FULL_TRANSITIVE, and the processors
+// built by the composition root `spine up` uses (package stack), one
+// shared Prometheus registry counting the golden path of them all.
+type rig struct {
 	tb      testing.TB
 	brokers []string
 	// env is the environment the stack's Config was read from; child
@@ -58,7 +54,6 @@ type stack struct {
 	sr          *sr.Client
 	codec       *pipeline.SchemaCodec
 	reg         *prometheus.Registry
-	golden      *thread.GoldenPath
 	log         *slog.Logger
 	logs        *logCounter
 
@@ -75,12 +70,12 @@ type running struct {
 
 // newStack starts a stack on brokers (nil: kafkatest.Brokers) with the
 // environment overrides env. It registers its own cleanup.
-func newStack(tb testing.TB, brokers []string, env map[string]string) *stack {
+func newStack(tb testing.TB, brokers []string, env map[string]string) *rig {
 	tb.Helper()
 	if brokers == nil {
 		brokers = kafkatest.Brokers(tb)
 	}
-	s := &stack{tb: tb, brokers: brokers, reg: prometheus.NewRegistry(), logs: &logCounter{}}
+	s := &rig{tb: tb, brokers: brokers, reg: prometheus.NewRegistry(), logs: &logCounter{}}
 	s.log = slog.New(s.logs)
 	s.env = map[string]string{
 		"KAFKA_BROKERS":          strings.Join(brokers, ","),
@@ -160,14 +155,11 @@ func newStack(tb testing.TB, brokers []string, env map[string]string) *stack {
 		tb.Fatal(err)
 	}
 	s.codec = pipeline.NewSchemaCodec(serde, s.layout)
-	if s.golden, err = thread.NewGoldenPath(s.reg, pipeline.GateNames...); err != nil {
-		tb.Fatal(err)
-	}
 	return s
 }
 
 // childEnv is the environment of a `spine run` child process.
-func (s *stack) childEnv(instance string) []string {
+func (s *rig) childEnv(instance string) []string {
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 		"SCHEMA_REGISTRY_URL=" + s.registryURL, "SPINE_INSTANCE_ID=" + instance}
 	for k, v := range s.env {
@@ -181,19 +173,19 @@ func (s *stack) childEnv(instance string) []string {
 
 // start runs processor name in-process as instance id; router routes new
 // runs (the orchestrator only; nil means orchestrator.Baseline).
-func (s *stack) start(name, instance string, router orchestrator.Router) *running {
+func (s *rig) start(name, instance string, router orchestrator.Router) *running {
 	s.tb.Helper()
 	if router == nil {
 		router = orchestrator.Baseline
 	}
-	p, err := processors.New(s.cfg, name, processors.Deps{Brokers: s.brokers, Codec: s.codec, Log: s.log, Reg: s.reg, Golden: s.golden, Router: router},
-		pipeline.WithInstanceID(instance))
+	st, err := stack.Build(stack.Env{Config: s.cfg, Brokers: s.brokers, RegistryURL: s.registryURL, Log: s.log, Metrics: s.reg,
+		Instance: instance, Router: router}, name)
 	if err != nil {
 		s.tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{name: name, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- p.Run(ctx) }()
+	go func() { r.done <- st.Run(ctx) }()
 	s.mu.Lock()
 	s.procs = append(s.procs, r)
 	s.mu.Unlock()
@@ -201,8 +193,8 @@ func (s *stack) start(name, instance string, router orchestrator.Router) *runnin
 }
 
 // startAll runs the three processors of the thread in-process.
-func (s *stack) startAll(router orchestrator.Router) {
-	for _, name := range []string{orchestrator.Name, dataplane.Name, gatekeeper.Name} {
+func (s *rig) startAll(router orchestrator.Router) {
+	for _, name := range stack.ThreadProcessors {
 		s.start(name, "e2e", router)
 	}
 }
@@ -221,7 +213,7 @@ func (r *running) stop(tb testing.TB) {
 	}
 }
 
-func (s *stack) stopAll() {
+func (s *rig) stopAll() {
 	s.mu.Lock()
 	procs := s.procs
 	s.procs = nil
@@ -260,7 +252,7 @@ func intents(run string, n int) []pipeline.Output {
 }
 
 // produce writes outs to the intents topic in batches of 500.
-func (s *stack) produce(ctx context.Context, outs []pipeline.Output) {
+func (s *rig) produce(ctx context.Context, outs []pipeline.Output) {
 	s.tb.Helper()
 	p, err := pipeline.NewProducer(s.codec, s.kopts...)
 	if err != nil {
