@@ -97,7 +97,7 @@ func spineMetrics(t *testing.T) map[string]bool {
 	d := &describingRegisterer{inner: reg, names: map[string]bool{}}
 	d.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	gp, err := thread.NewGoldenPath(d, pipeline.GateNames...)
+	gp, err := thread.NewGoldenPath(d, thread.GateNames...)
 	if err != nil {
 		t.Fatalf("golden path metrics: %v", err)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/spinerun/spine/adapters/synthetic"
+	"github.com/spinerun/spine/internal/spinetest"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
 	"github.com/spinerun/spine/processors/dataplane"
@@ -63,30 +63,6 @@ func newBrokerEnv(t *testing.T) *brokerEnv {
 	return &brokerEnv{brokers: brokers, layout: l, codec: pipeline.NewSchemaCodec(serde, l), cl: cl}
 }
 
-// startPart runs fn until the returned stop is called or the test ends.
-func startPart(t *testing.T, name string, fn func(context.Context) error) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- fn(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("%s: %v", name, err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Errorf("%s did not stop within 30s", name)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
 type topicked interface {
 	pipeline.Handler
 	Topics() []pipeline.Topic
@@ -106,7 +82,7 @@ func (e *brokerEnv) start(t *testing.T, name, instance string, h topicked) (stop
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startPart(t, name+"-"+instance, p.Run)
+	return spinetest.Start(t, name+"-"+instance, p.Run)
 }
 
 func (e *brokerEnv) produceIntents(t *testing.T, its []*schemas.Intent, v schemas.ContractVersion) {

@@ -425,7 +425,7 @@ func threadCounts(all []event) (hops, runs, gates, latency map[string]float64) {
 		if ev.EventType == thread.GatePassed || ev.EventType == thread.GateFailed {
 			name := "other"
 			if ev.Gate != nil {
-				for _, g := range pipeline.GateNames {
+				for _, g := range thread.GateNames {
 					if g == ev.Gate.Name {
 						name = g
 					}

@@ -6,10 +6,12 @@ import (
 	"maps"
 	"strings"
 	"time"
+
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // PerformanceName is the performance check's gate name.
-const PerformanceName = "performance"
+const PerformanceName = thread.PerformanceGate
 
 // DefaultLatencyBudget is the latency budget of an intent kind with none of
 // its own.

@@ -8,10 +8,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // SchemaName is the schema check's gate name.
-const SchemaName = "schema"
+const SchemaName = thread.SchemaGate
 
 // DefaultContentTypes are the artifact content types the schema check knows.
 var DefaultContentTypes = []string{"text/plain", "text/markdown", "application/json"}

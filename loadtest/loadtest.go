@@ -181,7 +181,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// 1. The collector, positioned at the current end of every thread topic
 	// before anything is sent, so it misses nothing of this test.
 	topics := []pipeline.Topic{cfg.Layout.Control(), cfg.Layout.Dataplane(), cfg.Layout.DLQ()}
-	for _, g := range pipeline.GateNames {
+	for _, g := range thread.GateNames {
 		topics = append(topics, cfg.Layout.Gate(g))
 	}
 	coll, err := newCollector(ctx, cfg, topics)

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/spinerun/spine/internal/spinetest"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
 	"github.com/spinerun/spine/schemas"
@@ -84,10 +85,10 @@ func TestLoopEventTypes(t *testing.T) {
 		}
 	}
 	waitFor(t, 30*time.Second, func() bool {
-		return metricValue(t, reg, "spine_processor_records_total", "dataplane", "skipped") == 2 &&
-			metricValue(t, reg, "spine_processor_records_total", "dataplane", "ok") == 2
+		return spinetest.MetricValue(t, reg, "spine_processor_records_total", "dataplane", "skipped") == 2 &&
+			spinetest.MetricValue(t, reg, "spine_processor_records_total", "dataplane", "ok") == 2
 	}, "2 records skipped and 2 handled")
-	if n := metricValue(t, reg, "spine_processor_records_total", "dataplane", "dlq"); n != 0 {
+	if n := spinetest.MetricValue(t, reg, "spine_processor_records_total", "dataplane", "dlq"); n != 0 {
 		t.Fatalf("%v records dead-lettered, want 0", n)
 	}
 	h.mu.Lock()
@@ -128,8 +129,8 @@ func TestLoopSkippedNeedNoTransaction(t *testing.T) {
 		o, ok := offs.Lookup(string(e.layout.Intents()), 0)
 		return ok && o.At >= end
 	}, "the skipped records' offsets committed")
-	skipped := metricValue(t, reg, "spine_processor_records_total", "dataplane", "skipped")
-	txns := metricValue(t, reg, "spine_processor_transactions_total", "dataplane")
+	skipped := spinetest.MetricValue(t, reg, "spine_processor_records_total", "dataplane", "skipped")
+	txns := spinetest.MetricValue(t, reg, "spine_processor_transactions_total", "dataplane")
 	if skipped < n {
 		t.Fatalf("%v records counted as skipped, want at least %d", skipped, n)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/spinerun/spine/internal/spinetest"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
 	"github.com/spinerun/spine/schemas"
@@ -151,25 +152,7 @@ func (e *env) start(t *testing.T, name string, h pipeline.Handler, opts ...pipel
 	if err != nil {
 		t.Fatalf("new processor: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("processor %s: Run: %v", name, err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Errorf("processor %s did not stop within 20s", name)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return spinetest.Start(t, "processor "+name, p.Run)
 }
 
 // produce writes msgs keyed by key(i) to topic.
@@ -289,12 +272,12 @@ func TestLoopExactlyOnce(t *testing.T) {
 		parts[string(r.Key)] = r.Partition
 	}
 	waitFor(t, 5*time.Second, func() bool {
-		return metricValue(t, reg, "spine_processor_records_total", "orchestrator", "ok") == n
+		return spinetest.MetricValue(t, reg, "spine_processor_records_total", "orchestrator", "ok") == n
 	}, "records_total{ok} == n")
-	if got := seriesCount(t, reg, "spine_processor_transactions_total"); got == 0 {
+	if got := spinetest.SeriesCount(t, reg, "spine_processor_transactions_total"); got == 0 {
 		t.Errorf("no transactions counted")
 	}
-	if got := seriesCount(t, reg, "spine_kafka_produce_bytes_total"); got == 0 {
+	if got := spinetest.SeriesCount(t, reg, "spine_kafka_produce_bytes_total"); got == 0 {
 		t.Errorf("kprom client metrics (namespace spine_kafka) missing")
 	}
 }
@@ -425,7 +408,7 @@ func TestLoopDeadLetters(t *testing.T) {
 		}
 	}
 	waitFor(t, 5*time.Second, func() bool {
-		return metricValue(t, reg, "spine_dlq_records_total", "orchestrator", "bad_json") == 2
+		return spinetest.MetricValue(t, reg, "spine_dlq_records_total", "orchestrator", "bad_json") == 2
 	}, "spine_dlq_records_total{code=bad_json} == 2")
 }
 
@@ -453,75 +436,14 @@ func TestLoopTransientRetriedAbortedInvisible(t *testing.T) {
 	if len(all) <= len(ms) {
 		t.Errorf("read_uncommitted saw %d records; want aborted extras beyond %d", len(all), len(ms))
 	}
-	if n := metricValue(t, reg, "spine_processor_transactions_total", "orchestrator", "aborted"); n < 1 {
+	if n := spinetest.MetricValue(t, reg, "spine_processor_transactions_total", "orchestrator", "aborted"); n < 1 {
 		t.Errorf("aborted transactions = %v, want >= 1", n)
 	}
-	if n := metricValue(t, reg, "spine_processor_records_total", "orchestrator", "retry"); n < 6 {
+	if n := spinetest.MetricValue(t, reg, "spine_processor_records_total", "orchestrator", "retry"); n < 6 {
 		t.Errorf("retries = %v, want >= 6", n)
 	}
-	if n := seriesCount(t, reg, "spine_dlq_records_total"); n != 0 {
+	if n := spinetest.SeriesCount(t, reg, "spine_dlq_records_total"); n != 0 {
 		t.Errorf("transient error dead-lettered (%d series)", n)
-	}
-}
-
-// metricValue sums the counter or gauge series of name whose label values
-// include every one of labels.
-func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			vals := map[string]bool{}
-			for _, lp := range m.GetLabel() {
-				vals[lp.GetValue()] = true
-			}
-			for _, l := range labels {
-				if !vals[l] {
-					continue metrics
-				}
-			}
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return sum
-}
-
-// seriesCount counts the series of name.
-func seriesCount(t *testing.T, reg *prometheus.Registry, name string) int {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return len(mf.GetMetric())
-		}
-	}
-	return 0
-}
-
-// waitFor polls cond until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatal("test context ended")
-		case <-time.After(20 * time.Millisecond):
-		}
 	}
 }
 
@@ -546,7 +468,13 @@ func TestLoopConcurrency(t *testing.T) {
 	if len(dead) != 1 {
 		t.Errorf("DLQ has %d records, want 1", len(dead))
 	}
-	if n := metricValue(t, reg, "spine_processor_records_total", "orchestrator", "retry"); n < 5 {
+	if n := spinetest.MetricValue(t, reg, "spine_processor_records_total", "orchestrator", "retry"); n < 5 {
 		t.Errorf("retries = %v, want >= 5", n)
 	}
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, cond func() bool, what string) {
+	t.Helper()
+	spinetest.Eventually(t, d, spinetest.Holds(what, cond))
 }

@@ -43,7 +43,7 @@ func TestGoldenPathCountsOnlyCommitted(t *testing.T) {
 	waitFor(t, 5*time.Second, func() bool {
 		return spinetest.MetricValue(t, reg, "spine_golden_path_events_total", "intent.received") == float64(len(thread))
 	}, "golden-path counter == events on the thread")
-	if got := metricValue(t, reg, "spine_processor_transactions_total", "aborted"); got < 1 {
+	if got := spinetest.MetricValue(t, reg, "spine_processor_transactions_total", "aborted"); got < 1 {
 		t.Errorf("no aborted transaction; the test proves nothing")
 	}
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // Topic is a Kafka topic name, prefix included.
@@ -33,11 +35,6 @@ type TopicSpec struct {
 	// thread topic has the same partition count.
 	Thread bool
 }
-
-// GateNames are the gate.* topics: one per check (schema, performance,
-// policy, drift), the canary analysis, and the per-run verdict the
-// orchestrator completes or rejects a run on. More checks may be added.
-var GateNames = []string{"schema", "performance", "policy", "drift", "canary", "verdict"}
 
 // Layout names every topic and group under a prefix. The zero Layout uses no
 // prefix and one partition; build one with NewLayout.
@@ -92,16 +89,10 @@ func (l Layout) Schemas() Topic { return l.t("_schemas") }
 // Group is the consumer group (and transactional id stem) of a processor.
 func (l Layout) Group(processor string) string { return l.Prefix + "spine-" + processor }
 
-// ProjectionNames lists the projections.
-var ProjectionNames = []string{"runs", "golden", "gates", "artifacts"}
-
-// StateProcessors lists the processors that keep a state changelog.
-var StateProcessors = []string{"orchestrator", "dataplane", "gates", "projections"}
-
 // ThreadTopics lists the append-only topics keyed by trace_id.
 func (l Layout) ThreadTopics() []Topic {
 	ts := []Topic{l.Intents(), l.Control(), l.Dataplane()}
-	for _, g := range GateNames {
+	for _, g := range thread.GateNames {
 		ts = append(ts, l.Gate(g))
 	}
 	return ts
@@ -118,10 +109,10 @@ func (l Layout) Specs() []TopicSpec {
 		specs = append(specs, TopicSpec{Name: t, Partitions: p, Policy: Delete, Thread: true})
 	}
 	specs = append(specs, TopicSpec{Name: l.DLQ(), Partitions: p, Policy: Delete})
-	for _, s := range StateProcessors {
+	for _, s := range thread.StatefulProcessors {
 		specs = append(specs, TopicSpec{Name: l.State(s), Partitions: p, Policy: Compact})
 	}
-	for _, n := range ProjectionNames {
+	for _, n := range thread.ProjectionNames {
 		specs = append(specs, TopicSpec{Name: l.Projection(n), Partitions: p, Policy: Compact})
 	}
 	specs = append(specs,

@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // BenchmarkFold measures folding thread events into cells (the runner's
@@ -32,7 +33,7 @@ func BenchmarkEncodeGoldenCell(b *testing.B) {
 	cells := foldAll(Folder{}, interleave(1, synth(2, 1000, "canary", schemas.V2, 5)))
 	var g Cell
 	for k, c := range cells {
-		if c.Projection() == ProjGolden && len(k) > 0 {
+		if c.Projection() == thread.ProjGolden && len(k) > 0 {
 			g = c
 			break
 		}

@@ -7,19 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// The projections, as named in pipeline.ProjectionNames; each has its
-// compacted topic spine.proj.<name>.
-const (
-	ProjRuns      = "runs"
-	ProjGolden    = "golden"
-	ProjGates     = "gates"
-	ProjArtifacts = "artifacts"
+	"github.com/spinerun/spine/schemas/thread"
 )
-
-// Names lists the projections in a fixed order.
-var Names = []string{ProjRuns, ProjGolden, ProjGates, ProjArtifacts}
 
 // cellFormat is the first byte of every encoded cell; it changes when the
 // encoding does.
@@ -59,8 +49,8 @@ func keyPart(s string) string { return strings.ReplaceAll(s, "|", "_") }
 
 // String encodes the key.
 func (k Key) String() string {
-	if k.Projection == ProjRuns {
-		return ProjRuns + "|" + keyPart(k.Source.Topic) + "|" + strconv.Itoa(int(k.Source.Partition)) + "|" + k.TraceID
+	if k.Projection == thread.ProjRuns {
+		return thread.ProjRuns + "|" + keyPart(k.Source.Topic) + "|" + strconv.Itoa(int(k.Source.Partition)) + "|" + k.TraceID
 	}
 	return strings.Join([]string{
 		k.Projection, keyPart(k.Source.Topic), strconv.Itoa(int(k.Source.Partition)),
@@ -75,7 +65,7 @@ func ParseKey(s string) (Key, error) {
 		return Key{}, fmt.Errorf("%w: %q", ErrBadKey, s)
 	}
 	switch proj {
-	case ProjRuns:
+	case thread.ProjRuns:
 		f := strings.SplitN(rest, "|", 3)
 		if len(f) != 3 || f[0] == "" || f[2] == "" {
 			return Key{}, fmt.Errorf("%w: %q", ErrBadKey, s)
@@ -85,7 +75,7 @@ func ParseKey(s string) (Key, error) {
 			return Key{}, fmt.Errorf("%w: partition in %q", ErrBadKey, s)
 		}
 		return Key{Projection: proj, Source: Source{Topic: f[0], Partition: int32(p)}, TraceID: f[2]}, nil
-	case ProjGolden, ProjGates, ProjArtifacts:
+	case thread.ProjGolden, thread.ProjGates, thread.ProjArtifacts:
 		f := strings.Split(rest, "|")
 		if len(f) != 5 || f[0] == "" {
 			return Key{}, fmt.Errorf("%w: %q", ErrBadKey, s)
@@ -144,7 +134,7 @@ type RunPart struct {
 }
 
 // Projection implements Cell.
-func (*RunPart) Projection() string { return ProjRuns }
+func (*RunPart) Projection() string { return thread.ProjRuns }
 
 // Stat is a count and a latency histogram in milliseconds.
 type Stat struct {
@@ -167,7 +157,7 @@ type GoldenCell struct {
 }
 
 // Projection implements Cell.
-func (*GoldenCell) Projection() string { return ProjGolden }
+func (*GoldenCell) Projection() string { return thread.ProjGolden }
 
 // GateStat counts the outcomes of one gate; Reasons counts failures by
 // normalized reason.
@@ -184,7 +174,7 @@ type GatesCell struct {
 }
 
 // Projection implements Cell.
-func (*GatesCell) Projection() string { return ProjGates }
+func (*GatesCell) Projection() string { return thread.ProjGates }
 
 // ArtifactsCell is one window of delivered artifacts of one source
 // partition, version and route.
@@ -201,7 +191,7 @@ type ArtifactsCell struct {
 }
 
 // Projection implements Cell.
-func (*ArtifactsCell) Projection() string { return ProjArtifacts }
+func (*ArtifactsCell) Projection() string { return thread.ProjArtifacts }
 
 // EncodeCell encodes a cell: a format byte and deterministic JSON.
 func EncodeCell(c Cell) ([]byte, error) {
@@ -230,13 +220,13 @@ func decodeCell(proj string, b []byte) (Cell, error) {
 	}
 	var c Cell
 	switch proj {
-	case ProjRuns:
+	case thread.ProjRuns:
 		c = &RunPart{}
-	case ProjGolden:
+	case thread.ProjGolden:
 		c = &GoldenCell{}
-	case ProjGates:
+	case thread.ProjGates:
 		c = &GatesCell{}
-	case ProjArtifacts:
+	case thread.ProjArtifacts:
 		c = &ArtifactsCell{}
 	default:
 		return nil, fmt.Errorf("%w: unknown projection %q", ErrBadKey, proj)

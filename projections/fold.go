@@ -144,16 +144,16 @@ func (f Folder) Plan(src Source, ev *schemas.RuntimeEvent, writer schemas.Contra
 	// Canary analysis events are not about one run, nor a golden-path hop.
 	canary := src.Topic == thread.TopicGatePrefix+thread.CanaryGate
 	if ev.TraceID != "" && !canary {
-		p.Runs = Key{Projection: ProjRuns, Source: src, TraceID: ev.TraceID}.String()
+		p.Runs = Key{Projection: thread.ProjRuns, Source: src, TraceID: ev.TraceID}.String()
 	}
 	if !canary {
-		p.Golden = agg(ProjGolden)
+		p.Golden = agg(thread.ProjGolden)
 	}
 	if ev.Gate != nil && (ev.Phase == schemas.PhaseGate || strings.HasPrefix(src.Topic, thread.TopicGatePrefix)) {
-		p.Gates = agg(ProjGates)
+		p.Gates = agg(thread.ProjGates)
 	}
 	if ev.EventType == thread.ArtifactDelivered || ev.EventType == thread.DataplaneFailed {
-		p.Artifacts = agg(ProjArtifacts)
+		p.Artifacts = agg(thread.ProjArtifacts)
 	}
 	return p
 }

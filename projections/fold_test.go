@@ -407,7 +407,7 @@ func TestCellRoundTrip(t *testing.T) {
 		}
 		kinds[c.Projection()]++
 	}
-	for _, n := range Names {
+	for _, n := range thread.ProjectionNames {
 		if kinds[n] == 0 {
 			t.Errorf("no %s cells", n)
 		}

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,11 +19,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/spinerun/spine/internal/spinetest"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
 	"github.com/spinerun/spine/schemas"
 	"github.com/spinerun/spine/schemas/registry"
 	"github.com/spinerun/spine/schemas/registry/registrytest"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // env is a cluster (kfake or the real Kafka of KAFKA_BROKERS) with the
@@ -120,34 +121,10 @@ func (e *env) view(t *testing.T) (*Store, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start(t, "store", store.Run)
+	spinetest.Start(t, "store", store.Run)
 	srv := httptest.NewServer(NewAPI(store).Handler())
 	t.Cleanup(srv.Close)
 	return store, srv
-}
-
-// start runs fn until the returned stop is called (or the test ends).
-func start(t *testing.T, name string, fn func(context.Context) error) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- fn(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("%s: %v", name, err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Errorf("%s did not stop within 30s", name)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
 }
 
 func getJSON(t *testing.T, url string, v any) int {
@@ -166,30 +143,13 @@ func getJSON(t *testing.T, url string, v any) int {
 	return resp.StatusCode
 }
 
-// eventually polls check until it returns nil, failing the test with its
-// last error when d passes first.
-func eventually(t *testing.T, d time.Duration, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", d, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // waitFolded polls the canary report until every one of the baseline's
 // and the canary's runs shows its intent, its artifact and its gate checks
 // (schema for the baseline, the verdict for the canary): every topic of the
 // thread is folded.
 func waitFolded(t *testing.T, base string, baseline, canary int64) {
 	t.Helper()
-	eventually(t, 60*time.Second, func() error {
+	spinetest.Eventually(t, 60*time.Second, func() error {
 		var cr CanaryReport
 		getJSON(t, base+"/v1/canary", &cr)
 		b, c := cr.Baseline, cr.Canary
@@ -240,21 +200,21 @@ func TestProjectionsEndToEnd(t *testing.T) {
 	_, srv := e.view(t)
 
 	// First runner: folds the first half, then stops cleanly.
-	stop := start(t, "runner-1", e.runner(t).Run)
+	stop := spinetest.Start(t, "runner-1", e.runner(t).Run)
 	waitTerminals(t, srv.URL, 50)
 	stop()
 
 	// The second half arrives while no runner runs; a new runner restores
 	// its cells from the compacted topics and goes on.
 	e.produce(t, slices.Concat(base[30:], canary[20:]))
-	start(t, "runner-2", e.runner(t).Run)
+	spinetest.Start(t, "runner-2", e.runner(t).Run)
 	waitTerminals(t, srv.URL, 100)
 
 	// Terminal events are on the control topic; gate, data plane and
 	// artifact cells come from other topics, folded in other transactions
 	// and read by the store on their own partitions. So every report is
 	// polled until it shows the whole thread (or the deadline says why not).
-	eventually(t, 60*time.Second, func() error {
+	spinetest.Eventually(t, 60*time.Second, func() error {
 		var rep GoldenReport
 		getJSON(t, srv.URL+"/v1/stats/golden-path", &rep)
 		byGroup := map[Group]GoldenGroup{}
@@ -358,7 +318,7 @@ func TestProjectionsEndToEnd(t *testing.T) {
 	}
 	vk, _ := ParseKey(victim)
 	tampered, _ := EncodeCell(&GoldenCell{Events: map[string]int64{"intent.received": 999}})
-	if err := e.cl.ProduceSync(t.Context(), &kgo.Record{Topic: string(e.layout.Projection(ProjGolden)), Partition: vk.Source.Partition, Key: []byte(victim), Value: tampered}).FirstErr(); err != nil {
+	if err := e.cl.ProduceSync(t.Context(), &kgo.Record{Topic: string(e.layout.Projection(thread.ProjGolden)), Partition: vk.Source.Partition, Key: []byte(victim), Value: tampered}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	rr, err = Replay(t.Context(), ReplayConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec})
@@ -411,7 +371,7 @@ func TestProjectionsRebalanceExactlyOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return start(t, "runner-"+id, r.Run)
+		return spinetest.Start(t, "runner-"+id, r.Run)
 	}
 	stopA := member("a")
 	e.produce(t, runs[:50])
@@ -460,12 +420,12 @@ func TestProjectionsRegistryOutageIsTransient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start(t, "runner", r.Run)
+	spinetest.Start(t, "runner", r.Run)
 	store, srv := e.view(t)
 
 	// During the outage the runner tries (and aborts), nothing is folded
 	// and nothing dead-lettered.
-	eventually(t, 30*time.Second, func() error {
+	spinetest.Eventually(t, 30*time.Second, func() error {
 		var m dto.Metric
 		if err := r.metrics.txns.WithLabelValues("retried").Write(&m); err != nil {
 			return err
@@ -502,7 +462,7 @@ func TestReplayWhileMoving(t *testing.T) {
 	e := newEnv(t)
 	runs := synth(81, 60, "canary", schemas.V2, 4)
 	e.produce(t, runs)
-	start(t, "runner", e.runner(t).Run)
+	spinetest.Start(t, "runner", e.runner(t).Run)
 	_, srv := e.view(t)
 	waitTerminals(t, srv.URL, int64(len(runs)))
 
@@ -516,7 +476,7 @@ func TestReplayWhileMoving(t *testing.T) {
 		}
 		return &kgo.Record{Topic: string(e.layout.Gate("canary")), Partition: 0, Key: []byte(ev.TraceID), Value: b}
 	}
-	stopPub := start(t, "publisher", func(ctx context.Context) error {
+	stopPub := spinetest.Start(t, "publisher", func(ctx context.Context) error {
 		for i := 0; ; i++ {
 			if err := e.cl.ProduceSync(ctx, analysis(i)).FirstErr(); err != nil {
 				if ctx.Err() != nil {
@@ -576,7 +536,7 @@ func TestProjectionsLateEventsAfterEviction(t *testing.T) {
 	runs := synth(91, 400, "baseline", schemas.V1, 8) // ~15s of runs: two windows
 	e.produce(t, runs)
 	r := e.runner(t)
-	start(t, "runner", r.Run)
+	spinetest.Start(t, "runner", r.Run)
 	store, srv := e.view(t)
 	waitTerminals(t, srv.URL, int64(len(runs)))
 

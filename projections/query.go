@@ -188,7 +188,7 @@ func Aggregate(cells Cells, rng Range, window time.Duration) *Aggregates {
 		Artifacts: map[Group]map[time.Time]*ArtifactsCell{},
 	}
 	for key, c := range cells {
-		if c.Projection() == ProjRuns {
+		if c.Projection() == thread.ProjRuns {
 			continue
 		}
 		k, err := ParseKey(key)

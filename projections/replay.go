@@ -20,6 +20,7 @@ import (
 
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // ReplayConfig configures Replay.
@@ -289,7 +290,7 @@ const snapshotAttempts = 8
 func liveSnapshot(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, log *slog.Logger) (partOffsets, map[string][]byte, map[Source]bool, error) {
 	group := cfg.Layout.Group(ProcessorName)
 	var projTopics []string
-	for _, n := range Names {
+	for _, n := range thread.ProjectionNames {
 		projTopics = append(projTopics, string(cfg.Layout.Projection(n)))
 	}
 	fetch := func() (partOffsets, error) {
@@ -481,7 +482,7 @@ func flatten(doc []byte, out map[string]string) {
 func (r *ReplayReport) WriteText(w io.Writer, maxDiffs int) {
 	names := func(m map[string]int) string {
 		var parts []string
-		for _, n := range Names {
+		for _, n := range thread.ProjectionNames {
 			parts = append(parts, fmt.Sprintf("%s=%d", n, m[n]))
 		}
 		return strings.Join(parts, " ")

@@ -291,12 +291,12 @@ func (r *Runner) sweep(now time.Time) {
 			continue
 		}
 		keys[k] = kk
-		if kk.Projection != ProjRuns && kk.Window.After(newest[kk.Source]) {
+		if kk.Projection != thread.ProjRuns && kk.Window.After(newest[kk.Source]) {
 			newest[kk.Source] = kk.Window
 		}
 	}
 	for k, kk := range keys {
-		if kk.Projection == ProjRuns {
+		if kk.Projection == thread.ProjRuns {
 			// Finished, and quiet for Retain of its source's event time,
 			// so stale results of a retried attempt mostly still find it.
 			if p, ok := r.cells[k].(*RunPart); ok && runFinished(kk.Source.Topic, p) && p.LastAt.Before(newest[kk.Source].Add(-r.cfg.Retain)) {
@@ -648,7 +648,7 @@ func (r *Runner) deadLetter(rec *kgo.Record, code string, err error) *kgo.Record
 func (r *Runner) restore(ctx context.Context, adm *kadm.Client, need map[int32][]Source) error {
 	start := time.Now()
 	var topics []string
-	for _, n := range Names {
+	for _, n := range thread.ProjectionNames {
 		topics = append(topics, string(r.cfg.Layout.Projection(n)))
 	}
 	ends, starts, err := endOffsets(ctx, adm, topics, func(p int32) bool { _, ok := need[p]; return ok })

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // StoreConfig configures a Store.
@@ -88,7 +89,7 @@ func NewMemStore(cells Cells, window time.Duration) *Store {
 		if err != nil {
 			continue
 		}
-		if kk.Projection == ProjRuns {
+		if kk.Projection == thread.ProjRuns {
 			if b, err := EncodeCell(c); err == nil {
 				s.putRun(kk, b)
 			}
@@ -102,7 +103,7 @@ func NewMemStore(cells Cells, window time.Duration) *Store {
 // Run consumes the projection topics until ctx ends.
 func (s *Store) Run(ctx context.Context) error {
 	var topics []string
-	for _, n := range Names {
+	for _, n := range thread.ProjectionNames {
 		topics = append(topics, string(s.cfg.Layout.Projection(n)))
 	}
 	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, s.cfg.Kafka...),
@@ -183,7 +184,7 @@ func (s *Store) apply(key, value []byte) {
 		s.del(k, string(key))
 		return
 	}
-	if k.Projection == ProjRuns {
+	if k.Projection == thread.ProjRuns {
 		// Runs are many and read one at a time: keep the bytes and decode
 		// on query.
 		s.putRun(k, value)
@@ -220,7 +221,7 @@ func (s *Store) putRun(k Key, value []byte) {
 }
 
 func (s *Store) del(k Key, key string) {
-	if k.Projection == ProjRuns {
+	if k.Projection == thread.ProjRuns {
 		if r := s.runs[k.TraceID]; r != nil {
 			delete(r.parts, k.Source.Topic)
 			if len(r.parts) == 0 {
@@ -244,7 +245,7 @@ func (s *Store) RunStatus(trace string) (Run, error) {
 	evicted := s.evicted
 	parts := make(map[string]*RunPart, len(raw))
 	for topic, b := range raw {
-		c, err := decodeCell(ProjRuns, b)
+		c, err := decodeCell(thread.ProjRuns, b)
 		if err != nil {
 			s.log.Error("skipping corrupt run cell", "trace_id", trace, "topic", topic, "err", err, "code", Code(err))
 			continue

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // TestStoreKeepsTheMostRecentRuns: with MaxRuns the view drops the least
@@ -24,7 +26,7 @@ func TestStoreKeepsTheMostRecentRuns(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		k := Key{Projection: ProjRuns, Source: Source{Topic: topic, Partition: 0}, TraceID: trace}
+		k := Key{Projection: thread.ProjRuns, Source: Source{Topic: topic, Partition: 0}, TraceID: trace}
 		s.mu.Lock()
 		s.apply([]byte(k.String()), b)
 		s.mu.Unlock()
@@ -57,7 +59,7 @@ func TestStoreKeepsTheMostRecentRuns(t *testing.T) {
 	}
 
 	// Tombstones remove a run from the view and from the recency list.
-	k := Key{Projection: ProjRuns, Source: Source{Topic: "spine.control", Partition: 0}, TraceID: "r4"}
+	k := Key{Projection: thread.ProjRuns, Source: Source{Topic: "spine.control", Partition: 0}, TraceID: "r4"}
 	s.mu.Lock()
 	s.apply([]byte(k.String()), nil)
 	s.mu.Unlock()

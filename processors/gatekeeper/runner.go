@@ -62,7 +62,7 @@ type Runner struct {
 var _ pipeline.Handler = (*Runner)(nil)
 
 // New returns a Runner writing to the topics of layout. Check names must be
-// unique, not "verdict", and among pipeline.GateNames (each has its
+// unique, not "verdict", and among thread.GateNames (each has its
 // gate.<name> topic). It does no I/O.
 func New(layout pipeline.Layout, cfg Config) (*Runner, error) {
 	r := &Runner{layout: layout, checks: cfg.Checks, now: cfg.Now, log: cfg.Logger}
@@ -80,8 +80,8 @@ func New(layout pipeline.Layout, cfg Config) (*Runner, error) {
 			return nil, fmt.Errorf("gates: invalid check name %q", n)
 		case seen[n]:
 			return nil, fmt.Errorf("gates: check %q configured twice", n)
-		case !slices.Contains(pipeline.GateNames, n):
-			return nil, fmt.Errorf("gates: check %q has no topic %s in the layout (gate names: %s)", n, layout.Gate(n), strings.Join(pipeline.GateNames, ", "))
+		case !slices.Contains(thread.GateNames, n):
+			return nil, fmt.Errorf("gates: check %q has no topic %s in the layout (gate names: %s)", n, layout.Gate(n), strings.Join(thread.GateNames, ", "))
 		}
 		seen[n] = true
 	}

@@ -127,19 +127,3 @@ func schemaJSON(s string) string {
 	b, _ := json.Marshal(map[string]string{"schema": s})
 	return string(b)
 }
-
-// eventually polls f until it succeeds or 10s pass.
-func eventually(t testing.TB, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 10s: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}

@@ -5,9 +5,11 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/spinerun/spine/internal/spinetest"
 	"github.com/spinerun/spine/schemas/registry"
 )
 
@@ -343,7 +345,7 @@ func TestTwoInstances(t *testing.T) {
 	// has read the other's last write.
 	for id, s := range ids {
 		for _, in := range []*instance{x, y} {
-			eventually(t, func() error {
+			spinetest.Eventually(t, 10*time.Second, func() error {
 				if got, err := in.sr.SchemaTextByID(ctx, id); err != nil || got != s {
 					return fmt.Errorf("instance %s id %d = %q, %v", in.url, id, got, err)
 				}

@@ -114,6 +114,19 @@ const (
 	CanaryGate = "canary"
 )
 
+// The gate names of the checks (package gates): each check publishes on
+// gate.<name>.
+const (
+	SchemaGate      = "schema"
+	PerformanceGate = "performance"
+	PolicyGate      = "policy"
+	DriftGate       = "drift"
+)
+
+// GateNames are the gate.* topics of the layout: one per check, the canary
+// analysis and the per-run verdict. A new check adds its name here.
+var GateNames = []string{SchemaGate, PerformanceGate, PolicyGate, DriftGate, CanaryGate, VerdictGate}
+
 // The processors of the thread: each names its consumer group, its state
 // topic and its metrics label.
 const (

@@ -132,7 +132,7 @@ func Build(env Env, parts ...string) (*Stack, error) {
 		return nil, err
 	}
 	s.Codec = pipeline.NewSchemaCodec(serde, s.Layout)
-	if s.Golden, err = thread.NewGoldenPath(env.Metrics, pipeline.GateNames...); err != nil {
+	if s.Golden, err = thread.NewGoldenPath(env.Metrics, thread.GateNames...); err != nil {
 		return nil, err
 	}
 
