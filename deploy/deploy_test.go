@@ -16,7 +16,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/cmd/spine/stack"
 )
 
 // root is the repository root, seen from this package's directory.
@@ -163,7 +163,7 @@ func TestComposeSpineEnvironment(t *testing.T) {
 	t.Parallel()
 	c := loadCompose(t)
 	known := map[string]bool{}
-	for _, v := range pipeline.EnvVars() {
+	for _, v := range stack.EnvVars() {
 		known[v] = true
 	}
 	required := []string{"KAFKA_BROKERS", "SCHEMA_REGISTRY_URL", "SPINE_INSTANCE_ID"}
@@ -178,7 +178,7 @@ func TestComposeSpineEnvironment(t *testing.T) {
 			t.Parallel()
 			for k := range s.Environment {
 				if !known[k] {
-					t.Errorf("sets %s, which pipeline.Config does not read (pipeline.EnvVars)", k)
+					t.Errorf("sets %s, which Spine does not read (stack.EnvVars)", k)
 				}
 			}
 			for _, k := range required {
@@ -190,7 +190,7 @@ func TestComposeSpineEnvironment(t *testing.T) {
 				}
 			}
 			// The values are valid: the binary's own loader accepts them.
-			if _, err := pipeline.LoadConfigFrom(t.Context(), envconfig.MapLookuper(s.Environment)); err != nil {
+			if _, err := stack.LoadConfigFrom(t.Context(), envconfig.MapLookuper(s.Environment)); err != nil {
 				t.Errorf("spine would refuse this environment: %v", err)
 			}
 			if p := s.processor(); !s.oneShot() && (p == "" || p != "up" && !slices.Contains(spineProcessors, p)) {
@@ -403,7 +403,7 @@ func TestDockerfile(t *testing.T) {
 	}
 	df := string(b)
 	known := map[string]bool{}
-	for _, v := range pipeline.EnvVars() {
+	for _, v := range stack.EnvVars() {
 		known[v] = true
 	}
 	var froms []string
@@ -421,7 +421,7 @@ func TestDockerfile(t *testing.T) {
 		case "ENV":
 			k, _, _ := strings.Cut(f[1], "=")
 			if !known[k] {
-				t.Errorf("ENV %s is not a variable pipeline.Config reads", k)
+				t.Errorf("ENV %s is not a variable Spine reads (stack.EnvVars)", k)
 			}
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline/kafkatest"
 	"github.com/spinerun/spine/processors/dataplane"
 	"github.com/spinerun/spine/processors/gatekeeper"
@@ -114,7 +113,7 @@ func testCrash(t *testing.T, env map[string]string) {
 		}
 	}
 
-	flow := orchestrator.MustStateflow(stack.States(s.cfg))
+	flow := orchestrator.MustStateflow(s.cfg.Orchestrator.States())
 	rep := checkThread(t, committed, flow, traces)
 	t.Logf("%s: %d runs, %d kills, %d committed events, outcomes %v, in %s", kafkatest.Backend(), n, kills, rep.events, rep.outcomes, time.Since(start).Round(time.Millisecond))
 	if d := committed.dlqLen(); d != 0 {

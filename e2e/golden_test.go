@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline/kafkatest"
 	"github.com/spinerun/spine/processors/orchestrator"
 	"github.com/spinerun/spine/schemas/thread"
@@ -64,7 +63,7 @@ func TestGoldenPath(t *testing.T) {
 	})
 	all, _ := committed.snapshot()
 
-	flow := orchestrator.MustStateflow(stack.States(s.cfg))
+	flow := orchestrator.MustStateflow(s.cfg.Orchestrator.States())
 	rep := checkThread(t, committed, flow, traces)
 	t.Logf("thread: %d events (%.1f per run), outcomes %v", rep.events, float64(rep.events)/float64(n), rep.outcomes)
 	if got := rep.outcomes[thread.RunCompleted] + rep.outcomes[thread.RunRejected]; got != n {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/processors/orchestrator"
 	"github.com/spinerun/spine/schemas"
@@ -264,7 +263,7 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("%d dead letters for %d poison records (duplicates must not be dead-lettered)", len(dlq), len(poisons))
 	}
 
-	flow := orchestrator.MustStateflow(stack.States(s.cfg))
+	flow := orchestrator.MustStateflow(s.cfg.Orchestrator.States())
 	rep := checkThread(t, committed, flow, traces)
 	if rep.stale != 0 || rep.illegal != 0 {
 		t.Errorf("%d stale answers and %d refused transitions in good runs, want none", rep.stale, rep.illegal)

@@ -47,7 +47,7 @@ type rig struct {
 	// env is the environment the stack's Config was read from; child
 	// processes get it too (plus SCHEMA_REGISTRY_URL and an instance id).
 	env         map[string]string
-	cfg         *pipeline.Config
+	cfg         *stack.Config
 	layout      pipeline.Layout
 	kopts       []kgo.Opt
 	registryURL string
@@ -90,12 +90,12 @@ func newStack(tb testing.TB, brokers []string, env map[string]string) *rig {
 		s.env[k] = v
 	}
 	ctx := context.Background()
-	cfg, err := pipeline.LoadConfigFrom(ctx, envconfig.MapLookuper(s.env))
+	cfg, err := stack.LoadConfigFrom(ctx, envconfig.MapLookuper(s.env))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	s.cfg = cfg
-	s.layout = pipeline.NewLayout(cfg)
+	s.layout = pipeline.NewLayout(&cfg.Config)
 	if s.kopts, err = cfg.KafkaOpts(); err != nil {
 		tb.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/processors/dataplane"
 	"github.com/spinerun/spine/processors/gatekeeper"
 	"github.com/spinerun/spine/processors/orchestrator"
@@ -21,7 +20,7 @@ import (
 // and run.timed_out last (checkThread checks it is the only terminal).
 func checkTimedOut(t *testing.T, s *rig, rep threadReport, traces map[string]bool) {
 	t.Helper()
-	policy := stack.RetryPolicy(s.cfg)
+	policy := s.cfg.Orchestrator.Retry()
 	want := int(policy.MaximumAttempts)
 	errs := 0
 	fail := func(format string, args ...any) {
@@ -58,8 +57,8 @@ func checkTimedOut(t *testing.T, s *rig, rep threadReport, traces map[string]boo
 			case thread.RunExecuting:
 				entered = ev.Timestamp
 			case thread.RunRetryScheduled, thread.RunTimedOut:
-				if gap := ev.Timestamp.Sub(entered); gap+slack < s.cfg.ExecTimeout {
-					fail("run %s: %s %s after the state was entered, timeout is %s", tr, ev.EventType, gap, s.cfg.ExecTimeout)
+				if gap := ev.Timestamp.Sub(entered); gap+slack < s.cfg.Orchestrator.ExecTimeout {
+					fail("run %s: %s %s after the state was entered, timeout is %s", tr, ev.EventType, gap, s.cfg.Orchestrator.ExecTimeout)
 				}
 				if ev.EventType == thread.RunRetryScheduled {
 					retries++
@@ -125,7 +124,7 @@ func TestTimeouts(t *testing.T) {
 	waitFor(t, 60*time.Second, func() bool { return started() >= 3*n },
 		func() string { return fmt.Sprintf("%d dataplane.started (have %d)", 3*n, started()) })
 	committed.settle(time.Second)
-	flow := orchestrator.MustStateflow(stack.States(s.cfg))
+	flow := orchestrator.MustStateflow(s.cfg.Orchestrator.States())
 	rep := checkThread(t, committed, flow, traces)
 	checkTimedOut(t, s, rep, traces)
 	// The data plane answered each dispatch with dispatched and started,
@@ -176,7 +175,7 @@ func TestTimeoutsAcrossRestart(t *testing.T) {
 		func() string { return fmt.Sprintf("%d runs executing (have %d)", n, executing()) })
 	orch.kill(t)
 	t.Logf("killed the orchestrator with %d runs executing, %d retries scheduled", executing(), retries())
-	time.Sleep(s.cfg.ExecTimeout + 500*time.Millisecond)
+	time.Sleep(s.cfg.Orchestrator.ExecTimeout + 500*time.Millisecond)
 	orch = s.spawn(t, orchestrator.Name, "timers")
 	// 2: once the first timers fired after the restart, kill again while the
 	// rest (retries, second attempts' timeouts) are pending.
@@ -193,7 +192,7 @@ func TestTimeoutsAcrossRestart(t *testing.T) {
 	if !orch.alive() {
 		t.Error("the orchestrator exited on its own")
 	}
-	flow := orchestrator.MustStateflow(stack.States(s.cfg))
+	flow := orchestrator.MustStateflow(s.cfg.Orchestrator.States())
 	rep := checkThread(t, committed, flow, traces)
 	checkTimedOut(t, s, rep, traces)
 	// Answers that arrive after their run moved on (a retry, the timeout)
@@ -232,19 +231,19 @@ func TestAnsweredWhileOrchestratorDown(t *testing.T) {
 	s.start(gatekeeper.Name, "e2e", nil)
 	waitFor(t, 60*time.Second, func() bool { return count(thread.GateVerdict) >= n },
 		func() string { return fmt.Sprintf("%d verdicts (have %d)", n, count(thread.GateVerdict)) })
-	time.Sleep(s.cfg.ExecTimeout + 500*time.Millisecond)
+	time.Sleep(s.cfg.Orchestrator.ExecTimeout + 500*time.Millisecond)
 	// Only the orchestrator writes these, and it has been down long enough
 	// for the collector to read all it wrote: had a deadline passed before
 	// the kill, the test would not show what it means to.
 	if to, re := count(thread.RunTimedOut), count(thread.RunRetryScheduled); to != 0 || re != 0 {
 		t.Fatalf("%d run.timed_out and %d run.retry_scheduled before the restart: the %s execution timeout expired while the orchestrator was up",
-			to, re, s.cfg.ExecTimeout)
+			to, re, s.cfg.Orchestrator.ExecTimeout)
 	}
 	s.spawn(t, orchestrator.Name, "timers")
 	waitFor(t, 60*time.Second, func() bool { return committed.terminalCount() >= n },
 		func() string { return fmt.Sprintf("%d terminal outcomes (have %d)", n, committed.terminalCount()) })
 	committed.settle(time.Second)
-	rep := checkThread(t, committed, orchestrator.MustStateflow(stack.States(s.cfg)), traces)
+	rep := checkThread(t, committed, orchestrator.MustStateflow(s.cfg.Orchestrator.States()), traces)
 	if rep.outcomes[thread.RunCompleted] != n {
 		t.Errorf("outcomes %v (%d late answers refused): want all %d completed, every answer was committed before its deadline",
 			rep.outcomes, rep.illegal, n)

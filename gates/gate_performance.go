@@ -88,3 +88,41 @@ func ParseBudgets(s string) (map[string]time.Duration, error) {
 	}
 	return out, nil
 }
+
+// PerformanceConfig is the performance check's settings, read from the
+// environment by the composition root.
+type PerformanceConfig struct {
+	// LatencyBudget is SPINE_LATENCY_BUDGET, the latency budget for intent
+	// kinds without their own. Default 2s.
+	LatencyBudget time.Duration `env:"SPINE_LATENCY_BUDGET, default=2s"`
+	// LatencyBudgets is SPINE_LATENCY_BUDGETS, budgets per intent kind as
+	// kind=duration pairs, e.g. "summarize=1500ms,classify=500ms". Default
+	// empty.
+	LatencyBudgets string `env:"SPINE_LATENCY_BUDGETS"`
+}
+
+// Validate checks the settings, returning every problem.
+func (c *PerformanceConfig) Validate() []error {
+	var errs []error
+	if c.LatencyBudget <= 0 {
+		errs = append(errs, fmt.Errorf("SPINE_LATENCY_BUDGET: %s must be positive", c.LatencyBudget))
+	}
+	for _, part := range strings.Split(c.LatencyBudgets, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		if _, err := ParseBudgets(part); err != nil {
+			errs = append(errs, fmt.Errorf("SPINE_LATENCY_BUDGETS: %q is not kind=duration (e.g. summarize=1500ms)", part))
+		}
+	}
+	return errs
+}
+
+// Check returns the performance check the settings ask for.
+func (c *PerformanceConfig) Check() (Check, error) {
+	budgets, err := ParseBudgets(c.LatencyBudgets)
+	if err != nil {
+		return nil, err
+	}
+	return Performance(c.LatencyBudget, budgets), nil
+}

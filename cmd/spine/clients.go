@@ -22,7 +22,7 @@ import (
 // SPINE_REGISTRY_ADDR.
 
 // cliBrokers returns the seed brokers the CLI tools use.
-func cliBrokers(cfg *pipeline.Config) []string {
+func cliBrokers(cfg *stack.Config) []string {
 	if !cfg.Embedded() {
 		return cfg.Brokers
 	}
@@ -34,7 +34,7 @@ func cliBrokers(cfg *pipeline.Config) []string {
 }
 
 // cliRegistryURL returns the registry URL the CLI tools use.
-func cliRegistryURL(cfg *pipeline.Config) string {
+func cliRegistryURL(cfg *stack.Config) string {
 	if cfg.RegistryURL != "" {
 		return cfg.RegistryURL
 	}
@@ -47,18 +47,18 @@ func localURL(addr string) string {
 }
 
 // cliKafkaOpts returns client options for the CLI tools.
-func cliKafkaOpts(cfg *pipeline.Config) ([]kgo.Opt, error) {
+func cliKafkaOpts(cfg *stack.Config) ([]kgo.Opt, error) {
 	return cfg.KafkaOpts(cliBrokers(cfg)...)
 }
 
 // newSRClient returns a registry client on url with the configured basic
 // auth and a bounded timeout.
-func newSRClient(cfg *pipeline.Config, url string) (*sr.Client, error) {
-	return stack.RegistryClient(cfg, url)
+func newSRClient(cfg *stack.Config, url string) (*sr.Client, error) {
+	return stack.RegistryClient(&cfg.Config, url)
 }
 
 // cliCodec returns the wire codec the CLI tools use.
-func cliCodec(cfg *pipeline.Config) (*pipeline.SchemaCodec, error) {
+func cliCodec(cfg *stack.Config) (*pipeline.SchemaCodec, error) {
 	cl, err := newSRClient(cfg, cliRegistryURL(cfg))
 	if err != nil {
 		return nil, err
@@ -67,11 +67,11 @@ func cliCodec(cfg *pipeline.Config) (*pipeline.SchemaCodec, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pipeline.NewSchemaCodec(serde, pipeline.NewLayout(cfg)), nil
+	return pipeline.NewSchemaCodec(serde, pipeline.NewLayout(&cfg.Config)), nil
 }
 
 // reachable fails fast, with a hint, when the registry does not answer.
-func checkRegistry(ctx context.Context, cfg *pipeline.Config) error {
+func checkRegistry(ctx context.Context, cfg *stack.Config) error {
 	url := cliRegistryURL(cfg)
 	cl, err := newSRClient(cfg, url)
 	if err != nil {

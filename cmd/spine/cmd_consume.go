@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/schemas"
 )
@@ -89,7 +90,7 @@ func parseStartOffset(s string) (kgo.Offset, error) {
 	return kgo.Offset{}, fmt.Errorf("--offset %q: want start, end or -N", s)
 }
 
-func runConsume(ctx context.Context, a *app, cfg *pipeline.Config, pattern string, f consumeFlags) error {
+func runConsume(ctx context.Context, a *app, cfg *stack.Config, pattern string, f consumeFlags) error {
 	if f.format != "json" && f.format != "text" {
 		return usageError{fmt.Errorf("--format %q: want json or text", f.format)}
 	}

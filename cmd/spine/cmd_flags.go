@@ -113,7 +113,7 @@ Settings of v2_rollout: ` + strings.Join(pipeline.RolloutSettings, ", ") + `.`,
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(a.stderr, "%s rev %d written to %s at offset %d\n", name, c.Rev, pipeline.NewLayout(a.cfg).Flags(), c.Offset)
+				fmt.Fprintf(a.stderr, "%s rev %d written to %s at offset %d\n", name, c.Rev, pipeline.NewLayout(&a.cfg.Config).Flags(), c.Offset)
 				return printJSON(a.stdout, c)
 			})
 		},
@@ -156,7 +156,7 @@ func withFlags(ctx context.Context, a *app, timeout time.Duration, fn func(conte
 	if err != nil {
 		return err
 	}
-	f := pipeline.NewFlags(opts, pipeline.NewLayout(cfg), pipeline.WithFlagsLogger(a.log))
+	f := pipeline.NewFlags(opts, pipeline.NewLayout(&cfg.Config), pipeline.WithFlagsLogger(a.log))
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	rctx, stop := context.WithCancel(ctx)

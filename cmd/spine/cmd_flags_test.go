@@ -23,7 +23,7 @@ import (
 func testApp(t *testing.T) func(args ...string) (int, string, string) {
 	t.Helper()
 	brokers := kafkatest.Brokers(t)
-	cfg, err := pipeline.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{
+	cfg, err := stack.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{
 		"KAFKA_BROKERS":      strings.Join(brokers, ","),
 		"SPINE_TOPIC_PREFIX": kafkatest.Prefix(t),
 		"SPINE_PARTITIONS":   "1",
@@ -31,7 +31,7 @@ func testApp(t *testing.T) func(args ...string) (int, string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pipeline.EnsureTopics(t.Context(), kadm.NewClient(kafkatest.Client(t, brokers)), pipeline.NewLayout(cfg), -1); err != nil {
+	if err := pipeline.EnsureTopics(t.Context(), kadm.NewClient(kafkatest.Client(t, brokers)), pipeline.NewLayout(&cfg.Config), -1); err != nil {
 		t.Fatal(err)
 	}
 	return func(args ...string) (int, string, string) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/loadtest"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/schemas"
@@ -130,7 +131,7 @@ func freePort() (int, error) {
 // startLoadtestStack starts the whole stack in this process on free ports
 // with a fresh data directory, and returns its config (addresses included),
 // a stop function, and a channel that yields runUp's result.
-func startLoadtestStack(ctx context.Context, a *app, base *pipeline.Config, o loadtestOpts) (*pipeline.Config, func(), error) {
+func startLoadtestStack(ctx context.Context, a *app, base *stack.Config, o loadtestOpts) (*stack.Config, func(), error) {
 	c := *base
 	dir, err := os.MkdirTemp("", "spine-loadtest-")
 	if err != nil {
@@ -152,18 +153,18 @@ func startLoadtestStack(ctx context.Context, a *app, base *pipeline.Config, o lo
 	}
 	if o.v2LatencyMs > 0 {
 		mean := time.Duration(o.v2LatencyMs * float64(time.Millisecond))
-		c.CanaryLatencyMean = mean
+		c.Synthetic.CanaryLatencyMean = mean
 		// The baseline's shape: p99 as many times the mean as v1's.
 		ratio := 4.0
-		if c.SyntheticLatencyMean > 0 && c.SyntheticLatencyP99 > c.SyntheticLatencyMean {
-			ratio = float64(c.SyntheticLatencyP99) / float64(c.SyntheticLatencyMean)
+		if c.Synthetic.LatencyMean > 0 && c.Synthetic.LatencyP99 > c.Synthetic.LatencyMean {
+			ratio = float64(c.Synthetic.LatencyP99) / float64(c.Synthetic.LatencyMean)
 		}
-		c.CanaryLatencyP99 = time.Duration(float64(mean) * ratio)
+		c.Synthetic.CanaryLatencyP99 = time.Duration(float64(mean) * ratio)
 	}
 	if o.v2FailureRate >= 0 {
-		c.CanaryFailureRate = o.v2FailureRate
+		c.Synthetic.CanaryFailureRate = o.v2FailureRate
 	}
-	c.CanaryScoreShift = o.v2ScoreShift
+	c.Synthetic.CanaryScoreShift = o.v2ScoreShift
 	// The stack logs errors only, so the progress lines stay readable.
 	lvl := slog.LevelError
 	sub := &app{stdin: a.stdin, stdout: io.Discard, stderr: a.stderr, cfg: &c, log: slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: lvl}))}
@@ -207,7 +208,7 @@ func startLoadtestStack(ctx context.Context, a *app, base *pipeline.Config, o lo
 	return &c, stop, nil
 }
 
-func runLoadtest(ctx context.Context, a *app, cfg *pipeline.Config, o loadtestOpts) error {
+func runLoadtest(ctx context.Context, a *app, cfg *stack.Config, o loadtestOpts) error {
 	rep, err := loadtestReport(ctx, a, cfg, o)
 	if err != nil {
 		return err
@@ -235,7 +236,7 @@ func runLoadtest(ctx context.Context, a *app, cfg *pipeline.Config, o loadtestOp
 
 // loadtestReport starts the stack if asked, runs the load test and
 // returns its report.
-func loadtestReport(ctx context.Context, a *app, cfg *pipeline.Config, o loadtestOpts) (*loadtest.Report, error) {
+func loadtestReport(ctx context.Context, a *app, cfg *stack.Config, o loadtestOpts) (*loadtest.Report, error) {
 	target := "external stack"
 	external := o.external || !cfg.Embedded()
 	if external {
@@ -255,7 +256,7 @@ func loadtestReport(ctx context.Context, a *app, cfg *pipeline.Config, o loadtes
 		fmt.Fprintf(a.stderr, "stack up: kafka %v, registry %s, http http://%s/\n", cliBrokers(cfg), cliRegistryURL(cfg), cfg.HTTPAddr)
 	}
 
-	layout := pipeline.NewLayout(cfg)
+	layout := pipeline.NewLayout(&cfg.Config)
 	kopts, err := cliKafkaOpts(cfg)
 	if err != nil {
 		return nil, err

@@ -13,8 +13,8 @@ import (
 
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/loadtest"
-	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
 )
 
@@ -104,7 +104,7 @@ func TestLoadtestCanaryEndToEnd(t *testing.T) {
 	// processors), and the machine has two cores.
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := pipeline.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{"SPINE_DATA_DIR": t.TempDir()}))
+			cfg, err := stack.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{"SPINE_DATA_DIR": t.TempDir()}))
 			if err != nil {
 				t.Fatal(err)
 			}

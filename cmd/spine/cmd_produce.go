@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/schemas"
 )
@@ -76,7 +77,7 @@ only). --rate limits records per second; --contract v2 writes the v2 contract.`,
 	return cmd
 }
 
-func runProduce(ctx context.Context, a *app, cfg *pipeline.Config, f produceFlags) error {
+func runProduce(ctx context.Context, a *app, cfg *stack.Config, f produceFlags) error {
 	v, err := schemas.ParseContractVersion(f.contract)
 	if err != nil {
 		return usageError{err}
@@ -100,7 +101,7 @@ func runProduce(ctx context.Context, a *app, cfg *pipeline.Config, f produceFlag
 		return err
 	}
 	defer p.Close()
-	layout := pipeline.NewLayout(cfg)
+	layout := pipeline.NewLayout(&cfg.Config)
 
 	next, err := intentSource(a.stdin, f, v)
 	if err != nil {

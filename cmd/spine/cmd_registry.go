@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
 )
 
@@ -36,7 +37,7 @@ from SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD.`,
 	}
 }
 
-func runRegistry(ctx context.Context, a *app, cfg *pipeline.Config) error {
+func runRegistry(ctx context.Context, a *app, cfg *stack.Config) error {
 	promReg := newMetricsRegistry()
 	reg, err := newRegistry(cfg, cfg.Brokers, a.log, promReg)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/projections"
 )
@@ -64,7 +65,7 @@ type replayOpts struct {
 	quiet    bool
 }
 
-func runReplay(ctx context.Context, a *app, cfg *pipeline.Config, o replayOpts) error {
+func runReplay(ctx context.Context, a *app, cfg *stack.Config, o replayOpts) error {
 	opts, err := cliKafkaOpts(cfg)
 	if err != nil {
 		return err
@@ -83,7 +84,7 @@ func runReplay(ctx context.Context, a *app, cfg *pipeline.Config, o replayOpts) 
 	fmt.Fprintf(a.stderr, "replay: rebuilding projections from the thread on %v\n", cliBrokers(cfg))
 	rep, err := projections.Replay(ctx, projections.ReplayConfig{
 		Kafka:    opts,
-		Layout:   pipeline.NewLayout(cfg),
+		Layout:   pipeline.NewLayout(&cfg.Config),
 		Codec:    codec,
 		Window:   o.window,
 		Progress: progress,

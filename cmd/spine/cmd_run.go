@@ -58,7 +58,7 @@ rollout. Several may run; one leads and decides. It serves /v1/flags and
 // with their API and dashboard, or the canary analyzer with /v1/flags and
 // /v1/canary/analyses) and its HTTP endpoints, /healthz and /metrics, until
 // ctx ends. A thread processor serves on SPINE_METRICS_ADDR when set.
-func runPart(ctx context.Context, a *app, cfg *pipeline.Config, name string) error {
+func runPart(ctx context.Context, a *app, cfg *stack.Config, name string) error {
 	metrics := newMetricsRegistry()
 	st, err := stack.Build(stack.Env{Config: cfg, Brokers: cliBrokers(cfg), RegistryURL: cliRegistryURL(cfg), Log: a.log, Metrics: metrics}, name)
 	if err != nil {

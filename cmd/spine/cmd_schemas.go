@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/schemas"
 	"github.com/spinerun/spine/schemas/registry"
@@ -128,7 +129,7 @@ contract; other files need --subject.
 // schemasCtx is what every schemas subcommand uses.
 type schemasCtx struct {
 	a   *app
-	cfg *pipeline.Config
+	cfg *stack.Config
 	cl  *sr.Client
 	url string
 }
@@ -223,7 +224,7 @@ func (sc *schemasCtx) subjectsFor(file, subject string) ([]string, error) {
 	for _, c := range schemas.Contracts {
 		if strings.HasPrefix(base, string(c)+".v") && strings.HasSuffix(base, ".avsc") {
 			var out []string
-			for s, sc := range pipeline.NewLayout(sc.cfg).ContractSubjects() {
+			for s, sc := range pipeline.NewLayout(&sc.cfg.Config).ContractSubjects() {
 				if sc == c {
 					out = append(out, s)
 				}
@@ -251,7 +252,7 @@ func (sc *schemasCtx) register(ctx context.Context, subject string, files []stri
 		if subject != "" {
 			return usageError{errors.New("--subject needs .avsc files")}
 		}
-		ids, err := schemas.RegisterContracts(ctx, sc.cl, pipeline.NewLayout(sc.cfg).ContractSubjects())
+		ids, err := schemas.RegisterContracts(ctx, sc.cl, pipeline.NewLayout(&sc.cfg.Config).ContractSubjects())
 		if err != nil {
 			return sc.unreachable(err)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
 	"github.com/spinerun/spine/schemas"
@@ -24,10 +25,10 @@ import (
 // (upRegistry: Spine's registry on a free port, the contracts registered)
 // and returns the config, the registry's URL and a CLI runner configured to
 // talk to it.
-func registryStack(t *testing.T) (*pipeline.Config, string, func(args ...string) (int, string, string)) {
+func registryStack(t *testing.T) (*stack.Config, string, func(args ...string) (int, string, string)) {
 	t.Helper()
 	brokers := kafkatest.Brokers(t)
-	cfg, err := pipeline.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{
+	cfg, err := stack.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{
 		"KAFKA_BROKERS":       strings.Join(brokers, ","),
 		"SPINE_TOPIC_PREFIX":  kafkatest.Prefix(t),
 		"SPINE_PARTITIONS":    "1",
@@ -88,7 +89,7 @@ func TestWireRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := pipeline.NewLayout(cfg)
+	l := pipeline.NewLayout(&cfg.Config)
 	for subj, c := range l.ContractSubjects() {
 		ss, err := cl.SchemaByVersion(t.Context(), subj, -1)
 		if err != nil || ss.Version != 2 || ss.Schema.Schema != mustCompact(t, schemas.MustSource(c, schemas.V2)) {
@@ -137,7 +138,7 @@ func editContract(t *testing.T, field string, edit func(map[string]any)) string 
 func TestCLISchemas(t *testing.T) {
 	t.Parallel()
 	cfg, _, run := registryStack(t)
-	l := pipeline.NewLayout(cfg)
+	l := pipeline.NewLayout(&cfg.Config)
 	control := schemas.ValueSubject(string(l.Control()))
 	intents := schemas.ValueSubject(string(l.Intents()))
 

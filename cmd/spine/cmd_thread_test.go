@@ -26,10 +26,10 @@ func fullStack(t *testing.T) func(stdin string, args ...string) (int, string, st
 }
 
 // fullStackCfg is fullStack that also returns the config and registry URL.
-func fullStackCfg(t *testing.T) (func(stdin string, args ...string) (int, string, string), *pipeline.Config, string) {
+func fullStackCfg(t *testing.T) (func(stdin string, args ...string) (int, string, string), *stack.Config, string) {
 	t.Helper()
 	brokers := kafkatest.Brokers(t)
-	cfg, err := pipeline.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{
+	cfg, err := stack.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{
 		"KAFKA_BROKERS":       strings.Join(brokers, ","),
 		"SPINE_TOPIC_PREFIX":  kafkatest.Prefix(t),
 		"SPINE_PARTITIONS":    "2",
@@ -38,7 +38,7 @@ func fullStackCfg(t *testing.T) (func(stdin string, args ...string) (int, string
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pipeline.EnsureTopics(t.Context(), kadm.NewClient(kafkatest.Client(t, brokers)), pipeline.NewLayout(cfg), -1); err != nil {
+	if err := pipeline.EnsureTopics(t.Context(), kadm.NewClient(kafkatest.Client(t, brokers)), pipeline.NewLayout(&cfg.Config), -1); err != nil {
 		t.Fatal(err)
 	}
 	log, metrics := slog.New(slog.DiscardHandler), prometheus.NewRegistry()

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/schemas"
 	"github.com/spinerun/spine/schemas/thread"
@@ -42,8 +43,8 @@ in time order: the run's whole story as the thread recorded it.`,
 	return cmd
 }
 
-func runTrace(ctx context.Context, a *app, cfg *pipeline.Config, traceID, format string) error {
-	layout := pipeline.NewLayout(cfg)
+func runTrace(ctx context.Context, a *app, cfg *stack.Config, traceID, format string) error {
+	layout := pipeline.NewLayout(&cfg.Config)
 	topics := []string{string(layout.DLQ())}
 	for _, t := range layout.ThreadTopics() {
 		topics = append(topics, string(t))

@@ -41,7 +41,7 @@ Ctrl-C shuts down cleanly within SPINE_SHUTDOWN_TIMEOUT.`,
 // topics, the schema registry and Spine's contracts, every part of the
 // stack (package stack), and the HTTP server. Everything runs under one
 // errgroup until ctx ends.
-func runUp(ctx context.Context, a *app, cfg *pipeline.Config) error {
+func runUp(ctx context.Context, a *app, cfg *stack.Config) error {
 	log := a.log
 	metrics := newMetricsRegistry()
 	var runs []func(context.Context) error
@@ -112,7 +112,7 @@ func runUp(ctx context.Context, a *app, cfg *pipeline.Config) error {
 
 // ensureTopics creates the layout's topics with a bounded retry while the
 // cluster comes up (`spine up`, and every `spine run`, idempotently).
-func ensureTopics(ctx context.Context, cfg *pipeline.Config, brokers []string, log *slog.Logger) error {
+func ensureTopics(ctx context.Context, cfg *stack.Config, brokers []string, log *slog.Logger) error {
 	opts, err := cfg.KafkaOpts(brokers...)
 	if err != nil {
 		return err
@@ -125,7 +125,7 @@ func ensureTopics(ctx context.Context, cfg *pipeline.Config, brokers []string, l
 	adm := kadm.NewClient(cl)
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	l := pipeline.NewLayout(cfg)
+	l := pipeline.NewLayout(&cfg.Config)
 	if err := pipeline.EnsureTopics(tctx, adm, l, cfg.ReplicationFactor); err != nil {
 		return fmt.Errorf("create topics on %v: %w", brokers, err)
 	}

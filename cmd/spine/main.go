@@ -21,6 +21,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
 )
 
@@ -37,17 +38,17 @@ type app struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
-	cfg    *pipeline.Config
+	cfg    *stack.Config
 	log    *slog.Logger
 }
 
 // config loads the configuration from the environment (once) and builds the
 // logger it describes.
-func (a *app) config(ctx context.Context) (*pipeline.Config, error) {
+func (a *app) config(ctx context.Context) (*stack.Config, error) {
 	if a.cfg != nil {
 		return a.cfg, nil
 	}
-	cfg, err := pipeline.LoadConfig(ctx)
+	cfg, err := stack.LoadConfig(ctx)
 	if err != nil {
 		return nil, err
 	}

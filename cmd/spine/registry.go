@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/schemas"
 	"github.com/spinerun/spine/schemas/registry"
@@ -22,7 +23,7 @@ const registryReadyTimeout = 60 * time.Second
 // (startRegistry) unless SCHEMA_REGISTRY_URL names another one — and
 // registers Spine's contracts there under FULL_TRANSITIVE. It returns the
 // registry's URL and what runs it with the stack.
-func upRegistry(ctx context.Context, cfg *pipeline.Config, brokers []string, log *slog.Logger, metrics prometheus.Registerer) (string, func(context.Context) error, error) {
+func upRegistry(ctx context.Context, cfg *stack.Config, brokers []string, log *slog.Logger, metrics prometheus.Registerer) (string, func(context.Context) error, error) {
 	url, run := cfg.RegistryURL, func(context.Context) error { return nil }
 	if url == "" {
 		var err error
@@ -44,7 +45,7 @@ func upRegistry(ctx context.Context, cfg *pipeline.Config, brokers []string, log
 	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	ids, err := schemas.RegisterContracts(rctx, cl, pipeline.NewLayout(cfg).ContractSubjects())
+	ids, err := schemas.RegisterContracts(rctx, cl, pipeline.NewLayout(&cfg.Config).ContractSubjects())
 	if err != nil {
 		return fail(fmt.Errorf("register Spine's contracts with the schema registry at %s: %w", url, err))
 	}
@@ -57,7 +58,7 @@ func upRegistry(ctx context.Context, cfg *pipeline.Config, brokers []string, log
 // returns its URL once it has replayed that topic. It serves from now on
 // (the contracts register through it before the rest of the stack runs);
 // run, which must run with the stack, stops it when its context ends.
-func startRegistry(ctx context.Context, cfg *pipeline.Config, brokers []string, log *slog.Logger, metrics prometheus.Registerer) (url string, run func(context.Context) error, err error) {
+func startRegistry(ctx context.Context, cfg *stack.Config, brokers []string, log *slog.Logger, metrics prometheus.Registerer) (url string, run func(context.Context) error, err error) {
 	reg, err := newRegistry(cfg, brokers, log, metrics)
 	if err != nil {
 		return "", nil, err
@@ -97,12 +98,12 @@ func startRegistry(ctx context.Context, cfg *pipeline.Config, brokers []string, 
 // newRegistry builds Spine's registry on the configured cluster, storing in
 // the layout's _schemas topic. `spine up` and `spine registry` build it the
 // same way, so instances on one cluster share the topic and the writer id.
-func newRegistry(cfg *pipeline.Config, brokers []string, log *slog.Logger, reg prometheus.Registerer) (*registry.Registry, error) {
+func newRegistry(cfg *stack.Config, brokers []string, log *slog.Logger, reg prometheus.Registerer) (*registry.Registry, error) {
 	opts, err := cfg.KafkaOpts(brokers...)
 	if err != nil {
 		return nil, err
 	}
-	layout := pipeline.NewLayout(cfg)
+	layout := pipeline.NewLayout(&cfg.Config)
 	ropts := []registry.Opt{
 		registry.WithKafka(append(opts, kgo.ClientID(cfg.ServiceName+"-registry"))...),
 		registry.WithTopic(string(layout.Schemas())),

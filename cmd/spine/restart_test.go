@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
 )
 
@@ -33,7 +34,7 @@ func testPort(t *testing.T) int {
 // long the shutdown took. The ports in cfg were free a moment ago, not
 // reserved: a start that finds one taken (another process's connection
 // can hold it) is retried until the 60s deadline.
-func upOnce(t *testing.T, cfg *pipeline.Config) (stop func() time.Duration) {
+func upOnce(t *testing.T, cfg *stack.Config) (stop func() time.Duration) {
 	t.Helper()
 	health := "http://" + cfg.HTTPAddr + "/healthz"
 	deadline := time.Now().Add(60 * time.Second)
@@ -102,7 +103,7 @@ starting:
 // every schema id of the first, and each shuts down in bounded time.
 func TestUpRestartKeepsRecordsAndSchemaIDs(t *testing.T) {
 	t.Parallel()
-	cfg, err := pipeline.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{
+	cfg, err := stack.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{
 		"SPINE_DATA_DIR":         t.TempDir(),
 		"SPINE_KAFKA_PORT":       fmt.Sprint(testPort(t)),
 		"SPINE_REGISTRY_ADDR":    fmt.Sprintf("127.0.0.1:%d", testPort(t)),

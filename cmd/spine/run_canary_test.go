@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/gates"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
@@ -34,7 +35,7 @@ func TestRunCanaryAnalyses(t *testing.T) {
 	brokers := kafkatest.Brokers(t)
 	prefix := kafkatest.Prefix(t)
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", testPort(t))
-	cfg, err := pipeline.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{
+	cfg, err := stack.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{
 		"KAFKA_BROKERS":      strings.Join(brokers, ","),
 		"SPINE_TOPIC_PREFIX": prefix,
 		"SPINE_PARTITIONS":   "1",
@@ -43,12 +44,12 @@ func TestRunCanaryAnalyses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pipeline.EnsureTopics(t.Context(), kadm.NewClient(kafkatest.Client(t, brokers)), pipeline.NewLayout(cfg), -1); err != nil {
+	if err := pipeline.EnsureTopics(t.Context(), kadm.NewClient(kafkatest.Client(t, brokers)), pipeline.NewLayout(&cfg.Config), -1); err != nil {
 		t.Fatal(err)
 	}
 	reg := registrytest.Start(t,
 		registry.WithKafka(kgo.SeedBrokers(brokers...)),
-		registry.WithTopic(string(pipeline.NewLayout(cfg).Schemas())),
+		registry.WithTopic(string(pipeline.NewLayout(&cfg.Config).Schemas())),
 		registry.WithTransactionalID(prefix+"schema-registry"),
 	)
 	srv := httptest.NewServer(reg.Handler())

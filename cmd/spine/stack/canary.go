@@ -28,7 +28,7 @@ func (s *Stack) buildAnalyzer(kafka []kgo.Opt, env Env) ([]func(context.Context)
 	// The synthetic executor without sleep only reports its latency; the
 	// analysis then compares what it reports.
 	src := canary.LatencyEndToEnd
-	if !s.Config.SyntheticSleep {
+	if !s.Config.Synthetic.Sleep {
 		src = canary.LatencyExecutor
 	}
 	evidence := canary.EvidenceSourceFunc(func(ctx context.Context, since time.Time) (gates.CanaryEvidence, error) {

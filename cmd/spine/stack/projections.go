@@ -13,7 +13,7 @@ import (
 // newProjectionsRunner builds the projections processor: it folds the
 // thread into the spine.proj.* topics under the transactional id of
 // instance.
-func newProjectionsRunner(cfg *pipeline.Config, kafka []kgo.Opt, layout pipeline.Layout, codec pipeline.Codec, instance string, log *slog.Logger, reg prometheus.Registerer) (*projections.Runner, error) {
+func newProjectionsRunner(cfg *Config, kafka []kgo.Opt, layout pipeline.Layout, codec pipeline.Codec, instance string, log *slog.Logger, reg prometheus.Registerer) (*projections.Runner, error) {
 	return projections.NewRunner(projections.RunnerConfig{
 		Kafka:              append(kafka, clientID(cfg, projections.ProcessorName)),
 		Layout:             layout,
@@ -29,11 +29,11 @@ func newProjectionsRunner(cfg *pipeline.Config, kafka []kgo.Opt, layout pipeline
 }
 
 // newProjectionsStore builds the read-only view of the projections.
-func newProjectionsStore(cfg *pipeline.Config, kafka []kgo.Opt, log *slog.Logger) (*projections.Store, error) {
+func newProjectionsStore(cfg *Config, kafka []kgo.Opt, log *slog.Logger) (*projections.Store, error) {
 	return projections.NewStore(projections.StoreConfig{
 		Kafka:   append(kafka, clientID(cfg, "projections-view")),
-		Layout:  pipeline.NewLayout(cfg),
+		Layout:  pipeline.NewLayout(&cfg.Config),
 		Logger:  log,
-		MaxRuns: cfg.ViewMaxRuns,
+		MaxRuns: cfg.Projections.ViewMaxRuns,
 	})
 }

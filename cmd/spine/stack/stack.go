@@ -52,7 +52,7 @@ var ThreadProcessors = []string{Orchestrator, Dataplane, Gates}
 
 // Env is what the stack runs on, given by its caller.
 type Env struct {
-	Config  *pipeline.Config
+	Config  *Config
 	Brokers []string
 	// RegistryURL is the schema registry every part uses.
 	RegistryURL string
@@ -69,7 +69,7 @@ type Env struct {
 
 // Stack is every part Build made; a part not asked for is nil.
 type Stack struct {
-	Config   *pipeline.Config
+	Config   *Config
 	Layout   pipeline.Layout
 	Registry *sr.Client
 	Codec    *pipeline.SchemaCodec
@@ -116,7 +116,7 @@ func Build(env Env, parts ...string) (*Stack, error) {
 	if env.Metrics == nil {
 		env.Metrics = prometheus.NewRegistry()
 	}
-	s := &Stack{Config: cfg, Layout: pipeline.NewLayout(cfg), Routes: http.NewServeMux(), log: env.Log}
+	s := &Stack{Config: cfg, Layout: pipeline.NewLayout(&cfg.Config), Routes: http.NewServeMux(), log: env.Log}
 	kafka, err := cfg.KafkaOpts(env.Brokers...)
 	if err != nil {
 		return nil, err
@@ -124,7 +124,7 @@ func Build(env Env, parts ...string) (*Stack, error) {
 	kafka = slices.Clip(kafka) // each part appends its own client id
 
 	// 1. The registry client and the one codec every part encodes with.
-	if s.Registry, err = RegistryClient(cfg, env.RegistryURL); err != nil {
+	if s.Registry, err = RegistryClient(&cfg.Config, env.RegistryURL); err != nil {
 		return nil, err
 	}
 	serde, err := schemas.NewSerde(s.Registry, schemas.WithLogger(env.Log))
@@ -226,7 +226,7 @@ func RegistryClient(cfg *pipeline.Config, url string) (*sr.Client, error) {
 
 // instanceID is the process's instance id: override, SPINE_INSTANCE_ID,
 // the hostname, or "0".
-func instanceID(cfg *pipeline.Config, override string) string {
+func instanceID(cfg *Config, override string) string {
 	switch {
 	case override != "":
 		return override
@@ -240,6 +240,6 @@ func instanceID(cfg *pipeline.Config, override string) string {
 }
 
 // clientID names a part's Kafka client.
-func clientID(cfg *pipeline.Config, part string) kgo.Opt {
+func clientID(cfg *Config, part string) kgo.Opt {
 	return kgo.ClientID(cfg.ServiceName + "-" + part)
 }

@@ -10,13 +10,12 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/spinerun/spine/cmd/spine/stack"
-	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/processors/orchestrator"
 )
 
-func testConfig(t *testing.T) *pipeline.Config {
+func testConfig(t *testing.T) *stack.Config {
 	t.Helper()
-	cfg, err := pipeline.LoadConfigFrom(context.Background(), envconfig.MapLookuper(map[string]string{
+	cfg, err := stack.LoadConfigFrom(context.Background(), envconfig.MapLookuper(map[string]string{
 		"KAFKA_BROKERS": "127.0.0.1:1",
 	}))
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -31,27 +30,27 @@ type threadDeps struct {
 
 // newThreadProcessor builds the named processor of the thread on the
 // pipeline loop, with the settings of cfg.
-func newThreadProcessor(cfg *pipeline.Config, name string, d threadDeps) (*pipeline.Processor, error) {
+func newThreadProcessor(cfg *Config, name string, d threadDeps) (*pipeline.Processor, error) {
 	type topicked interface {
 		pipeline.Handler
 		Topics() []pipeline.Topic
 	}
 	var h topicked
 	var err error
-	layout := pipeline.NewLayout(cfg)
+	layout := pipeline.NewLayout(&cfg.Config)
 	switch name {
 	case Orchestrator:
 		h, err = newOrchestrator(cfg, layout, d.log, d.router)
 	case Dataplane:
 		var exec *synthetic.Executor
-		if exec, err = synthetic.NewExecutor(SyntheticRoutes(cfg), cfg.SyntheticSleep); err == nil {
+		if exec, err = synthetic.NewExecutor(cfg.Synthetic.Routes(), cfg.Synthetic.Sleep); err == nil {
 			h, err = dataplane.New(layout, dataplane.Config{Executor: exec, Logger: d.log})
 		}
 	case Gates:
-		var budgets map[string]time.Duration
-		if budgets, err = gates.ParseBudgets(cfg.LatencyBudgets); err == nil {
+		var performance gates.Check
+		if performance, err = cfg.Performance.Check(); err == nil {
 			h, err = gatekeeper.New(layout, gatekeeper.Config{
-				Checks: []gates.Check{gates.Schema(), gates.Performance(cfg.LatencyBudget, budgets)},
+				Checks: []gates.Check{gates.Schema(), performance},
 				Logger: d.log,
 			})
 		}
@@ -85,67 +84,14 @@ func newThreadProcessor(cfg *pipeline.Config, name string, d threadDeps) (*pipel
 
 // newOrchestrator returns the orchestrator with the stateflow, intent kinds
 // and limits of cfg.
-func newOrchestrator(cfg *pipeline.Config, layout pipeline.Layout, log *slog.Logger, router orchestrator.Router) (*orchestrator.Orchestrator, error) {
-	flow, err := orchestrator.NewStateflow(States(cfg))
+func newOrchestrator(cfg *Config, layout pipeline.Layout, log *slog.Logger, router orchestrator.Router) (*orchestrator.Orchestrator, error) {
+	opts, err := cfg.Orchestrator.Options()
 	if err != nil {
 		return nil, err
 	}
-	var kinds []string
-	for _, k := range cfg.IntentKinds {
-		if k = strings.TrimSpace(k); k != "" {
-			kinds = append(kinds, k)
-		}
-	}
-	opts := []orchestrator.Option{
-		orchestrator.WithStateflow(flow),
-		orchestrator.WithIntentKinds(kinds...),
-		orchestrator.WithMaxPerActor(cfg.MaxRunsPerActor),
-		orchestrator.WithRunDeadline(cfg.RunDeadline),
-		orchestrator.WithLogger(log),
-	}
+	opts = append(opts, orchestrator.WithLogger(log))
 	if router != nil {
 		opts = append(opts, orchestrator.WithRouter(router))
 	}
 	return orchestrator.New(layout, opts...)
-}
-
-// RetryPolicy is the dispatch retry policy cfg asks for.
-func RetryPolicy(cfg *pipeline.Config) orchestrator.RetryPolicy {
-	retry := orchestrator.DefaultRetry
-	retry.MaximumAttempts = cfg.RetryMaxAttempts
-	retry.InitialInterval = cfg.RetryInitialInterval
-	retry.BackoffCoefficient = cfg.RetryBackoffCoefficient
-	retry.MaximumInterval = cfg.RetryMaxInterval
-	return retry
-}
-
-// States is the stateflow table cfg asks for: the default states with its
-// timeouts and retry policy.
-func States(cfg *pipeline.Config) []orchestrator.Spec {
-	return orchestrator.DefaultStates(RetryPolicy(cfg), cfg.ExecTimeout, cfg.GateTimeout)
-}
-
-// SyntheticRoutes returns the synthetic executor's parameters per route:
-// the baseline from SPINE_SYNTHETIC_*, the canary from it with the
-// SPINE_CANARY_* overrides.
-func SyntheticRoutes(cfg *pipeline.Config) map[string]synthetic.Params {
-	base := synthetic.Default()
-	base.LatencyMean = cfg.SyntheticLatencyMean
-	base.LatencyP99 = cfg.SyntheticLatencyP99
-	base.FailureRate = cfg.SyntheticFailureRate
-	base.HangRate = cfg.SyntheticHangRate
-	base.ScoreMean = cfg.SyntheticScoreMean
-	base.ScoreStddev = cfg.SyntheticScoreStddev
-	canary := base
-	if cfg.CanaryLatencyMean > 0 {
-		canary.LatencyMean = cfg.CanaryLatencyMean
-	}
-	if cfg.CanaryLatencyP99 > 0 {
-		canary.LatencyP99 = cfg.CanaryLatencyP99
-	}
-	if cfg.CanaryFailureRate >= 0 {
-		canary.FailureRate = cfg.CanaryFailureRate
-	}
-	canary.ScoreMean += cfg.CanaryScoreShift
-	return map[string]synthetic.Params{thread.RouteBaseline: base, thread.RouteCanary: canary}
 }
