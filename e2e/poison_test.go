@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/processors/orchestrator"
 	"github.com/spinerun/spine/schemas"
@@ -290,4 +292,90 @@ func TestBadInput(t *testing.T) {
 	equalCounts(t, 30*time.Second, func() []countPair {
 		return []countPair{{"spine_dlq_records_total", metricCounts(t, s.reg, "spine_dlq_records_total", "code"), want}}
 	})
+}
+
+// TestEveryProcessorDeadLettersOneWay writes a poison record (not the
+// Confluent wire format) on each topic the processors read, with the
+// orchestrator, dataplane, gates and projections running. Each processor
+// that reads the topic dead-letters it once, and every dead letter reads
+// back with pipeline.ParseDeadLetter: the same Spring Kafka headers in the
+// same binary form (partition 4 bytes, offset and timestamp 8), the
+// original topic, partition, offset, key and bytes, the reason and who
+// dead-lettered it. The processors keep running: a good run still
+// completes after the poison.
+func TestEveryProcessorDeadLettersOneWay(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end")
+	}
+	s := newStack(t, nil, map[string]string{"SPINE_EXEC_TIMEOUT": "10m", "SPINE_GATE_TIMEOUT": "10m"})
+	committed := s.collectSkipping(t, true, "poison-")
+	s.startAll(nil)
+	s.start(stack.Projections, "e2e", nil)
+	l := s.layout
+	readers := map[pipeline.Topic][]string{
+		l.Intents():   {orchestrator.Name},
+		l.Control():   {thread.Dataplane, thread.Projections},
+		l.Dataplane(): {orchestrator.Name, thread.Gatekeeper, thread.Projections},
+	}
+	p, err := pipeline.NewProducer(s.codec, s.kopts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var recs []*kgo.Record
+	for topic := range readers {
+		recs = append(recs, &kgo.Record{Topic: string(topic), Key: []byte("poison-" + string(topic)), Value: []byte(`{"not":"avro"}`)})
+	}
+	ctx := t.Context()
+	res, err := p.ProduceRaw(ctx, recs...)
+	if err != nil {
+		t.Fatalf("produce poison: %v", err)
+	}
+	s.produce(ctx, intents("after-poison", 4))
+	want := 0
+	for _, rs := range readers {
+		want += len(rs)
+	}
+	waitFor(t, 90*time.Second, func() bool { return committed.dlqLen() >= want && committed.terminalCount() >= 4 },
+		func() string {
+			return fmt.Sprintf("%d dead letters and 4 runs (have %d and %d)", want, committed.dlqLen(), committed.terminalCount())
+		})
+	committed.settle(time.Second)
+
+	committed.mu.Lock()
+	dlq := append([]*kgo.Record(nil), committed.dlq...)
+	committed.mu.Unlock()
+	got := map[pipeline.Topic][]string{}
+	for _, r := range dlq {
+		d, err := pipeline.ParseDeadLetter(r)
+		if err != nil {
+			t.Errorf("dead letter %s@%d does not parse: %v", r.Topic, r.Offset, err)
+			continue
+		}
+		i := slices.IndexFunc(res, func(o pipeline.Produced) bool { return o.Topic == d.Topic })
+		if i < 0 {
+			t.Errorf("dead letter of %s, which got no poison", d.Topic)
+			continue
+		}
+		o, orig := res[i], recs[i]
+		if d.Partition != o.Partition || d.Offset != o.Offset || !bytes.Equal(d.Key, orig.Key) || !bytes.Equal(d.Value, orig.Value) {
+			t.Errorf("%s by %s: origin %d@%d key %q value %q, want %d@%d %q %q", d.Topic, d.Processor, d.Partition, d.Offset, d.Key, d.Value,
+				o.Partition, o.Offset, orig.Key, orig.Value)
+		}
+		if d.Code != "bad_magic" || !strings.Contains(d.Message, "bad_magic") || d.Group != l.Group(d.Processor) || d.Timestamp.IsZero() {
+			t.Errorf("%s by %s: code %q message %q group %q timestamp %v", d.Topic, d.Processor, d.Code, d.Message, d.Group, d.Timestamp)
+		}
+		got[d.Topic] = append(got[d.Topic], d.Processor)
+	}
+	for topic, rs := range readers {
+		slices.Sort(rs)
+		g := got[topic]
+		slices.Sort(g)
+		if !slices.Equal(g, rs) {
+			t.Errorf("poison on %s dead-lettered by %v, want once by each of %v", topic, g, rs)
+		}
+	}
+	if r := s.logs.restarts.Load(); r != 0 {
+		t.Errorf("%d processor sessions restarted", r)
+	}
 }

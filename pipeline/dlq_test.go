@@ -35,7 +35,7 @@ func TestDeadLetterRecord(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			r := deadLetterRecord("spine.dlq", "spine-orchestrator", "orchestrator", orig, tc.err)
+			r := DeadLetterRecord("spine.dlq", "spine-orchestrator", "orchestrator", orig, tc.err)
 			if r.Topic != "spine.dlq" || string(r.Key) != "trace-1" || string(r.Value) != string(orig.Value) {
 				t.Fatalf("record %s %q %q: want original key and value on spine.dlq", r.Topic, r.Key, r.Value)
 			}
@@ -83,7 +83,7 @@ func FuzzDeadLetter(f *testing.F) {
 	f.Add([]byte(nil), []byte(nil), "", int32(-1), int64(-1), "", []byte(nil))
 	f.Fuzz(func(t *testing.T, key, value []byte, topic string, part int32, off int64, msg string, raw []byte) {
 		orig := &kgo.Record{Topic: topic, Partition: part, Offset: off, Key: key, Value: value, Timestamp: time.UnixMilli(off)}
-		r := deadLetterRecord("dlq", "g", "p", orig, &testCoded{code: "c"})
+		r := DeadLetterRecord("dlq", "g", "p", orig, &testCoded{code: "c"})
 		d, err := ParseDeadLetter(r)
 		if err != nil {
 			t.Fatal(err)
@@ -91,7 +91,7 @@ func FuzzDeadLetter(f *testing.F) {
 		if d.Topic != Topic(topic) || d.Partition != part || d.Offset != off || string(d.Key) != string(key) || string(d.Value) != string(value) {
 			t.Fatalf("round trip: %+v", d)
 		}
-		long := deadLetterRecord("dlq", "g", "p", orig, errors.New(msg+msg+msg))
+		long := DeadLetterRecord("dlq", "g", "p", orig, errors.New(msg+msg+msg))
 		for _, h := range long.Headers {
 			if h.Key == HeaderDLTExceptionMessage && (!utf8.Valid(h.Value) || len(h.Value) > maxDLQMessage) {
 				t.Fatalf("message header %q: invalid or over %d bytes", h.Value, maxDLQMessage)

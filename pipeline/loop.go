@@ -1031,7 +1031,7 @@ func (p *Processor) record(ctx, wctx context.Context, b *batch, r *kgo.Record, p
 			return nil
 		}
 		if code := CodeOf(err); code != "" {
-			produce(deadLetterRecord(p.dlqTopic, p.group, p.name, r, err))
+			produce(DeadLetterRecord(p.dlqTopic, p.group, p.name, r, err))
 			b.dlq[code]++
 			p.cfg.log.Warn("dead-lettered a record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "code", code, "err", err)
 			return nil

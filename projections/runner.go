@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -564,7 +563,7 @@ func (r *Runner) transact(ctx context.Context, sess *kgo.GroupTransactSession, a
 	folded, dead := 0, 0
 	for _, it := range items {
 		if it.ev == nil {
-			outs = append(outs, r.deadLetter(it.rec, it.code, it.err))
+			outs = append(outs, r.deadLetter(it.rec, it.err))
 			dead++
 			continue
 		}
@@ -621,26 +620,13 @@ func (r *Runner) transact(ctx context.Context, sess *kgo.GroupTransactSession, a
 	return committed, nil
 }
 
-// deadLetter builds the DLQ record of an undecodable thread record: the
-// original key and value, and Spring Kafka's headers plus x-error-code.
-func (r *Runner) deadLetter(rec *kgo.Record, code string, err error) *kgo.Record {
-	h := func(k, v string) kgo.RecordHeader { return kgo.RecordHeader{Key: k, Value: []byte(v)} }
-	return &kgo.Record{
-		Topic:     string(r.cfg.Layout.DLQ()),
-		Partition: rec.Partition % max(r.cfg.Layout.Partitions, 1),
-		Key:       rec.Key,
-		Value:     rec.Value,
-		Headers: append(slices.Clone(rec.Headers),
-			h("kafka_dlt-original-topic", rec.Topic),
-			h("kafka_dlt-original-partition", strconv.Itoa(int(rec.Partition))),
-			h("kafka_dlt-original-offset", strconv.FormatInt(rec.Offset, 10)),
-			h("kafka_dlt-original-timestamp", strconv.FormatInt(rec.Timestamp.UnixMilli(), 10)),
-			h("kafka_dlt-original-consumer-group", r.cfg.Layout.Group(ProcessorName)),
-			h("kafka_dlt-exception-message", err.Error()),
-			h("x-error-code", code),
-			h("x-processor", ProcessorName),
-		),
-	}
+// deadLetter builds the DLQ record of an undecodable thread record with
+// the program's one dead-letter writer (pipeline.DeadLetterRecord), on the
+// DLQ partition of its source partition.
+func (r *Runner) deadLetter(rec *kgo.Record, err error) *kgo.Record {
+	dl := pipeline.DeadLetterRecord(r.cfg.Layout.DLQ(), r.cfg.Layout.Group(ProcessorName), ProcessorName, rec, err)
+	dl.Partition = rec.Partition % max(r.cfg.Layout.Partitions, 1)
+	return dl
 }
 
 // restore loads the committed cells of the given source partitions (by
