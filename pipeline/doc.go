@@ -1,4 +1,15 @@
-// Package pipeline knows Kafka: configuration from the environment, the topic
-// layout, client options, the embedded kfake broker, and (in later files) the
-// transactional consume→process→produce loop that every processor runs on.
+// Package pipeline knows Kafka, and only Kafka: the configuration of the
+// clients, the topic layout and the process (config.go), client options
+// (client.go), the embedded kfake broker (embedded.go), topic creation
+// (topics.go), the wire codec over the schema registry (codec.go), a plain
+// producer (producer.go), an HTTP server with a clean shutdown
+// (httpserve.go), and the transactional consume→process→produce
+// loop every processor runs on: its options (loop_options.go), its
+// sessions, assignment and restore (loop.go, state.go), one transaction
+// (loop_transact.go), timers (timers.go), dead letters (dlq.go), metrics
+// (metrics.go). Beside the loop: the flag store over a compacted topic
+// (flags.go), the leader election (leader.go), and for now the v2 rollout
+// the canary reads and moves (rollout.go), which belongs beside the canary. What a processor does lives in its
+// Handler (handler.go), outside this package; DESIGN.md describes the
+// goroutines and locks.
 package pipeline
