@@ -68,6 +68,19 @@ type topicked interface {
 	Topics() []pipeline.Topic
 }
 
+// startThread runs the orchestrator o, the dataplane dp and a gatekeeper
+// with no checks (the verdict only) as instance "a".
+func (e *brokerEnv) startThread(t *testing.T, o, dp topicked) {
+	t.Helper()
+	gr, err := gatekeeper.New(e.layout, gatekeeper.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.start(t, orchestrator.Name, "a", o)
+	e.start(t, dataplane.Name, "a", dp)
+	e.start(t, gatekeeper.Name, "a", gr)
+}
+
 func (e *brokerEnv) start(t *testing.T, name, instance string, h topicked) (stop func()) {
 	t.Helper()
 	p, err := pipeline.NewProcessor(name, h,
@@ -176,13 +189,7 @@ func TestThreadOnBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gr, err := gatekeeper.New(e.layout, gatekeeper.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.start(t, orchestrator.Name, "a", o)
-	e.start(t, dataplane.Name, "a", dp)
-	e.start(t, gatekeeper.Name, "a", gr)
+	e.startThread(t, o, dp)
 	const n = 300
 	var v1, v2 []*schemas.Intent
 	for i := range n {
@@ -312,13 +319,7 @@ func TestArbitrationOnBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gr, err := gatekeeper.New(e.layout, gatekeeper.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.start(t, orchestrator.Name, "a", o)
-	e.start(t, dataplane.Name, "a", dp)
-	e.start(t, gatekeeper.Name, "a", gr)
+	e.startThread(t, o, dp)
 	const n = 24
 	var its []*schemas.Intent
 	for i := range n {

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -65,33 +64,9 @@ func TestLoadConfigBrokersAndAlias(t *testing.T) {
 	}
 }
 
-// Every missing or invalid variable is reported at once, in one error.
-func TestLoadConfigReportsEveryProblemAtOnce(t *testing.T) {
-	t.Parallel()
-	env := map[string]string{
-		"SPINE_PARTITIONS":       "many",
-		"SPINE_SHUTDOWN_TIMEOUT": "soon",
-		"SPINE_KAFKA_PORT":       "x",
-		"KAFKA_SASL_MECHANISM":   "GSSAPI",
-		"SCHEMA_REGISTRY_URL":    "localhost:8081",
-		"SPINE_LOG_FORMAT":       "xml",
-		"KAFKA_TLS_CERT_FILE":    "/nonexistent/cert.pem",
-	}
-	_, err := LoadConfigFrom(t.Context(), envconfig.MapLookuper(env))
-	var ce *ConfigError
-	if !errors.As(err, &ce) {
-		t.Fatalf("want *ConfigError, got %v", err)
-	}
-	msg := err.Error()
-	for _, v := range []string{"SPINE_PARTITIONS", "SPINE_SHUTDOWN_TIMEOUT", "SPINE_KAFKA_PORT", "KAFKA_SASL_MECHANISM", "SCHEMA_REGISTRY_URL", "SPINE_LOG_FORMAT", "KAFKA_TLS_CERT_FILE and KAFKA_TLS_KEY_FILE"} {
-		if !strings.Contains(msg, v) {
-			t.Errorf("error does not name %s:\n%s", v, msg)
-		}
-	}
-	if len(ce.Errs) < 7 {
-		t.Errorf("got %d problems, want at least 7:\n%s", len(ce.Errs), msg)
-	}
-}
+// Reporting every problem at once, for pipeline.Config's variables and
+// every component's, is tested where the whole Config is composed:
+// cmd/spine/stack's TestLoadConfigReportsEveryProblemAtOnce.
 
 func TestEnvVarsCoverConfig(t *testing.T) {
 	t.Parallel()

@@ -98,14 +98,6 @@ func TestProjectionsSurviveSIGKILL(t *testing.T) {
 	waitTerminals(t, srv.URL, int64(len(runs)))
 	t.Logf("%d SIGKILLs", kills)
 	waitFolded(t, srv.URL, 300, 200)
-	rr, err := Replay(t.Context(), ReplayConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	rr.WriteText(&out, 5)
-	if !rr.Equal {
-		t.Fatalf("replay after %d SIGKILLs:\n%s", kills, out.String())
-	}
-	t.Log(fmt.Sprintf("after %d SIGKILLs: ", kills) + strings.TrimSpace(out.String()))
+	text := replayEqual(t, e, fmt.Sprintf("replay after %d SIGKILLs", kills))
+	t.Log(fmt.Sprintf("after %d SIGKILLs: ", kills) + text)
 }

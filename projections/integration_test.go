@@ -143,6 +143,23 @@ func getJSON(t *testing.T, url string, v any) int {
 	return resp.StatusCode
 }
 
+// replayEqual replays the thread into fresh folds and fails the test,
+// saying what and how they differ, unless they equal the projection topics.
+// It returns the replay's text report.
+func replayEqual(t *testing.T, e *env, what string) string {
+	t.Helper()
+	rr, err := Replay(t.Context(), ReplayConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	rr.WriteText(&out, 5)
+	if !rr.Equal {
+		t.Fatalf("%s:\n%s", what, out.String())
+	}
+	return strings.TrimSpace(out.String())
+}
+
 // waitFolded polls the canary report until every one of the baseline's
 // and the canary's runs shows its intent, its artifact and its gate checks
 // (schema for the baseline, the verdict for the canary): every topic of the
@@ -386,16 +403,8 @@ func TestProjectionsRebalanceExactlyOnce(t *testing.T) {
 
 	// Every topic's events are folded, whichever member held them.
 	waitFolded(t, srv.URL, 120, 80)
-	rr, err := Replay(t.Context(), ReplayConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	rr.WriteText(&out, 5)
-	if !rr.Equal {
-		t.Fatalf("replay after rebalances:\n%s", out.String())
-	}
-	t.Log(strings.TrimSpace(out.String()))
+	text := replayEqual(t, e, "replay after rebalances")
+	t.Log(text)
 }
 
 // A registry outage is transient: the runner retries, dead-letters nothing,
@@ -443,15 +452,7 @@ func TestProjectionsRegistryOutageIsTransient(t *testing.T) {
 	if dl := readAll(t, e, string(e.layout.DLQ())); len(dl) != 0 {
 		t.Fatalf("%d records dead-lettered during a registry outage", len(dl))
 	}
-	rr, err := Replay(t.Context(), ReplayConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !rr.Equal {
-		var out strings.Builder
-		rr.WriteText(&out, 5)
-		t.Fatalf("replay after the outage:\n%s", out.String())
-	}
+	replayEqual(t, e, "replay after the outage")
 }
 
 // While the stack keeps publishing (here: canary analyses every 20ms),
@@ -585,13 +586,5 @@ func TestProjectionsLateEventsAfterEviction(t *testing.T) {
 	if err := r.metrics.evictions.Write(&m); err != nil || m.GetCounter().GetValue() == 0 {
 		t.Fatal("nothing was evicted")
 	}
-	rr, err := Replay(t.Context(), ReplayConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !rr.Equal {
-		var out strings.Builder
-		rr.WriteText(&out, 5)
-		t.Fatalf("replay after late events:\n%s", out.String())
-	}
+	replayEqual(t, e, "replay after late events")
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spinerun/spine/gates"
+	"github.com/spinerun/spine/internal/spinetest"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
 	"github.com/spinerun/spine/processors/canary"
@@ -235,21 +236,26 @@ func (r *recorder) Produce(_ context.Context, outs ...pipeline.Output) ([]pipeli
 	return make([]pipeline.Produced, len(outs)), nil
 }
 
-func TestAnalyzerRecordsEachDecisionAsAFlagChange(t *testing.T) {
-	t.Parallel()
+// startedFlags runs a flag store on a fresh layout of the test broker until
+// the test ends, with the rollout at 10 %.
+func startedFlags(t *testing.T) (*pipeline.Flags, pipeline.Layout) {
+	t.Helper()
 	brokers := kafkatest.Brokers(t)
 	l := pipeline.Layout{Prefix: kafkatest.Prefix(t), Partitions: 1}
 	if err := pipeline.EnsureTopics(t.Context(), kadm.NewClient(kafkatest.Client(t, brokers)), l, -1); err != nil {
 		t.Fatal(err)
 	}
 	flags := pipeline.NewFlags([]kgo.Opt{kgo.SeedBrokers(brokers...)}, l)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- flags.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	spinetest.Start(t, "flags", flags.Run)
 	if _, err := flags.SetRollout(t.Context(), rollout(1000), "tester", "start"); err != nil {
 		t.Fatal(err)
 	}
+	return flags, l
+}
+
+func TestAnalyzerRecordsEachDecisionAsAFlagChange(t *testing.T) {
+	t.Parallel()
+	flags, l := startedFlags(t)
 
 	// Evidence: too few samples, then equal twice, then slower until the
 	// failure limit.
@@ -305,19 +311,7 @@ func TestAnalyzerRecordsEachDecisionAsAFlagChange(t *testing.T) {
 
 func TestAnalyzerDropsADecisionWhenTheRolloutMoved(t *testing.T) {
 	t.Parallel()
-	brokers := kafkatest.Brokers(t)
-	l := pipeline.Layout{Prefix: kafkatest.Prefix(t), Partitions: 1}
-	if err := pipeline.EnsureTopics(t.Context(), kadm.NewClient(kafkatest.Client(t, brokers)), l, -1); err != nil {
-		t.Fatal(err)
-	}
-	flags := pipeline.NewFlags([]kgo.Opt{kgo.SeedBrokers(brokers...)}, l)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- flags.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	if _, err := flags.SetRollout(t.Context(), rollout(1000), "tester", "start"); err != nil {
-		t.Fatal(err)
-	}
+	flags, l := startedFlags(t)
 	// A person pauses the rollout while the analyzer reads the evidence.
 	src := canary.EvidenceSourceFunc(func(ctx context.Context, _ time.Time) (gates.CanaryEvidence, error) {
 		r := flags.Rollout()
