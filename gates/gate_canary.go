@@ -196,8 +196,9 @@ const (
 	// ActionStep: every check passed, the weight steps up by StepWeight
 	// (capped at MaxWeight).
 	ActionStep CanaryAction = "step"
-	// ActionPromote: every check passed at MaxWeight; the rollout is
-	// promoted.
+	// ActionPromote: every check passed at the policy's MaxWeight; the
+	// rollout is promoted and all the traffic goes to the canary (weight
+	// 10000, as Flagger's promotion).
 	ActionPromote CanaryAction = "promote"
 	// ActionHold: a check failed, the failure count is still below the
 	// limit; the weight stays.
@@ -287,9 +288,11 @@ func Canary(p CanaryPolicy, s CanaryState, e CanaryEvidence) CanaryDecision {
 		return d
 	}
 	if s.Weight >= p.MaxWeight {
+		// As Flagger's promotion: the canary passed at the max weight,
+		// so all the traffic goes to it.
 		d.Action = ActionPromote
-		d.Weight = s.Weight
-		d.Reason = fmt.Sprintf("promote: every check passed at the max weight %s", pct(p.MaxWeight))
+		d.Weight = MaxWeight
+		d.Reason = fmt.Sprintf("promote: every check passed at the max weight %s; all traffic to v2", pct(p.MaxWeight))
 		return d
 	}
 	d.Action = ActionStep

@@ -20,8 +20,9 @@ const (
 	// PhaseProgressing: the analyzer analyses every interval and steps the
 	// weight up or rolls back.
 	PhaseProgressing RolloutPhase = "progressing"
-	// PhasePromoted: every analysis passed up to the max weight; the
-	// analyzer stops.
+	// PhasePromoted: every analysis passed up to the max weight; all the
+	// traffic goes to v2 (weight 10000) and the analyzer stops. An operator
+	// then makes v2 the baseline or starts the next rollout.
 	PhasePromoted RolloutPhase = "promoted"
 	// PhaseRolledBack: the failure limit was reached; the weight is 0 and
 	// the analyzer stops.

@@ -82,8 +82,8 @@ func TestLoadtestCanaryEndToEnd(t *testing.T) {
 				}
 			}
 			t.Logf("equal v2 held %d times", holds)
-			if fmt.Sprint(steps) != "[4000 6000]" || !promoted || r.FinalPhase != "promoted" || r.FinalWeightBP != 6000 {
-				t.Fatalf("steps %v promoted %v, final %d %s; want steps [4000 6000] then promote at 6000", steps, promoted, r.FinalWeightBP, r.FinalPhase)
+			if fmt.Sprint(steps) != "[4000 6000]" || !promoted || r.FinalPhase != "promoted" || r.FinalWeightBP != 10000 {
+				t.Fatalf("steps %v promoted %v, final %d %s; want steps [4000 6000], then a promotion at 6000 to all the traffic", steps, promoted, r.FinalWeightBP, r.FinalPhase)
 			}
 		}},
 		{"too few samples pause", func(o *loadtestOpts) { o.minSamples, o.duration, o.untilDecided = 1000000, 6*time.Second, 0 }, func(t *testing.T, r *loadtest.Report) {

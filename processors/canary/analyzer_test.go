@@ -178,7 +178,7 @@ func TestAnalyze(t *testing.T) {
 		threshold float64
 	}{
 		{"equal steps up", rollout(1000), evidence(30, 100), thread.CanaryStep, pipeline.PhaseProgressing, 2000, true, true, 1, 0.95},
-		{"equal at max promotes", rollout(3000), evidence(30, 100), thread.CanaryPromote, pipeline.PhasePromoted, 3000, true, true, 1, 0.95},
+		{"equal at max promotes to all the traffic", rollout(3000), evidence(30, 100), thread.CanaryPromote, pipeline.PhasePromoted, 10000, true, true, 1, 0.95},
 		{"slower holds first", rollout(1000), evidence(90, 100), thread.CanaryHold, pipeline.PhaseProgressing, 1000, false, true, 45, 1.5},
 		{"slower again rolls back", failedOnce, evidence(90, 100), thread.CanaryRollback, pipeline.PhaseRolledBack, 0, false, true, 45, 1.5},
 		{"too few samples pauses", rollout(1000), evidence(30, 10), thread.CanaryInconclusive, pipeline.PhasePaused, 1000, false, true, 10, 50},
