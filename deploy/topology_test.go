@@ -18,6 +18,7 @@ import (
 
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
+	"github.com/spinerun/spine/processors/canary"
 )
 
 // TestComposeTopologyRuns runs docker-compose.yml's default profile without
@@ -169,7 +170,7 @@ func TestComposeTopologyRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	var flags struct {
-		Rollout pipeline.Rollout `json:"v2_rollout"`
+		Rollout canary.Rollout `json:"v2_rollout"`
 	}
 	err = json.NewDecoder(resp.Body).Decode(&flags)
 	resp.Body.Close()

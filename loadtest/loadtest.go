@@ -37,10 +37,10 @@ import (
 	"github.com/spinerun/spine/schemas/thread"
 )
 
-// FlagStore is the rollout flag (a *pipeline.Flags, running).
+// FlagStore is the rollout flag (a *canary.Rollouts, running).
 type FlagStore interface {
-	Rollout() pipeline.Rollout
-	SetRollout(ctx context.Context, r pipeline.Rollout, who, why string) (pipeline.FlagChange, error)
+	Rollout() canary.Rollout
+	SetRollout(ctx context.Context, r canary.Rollout, who, why string) (pipeline.FlagChange, error)
 	History(flag string) []pipeline.FlagChange
 }
 
@@ -68,7 +68,7 @@ type Config struct {
 	// Rollout is set as the v2_rollout flag when the test starts (its
 	// Started is set to the start), so the test begins a fresh rollout.
 	// A zero Rollout leaves the flag as it is.
-	Rollout pipeline.Rollout
+	Rollout canary.Rollout
 	// Kafka, Layout and Codec reach the stack. Required.
 	Kafka  []kgo.Opt
 	Layout pipeline.Layout
@@ -310,14 +310,14 @@ sending:
 
 // decided reports whether the rollout reached an end: promoted or rolled
 // back.
-func decided(r pipeline.Rollout) bool {
-	return r.Phase == pipeline.PhasePromoted || r.Phase == pipeline.PhaseRolledBack
+func decided(r canary.Rollout) bool {
+	return r.Phase == canary.PhasePromoted || r.Phase == canary.PhaseRolledBack
 }
 
 // endedByAnalyzer reports whether the canary analyzer made the rollout's
 // last change.
 func endedByAnalyzer(f FlagStore) bool {
-	h := f.History(pipeline.FlagV2Rollout)
+	h := f.History(canary.FlagV2Rollout)
 	return len(h) > 0 && h[len(h)-1].Who == canary.AnalyzerActor
 }
 
@@ -330,7 +330,7 @@ const decisionWait = 15 * time.Second
 // its gate.canary record before it writes the flag, so by the time the
 // flag store shows the end, the record is on the thread, but the collector
 // reads that topic at its own pace.
-func awaitDecision(ctx context.Context, st *state, r pipeline.Rollout, d time.Duration) {
+func awaitDecision(ctx context.Context, st *state, r canary.Rollout, d time.Duration) {
 	if !decided(r) {
 		return
 	}

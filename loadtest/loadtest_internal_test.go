@@ -11,19 +11,19 @@ import (
 
 func TestAwaitDecision(t *testing.T) {
 	t.Parallel()
-	rolledBack := pipeline.Rollout{Phase: pipeline.PhaseRolledBack, Weight: 0}
-	hold := Decision{Action: "hold", Phase: string(pipeline.PhaseProgressing), WeightAfter: 2000}
-	rollback := Decision{Action: "rollback", Phase: string(pipeline.PhaseRolledBack), WeightAfter: 0}
+	rolledBack := canary.Rollout{Phase: canary.PhaseRolledBack, Weight: 0}
+	hold := Decision{Action: "hold", Phase: string(canary.PhaseProgressing), WeightAfter: 2000}
+	rollback := Decision{Action: "rollback", Phase: string(canary.PhaseRolledBack), WeightAfter: 0}
 	const wait = 5 * time.Second
 	tests := []struct {
 		name    string
-		rollout pipeline.Rollout
+		rollout canary.Rollout
 		have    []Decision
 		late    []Decision // read by the collector 100ms in
 		// atLeast and below bound how long awaitDecision takes.
 		atLeast, below time.Duration
 	}{
-		{"not decided: no wait", pipeline.Rollout{Phase: pipeline.PhaseProgressing, Weight: 2000}, nil, nil, 0, time.Second},
+		{"not decided: no wait", canary.Rollout{Phase: canary.PhaseProgressing, Weight: 2000}, nil, nil, 0, time.Second},
 		{"decision already read", rolledBack, []Decision{hold, rollback}, nil, 0, time.Second},
 		{"decision read late", rolledBack, []Decision{hold}, []Decision{rollback}, 100 * time.Millisecond, wait},
 		{"no decision: bounded", rolledBack, []Decision{hold}, nil, wait, 2 * wait},
@@ -60,7 +60,7 @@ func TestAwaitDecisionEndsWithContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	awaitDecision(ctx, &state{}, pipeline.Rollout{Phase: pipeline.PhasePromoted, Weight: 6000}, time.Hour)
+	awaitDecision(ctx, &state{}, canary.Rollout{Phase: canary.PhasePromoted, Weight: 6000}, time.Hour)
 	if took := time.Since(start); took > 30*time.Second {
 		t.Errorf("returned %s after its context ended", took)
 	}

@@ -9,7 +9,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/processors/canary"
 	"github.com/spinerun/spine/projections"
 )
 
@@ -166,12 +166,12 @@ func buildReport(cfg Config, st *state, id string, start, sendStart, sendEnd tim
 			}
 		}
 	}
-	for _, c := range cfg.Flags.History(pipeline.FlagV2Rollout) {
+	for _, c := range cfg.Flags.History(canary.FlagV2Rollout) {
 		if c.At.Before(start.Add(-time.Second)) {
 			continue
 		}
 		fc := FlagChange{At: c.At, Rev: c.Rev, Who: c.Who, Why: c.Why}
-		if v, err := c.Rollout(); err == nil {
+		if v, err := canary.RolloutOf(c); err == nil {
 			fc.WeightBP, fc.Phase = v.Weight, string(v.Phase)
 		}
 		r.FlagChanges = append(r.FlagChanges, fc)

@@ -7,9 +7,9 @@
 // loop every processor runs on: its options (loop_options.go), its
 // sessions, assignment and restore (loop.go, state.go), one transaction
 // (loop_transact.go), timers (timers.go), dead letters (dlq.go), metrics
-// (metrics.go). Beside the loop: the flag store over a compacted topic
-// (flags.go), the leader election (leader.go), and for now the v2 rollout
-// the canary reads and moves (rollout.go), which belongs beside the canary. What a processor does lives in its
+// (metrics.go). Beside the loop: a generic flag store over a compacted
+// topic (flags.go; what a flag means lives with its user, as the canary's
+// v2_rollout in processors/canary) and the leader election (leader.go). What a processor does lives in its
 // Handler (handler.go), outside this package; DESIGN.md describes the
 // goroutines and locks.
 package pipeline

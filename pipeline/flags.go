@@ -1,15 +1,15 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,12 +26,11 @@ import (
 // it is read, within the poll latency (well under a second).
 //
 // Concurrency: a Flags is safe for concurrent use. One goroutine (Run) reads
-// the topic and is the only writer of the in-memory view; readers take mu
-// (or load the typed rollout atomically, lock-free, for the router's hot
-// path). Set produces synchronously and waits until Run applied the change.
-
-// FlagV2Rollout is the flag that holds the v2 canary rollout.
-const FlagV2Rollout = "v2_rollout"
+// the topic and is the only writer of the in-memory view; readers take mu.
+// Set produces synchronously and waits until Run applied the change. The
+// store knows only the flags it was given (WithFlag) and their validation;
+// what a flag means lives with its user (the canary's v2_rollout is
+// processors/canary.Rollouts, a typed view over this store).
 
 // Errors of the flag store.
 var (
@@ -54,7 +53,7 @@ type FlagChange struct {
 	Flag string `json:"flag"`
 	// Rev is the flag's revision, 1 for its first change.
 	Rev int64 `json:"rev"`
-	// Value is the flag's whole new value (for FlagV2Rollout, a Rollout).
+	// Value is the flag's whole new value, JSON.
 	Value json.RawMessage `json:"value"`
 	// Who made the change (a user, or "canary-analyzer").
 	Who string `json:"who"`
@@ -65,28 +64,6 @@ type FlagChange struct {
 	Offset int64 `json:"offset"`
 }
 
-// Rollout decodes the change's value as a Rollout.
-func (c FlagChange) Rollout() (Rollout, error) {
-	r := DefaultRollout()
-	dec := json.NewDecoder(bytes.NewReader(c.Value))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
-		return Rollout{}, fmt.Errorf("%w: %s rev %d: %v", ErrInvalidFlag, c.Flag, c.Rev, err)
-	}
-	return r, nil
-}
-
-// knownFlags validates each flag's value; a flag not listed is unknown.
-var knownFlags = map[string]func(json.RawMessage) error{
-	FlagV2Rollout: func(v json.RawMessage) error {
-		r, err := FlagChange{Flag: FlagV2Rollout, Value: v}.Rollout()
-		if err != nil {
-			return err
-		}
-		return r.Validate()
-	},
-}
-
 // historyKey is the record key of one revision of a flag.
 func historyKey(flag string, rev int64) string { return fmt.Sprintf("%s@%020d", flag, rev) }
 
@@ -94,8 +71,22 @@ func historyKey(flag string, rev int64) string { return fmt.Sprintf("%s@%020d", 
 type FlagsOpt func(*flagsConfig)
 
 type flagsConfig struct {
-	log *slog.Logger
-	reg prometheus.Registerer
+	log   *slog.Logger
+	reg   prometheus.Registerer
+	known map[string]func(json.RawMessage) error
+}
+
+// WithFlag makes flag known to the store, its values checked by validate
+// (nil: any JSON) before they are written and when they are read; a
+// record of a flag the store does not know is kept but not validated, and
+// Set refuses an unknown flag.
+func WithFlag(flag string, validate func(json.RawMessage) error) FlagsOpt {
+	return func(c *flagsConfig) {
+		if validate == nil {
+			validate = func(json.RawMessage) error { return nil }
+		}
+		c.known[flag] = validate
+	}
 }
 
 // WithFlagsLogger sets the store's logger. Default: discard.
@@ -117,7 +108,7 @@ type Flags struct {
 	perFlag *prometheus.CounterVec
 	invalid prometheus.Counter
 
-	rollout atomic.Pointer[rolloutRev] // the current typed v2_rollout
+	known map[string]func(json.RawMessage) error
 
 	mu      sync.Mutex
 	cl      *kgo.Client
@@ -132,12 +123,13 @@ type Flags struct {
 // NewFlags returns a store for layout's flag topic, reached through kopts
 // (Config.KafkaOpts). It does no I/O; Run connects.
 func NewFlags(kopts []kgo.Opt, layout Layout, opts ...FlagsOpt) *Flags {
-	c := flagsConfig{log: slog.New(slog.DiscardHandler)}
+	c := flagsConfig{log: slog.New(slog.DiscardHandler), known: map[string]func(json.RawMessage) error{}}
 	for _, o := range opts {
 		o(&c)
 	}
 	f := &Flags{
 		topic:   layout.Flags(),
+		known:   c.known,
 		kopts:   kopts,
 		log:     c.log.With("component", "flags"),
 		current: map[string]FlagChange{},
@@ -150,7 +142,6 @@ func NewFlags(kopts []kgo.Opt, layout Layout, opts ...FlagsOpt) *Flags {
 	if c.reg != nil {
 		c.reg.MustRegister(f.perFlag, f.invalid)
 	}
-	f.rollout.Store(&rolloutRev{r: DefaultRollout()})
 	return f
 }
 
@@ -261,7 +252,7 @@ func (f *Flags) apply(r *kgo.Record) {
 		return
 	}
 	c.Offset = r.Offset
-	if v, ok := knownFlags[c.Flag]; ok {
+	if v, ok := f.known[c.Flag]; ok {
 		if err := v(c.Value); err != nil {
 			f.invalid.Inc()
 			f.log.Warn("flags: skipping an invalid flag value", "offset", r.Offset, "flag", c.Flag, "rev", c.Rev, "err", err)
@@ -288,10 +279,6 @@ func (f *Flags) apply(r *kgo.Record) {
 	if !newer {
 		return
 	}
-	if c.Flag == FlagV2Rollout {
-		ro, _ := c.Rollout()
-		f.rollout.Store(&rolloutRev{r: ro, rev: c.Rev})
-	}
 	f.perFlag.WithLabelValues(c.Flag).Inc()
 	for _, fn := range watch {
 		fn(c)
@@ -309,23 +296,6 @@ func (f *Flags) WaitReady(ctx context.Context) error {
 	}
 }
 
-// Rollout returns the current v2 rollout (DefaultRollout until the flag is
-// set). It is lock-free and cheap enough for every routed intent.
-func (f *Flags) Rollout() Rollout { return f.rollout.Load().r }
-
-// rolloutRev is a rollout and the revision it came from.
-type rolloutRev struct {
-	r   Rollout
-	rev int64
-}
-
-// RolloutRev returns the current v2 rollout and its revision (0 before
-// the flag was ever set), for a later SetRolloutIf.
-func (f *Flags) RolloutRev() (Rollout, int64) {
-	p := f.rollout.Load()
-	return p.r, p.rev
-}
-
 // Get returns the latest change of flag, if any.
 func (f *Flags) Get(flag string) (FlagChange, bool) {
 	f.mu.Lock()
@@ -341,8 +311,7 @@ func (f *Flags) History(flag string) []FlagChange {
 	return slices.Clone(f.history[flag])
 }
 
-// Set writes a change of flag to value (any JSON-encodable value; for
-// FlagV2Rollout a Rollout) and waits until this store applied it, so a Get
+// Set writes a change of flag to value (any JSON-encodable value) and waits until this store applied it, so a Get
 // after Set sees it. The revision is the current one plus one; value is
 // validated first. Run must be running and ready.
 func (f *Flags) Set(ctx context.Context, flag string, value any, who, why string) (FlagChange, error) {
@@ -359,9 +328,10 @@ func (f *Flags) SetIf(ctx context.Context, flag string, value any, expect int64,
 }
 
 func (f *Flags) set(ctx context.Context, flag string, value any, expect int64, who, why string) (FlagChange, error) {
-	validate, ok := knownFlags[flag]
+	validate, ok := f.known[flag]
 	if !ok {
-		return FlagChange{}, fmt.Errorf("%w %q (known: %s)", ErrUnknownFlag, flag, FlagV2Rollout)
+		known := slices.Sorted(maps.Keys(f.known))
+		return FlagChange{}, fmt.Errorf("%w %q (known: %s)", ErrUnknownFlag, flag, strings.Join(known, ", "))
 	}
 	raw, err := json.Marshal(value)
 	if err != nil {
@@ -414,21 +384,4 @@ func (f *Flags) set(ctx context.Context, flag string, value any, expect int64, w
 			return c, fmt.Errorf("flag %s rev %d written but not read back: %w", flag, rev, ctx.Err())
 		}
 	}
-}
-
-// SetRollout validates r and writes it as FlagV2Rollout.
-func (f *Flags) SetRollout(ctx context.Context, r Rollout, who, why string) (FlagChange, error) {
-	if err := r.Validate(); err != nil {
-		return FlagChange{}, err
-	}
-	return f.Set(ctx, FlagV2Rollout, r, who, why)
-}
-
-// SetRolloutIf is SetRollout on the condition that the rollout is still at
-// revision expect (see SetIf).
-func (f *Flags) SetRolloutIf(ctx context.Context, r Rollout, expect int64, who, why string) (FlagChange, error) {
-	if err := r.Validate(); err != nil {
-		return FlagChange{}, err
-	}
-	return f.SetIf(ctx, FlagV2Rollout, r, expect, who, why)
 }

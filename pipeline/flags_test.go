@@ -5,384 +5,70 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/spinerun/spine/internal/spinetest"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
 )
 
-// flagsEnv creates the layout's topics on a test broker.
-func flagsEnv(t *testing.T) ([]string, pipeline.Layout) {
-	t.Helper()
-	brokers := kafkatest.Brokers(t)
-	l := pipeline.Layout{Prefix: kafkatest.Prefix(t), Partitions: 1}
-	cl := kafkatest.Client(t, brokers)
-	if err := pipeline.EnsureTopics(t.Context(), kadm.NewClient(cl), l, -1); err != nil {
-		t.Fatal(err)
+// nonNegative is the validation of the test's flag "limit": a number ≥ 0.
+func nonNegative(v json.RawMessage) error {
+	var n float64
+	if err := json.Unmarshal(v, &n); err != nil || n < 0 {
+		return fmt.Errorf("%w: limit %s is not a number ≥ 0", pipeline.ErrInvalidFlag, v)
 	}
-	return brokers, l
+	return nil
 }
 
-// runFlags starts a store and waits until it is current.
-func runFlags(t *testing.T, brokers []string, l pipeline.Layout) *pipeline.Flags {
+// startLimitFlags runs a store knowing only "limit" until the test ends
+// and waits until it is current.
+func startLimitFlags(t *testing.T, brokers []string, l pipeline.Layout) *pipeline.Flags {
 	t.Helper()
-	f := pipeline.NewFlags([]kgo.Opt{kgo.SeedBrokers(brokers...)}, l)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- f.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("flags Run: %v", err)
-		}
-	})
-	wctx, wcancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer wcancel()
-	if err := f.WaitReady(wctx); err != nil {
+	f := pipeline.NewFlags([]kgo.Opt{kgo.SeedBrokers(brokers...)}, l, pipeline.WithFlag("limit", nonNegative))
+	spinetest.Start(t, "flags", f.Run)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := f.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return f
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func TestFlagsSetIsSeenByAnotherProcess(t *testing.T) {
+// The store knows only the flags it is given: what they mean and how they
+// validate belongs to their users (the canary's v2_rollout: package
+// processors/canary, whose tests exercise the store end to end).
+func TestFlagsKnowOnlyTheirFlags(t *testing.T) {
 	t.Parallel()
 	brokers, l := flagsEnv(t)
-	a := runFlags(t, brokers, l)
-	b := pipeline.NewFlags([]kgo.Opt{kgo.SeedBrokers(brokers...)}, l)
-	var seen atomic.Int64
-	b.OnChange(func(c pipeline.FlagChange) {
-		if c.Flag == pipeline.FlagV2Rollout {
-			seen.Store(c.Rev)
-		}
-	})
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	wctx, wcancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer wcancel()
-	if err := b.WaitReady(wctx); err != nil {
+	a := startLimitFlags(t, brokers, l)
+	c, err := a.Set(t.Context(), "limit", 5, "alice", "raise")
+	if err != nil || c.Rev != 1 {
+		t.Fatalf("set limit: rev %d, %v", c.Rev, err)
+	}
+	if got, ok := a.Get("limit"); !ok || string(got.Value) != "5" || got.Who != "alice" {
+		t.Fatalf("get limit after set: %+v %v", got, ok)
+	}
+	if _, err := a.Set(t.Context(), "limit", -1, "bob", "oops"); !errors.Is(err, pipeline.ErrInvalidFlag) {
+		t.Fatalf("invalid value: err %v, want ErrInvalidFlag", err)
+	}
+	if _, err := a.Set(t.Context(), "colour", "red", "bob", "?"); !errors.Is(err, pipeline.ErrUnknownFlag) || !strings.Contains(err.Error(), "limit") {
+		t.Fatalf("unknown flag: err %v, want ErrUnknownFlag naming the known ones", err)
+	}
+	// An invalid value written straight to the topic is skipped by readers.
+	bad, _ := json.Marshal(pipeline.FlagChange{Flag: "limit", Rev: 2, Value: json.RawMessage("-3"), Who: "x"})
+	if err := kafkatest.Client(t, brokers).ProduceSync(t.Context(), &kgo.Record{Topic: string(l.Flags()), Key: []byte("limit"), Value: bad}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-
-	if got := b.Rollout(); got.Weight != 0 || got.Phase != pipeline.PhaseProgressing {
-		t.Fatalf("default rollout %+v", got)
+	b := startLimitFlags(t, brokers, l)
+	if got, _ := b.Get("limit"); got.Rev != 1 || string(got.Value) != "5" {
+		t.Fatalf("late reader: %+v, want rev 1 value 5", got)
 	}
-	r := a.Rollout()
-	r.Weight = 2500
-	start := time.Now()
-	c, err := a.SetRollout(t.Context(), r, "alice", "start the v2 canary")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Rev != 1 {
-		t.Errorf("first change has rev %d", c.Rev)
-	}
-	if got := a.Rollout().Weight; got != 2500 {
-		t.Errorf("writer reads weight %d after Set", got)
-	}
-	eventually(t, 30*time.Second, "second store sees the change", func() bool { return b.Rollout().Weight == 2500 })
-	t.Logf("change applied by the other store after %s (%s)", time.Since(start).Round(time.Millisecond), kafkatest.Backend())
-	eventually(t, 30*time.Second, "OnChange called", func() bool { return seen.Load() == 1 })
-}
-
-func TestFlagsHistoryListsEveryChange(t *testing.T) {
-	t.Parallel()
-	brokers, l := flagsEnv(t)
-	a := runFlags(t, brokers, l)
-	r := a.Rollout()
-	for i, w := range []int{1000, 2000, 0} {
-		r.Weight = w
-		if _, err := a.SetRollout(t.Context(), r, fmt.Sprintf("user%d", i), fmt.Sprintf("step %d", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// A store started afterwards catches up on start: current value and
-	// the whole history.
-	b := runFlags(t, brokers, l)
-	for name, f := range map[string]*pipeline.Flags{"writer": a, "late reader": b} {
-		h := f.History(pipeline.FlagV2Rollout)
-		if len(h) != 3 {
-			t.Fatalf("%s: history has %d changes, want 3: %+v", name, len(h), h)
-		}
-		for i, c := range h {
-			ro, err := c.Rollout()
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := []int{1000, 2000, 0}[i]
-			if c.Rev != int64(i+1) || c.Who != fmt.Sprintf("user%d", i) || c.Why != fmt.Sprintf("step %d", i) || ro.Weight != want || c.At.IsZero() {
-				t.Errorf("%s: change %d = rev %d who %q why %q weight %d", name, i, c.Rev, c.Who, c.Why, ro.Weight)
-			}
-		}
-		cur, ok := f.Get(pipeline.FlagV2Rollout)
-		if !ok || cur.Rev != 3 {
-			t.Errorf("%s: current rev %d", name, cur.Rev)
-		}
-	}
-	if b.Rollout().Weight != 0 {
-		t.Errorf("late reader weight %d", b.Rollout().Weight)
-	}
-}
-
-func TestFlagsSetIfRefusesAStaleRevision(t *testing.T) {
-	t.Parallel()
-	brokers, l := flagsEnv(t)
-	a := runFlags(t, brokers, l)
-	b := runFlags(t, brokers, l)
-	r, rev := a.RolloutRev()
-	if rev != 0 {
-		t.Fatalf("rev %d before any change", rev)
-	}
-	r.Weight = 500
-	if _, err := a.SetRolloutIf(t.Context(), r, 0, "analyzer", "step"); err != nil {
-		t.Fatal(err)
-	}
-	// b changes the flag; once a has read it, a write expecting rev 1 fails.
-	eventually(t, 30*time.Second, "b sees rev 1", func() bool { _, v := b.RolloutRev(); return v == 1 })
-	r2, _ := b.RolloutRev()
-	r2.Phase = pipeline.PhasePaused
-	if _, err := b.SetRollout(t.Context(), r2, "bob", "pause"); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 30*time.Second, "a sees rev 2", func() bool { _, v := a.RolloutRev(); return v == 2 })
-	r.Weight = 1500
-	if _, err := a.SetRolloutIf(t.Context(), r, 1, "analyzer", "stale step"); !errors.Is(err, pipeline.ErrFlagConflict) {
-		t.Fatalf("stale SetIf: err %v, want ErrFlagConflict", err)
-	}
-	if got, v := a.RolloutRev(); v != 2 || got.Phase != pipeline.PhasePaused || got.Weight != 500 {
-		t.Fatalf("rollout rev %d %+v after a refused write", v, got)
-	}
-}
-
-func TestFlagsRefuseInvalidValuesAndSkipBadRecords(t *testing.T) {
-	t.Parallel()
-	brokers, l := flagsEnv(t)
-	a := runFlags(t, brokers, l)
-	bad := a.Rollout()
-	bad.Weight = 20000
-	if _, err := a.SetRollout(t.Context(), bad, "x", "y"); !errors.Is(err, pipeline.ErrInvalidFlag) {
-		t.Fatalf("invalid weight: err %v", err)
-	}
-	if _, err := a.Set(t.Context(), "nope", 1, "x", "y"); !errors.Is(err, pipeline.ErrUnknownFlag) {
-		t.Fatalf("unknown flag: err %v", err)
-	}
-	// Garbage written straight to the topic is skipped by readers.
-	cl := kafkatest.Client(t, brokers)
-	for _, v := range []string{"", "{", `{"flag":"v2_rollout","rev":1,"value":{"weight_bp":-5}}`, `{"flag":"v2_rollout","rev":1,"value":{"bogus":1}}`} {
-		if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: string(l.Flags()), Key: []byte(pipeline.FlagV2Rollout), Value: []byte(v)}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	good := a.Rollout()
-	good.Weight = 700
-	if _, err := a.SetRollout(t.Context(), good, "x", "after garbage"); err != nil {
-		t.Fatal(err)
-	}
-	b := runFlags(t, brokers, l)
-	if got := b.Rollout().Weight; got != 700 {
-		t.Fatalf("weight %d after garbage records, want 700", got)
-	}
-	if h := b.History(pipeline.FlagV2Rollout); len(h) != 1 {
+	if h := b.History("limit"); len(h) != 1 {
 		t.Fatalf("history %+v, want only the valid change", h)
 	}
-}
-
-func TestRolloutApply(t *testing.T) {
-	t.Parallel()
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	tests := []struct {
-		name, value string
-		check       func(pipeline.Rollout) bool
-		wantErr     string
-	}{
-		{"weight", "10", func(r pipeline.Rollout) bool { return r.Weight == 1000 }, ""},
-		{"weight", "12.5%", func(r pipeline.Rollout) bool { return r.Weight == 1250 }, ""},
-		{"weight", "250bp", func(r pipeline.Rollout) bool { return r.Weight == 250 }, ""},
-		{"weight", "101", nil, "not a percentage"},
-		{"weight", "ten", nil, "not a percentage"},
-		{"max_weight", "100%", func(r pipeline.Rollout) bool { return r.MaxWeight == 10000 }, ""},
-		{"interval", "2s", func(r pipeline.Rollout) bool { return r.Interval == pipeline.Duration(2*time.Second) }, ""},
-		{"interval", "soon", nil, "not a duration"},
-		{"min_samples", "7", func(r pipeline.Rollout) bool { return r.MinSamples == 7 }, ""},
-		{"latency_p99_max_ratio", "1.2", func(r pipeline.Rollout) bool { return r.Thresholds.LatencyP99MaxRatio == 1.2 }, ""},
-		{"drift_method", "KS", func(r pipeline.Rollout) bool { return r.Thresholds.DriftMethod == "ks" }, ""},
-		{"phase", "progressing", func(r pipeline.Rollout) bool { return r.Failures == 0 && r.Started.Equal(now) }, ""},
-		{"phase", "paused", func(r pipeline.Rollout) bool { return r.Phase == pipeline.PhasePaused && r.PauseReason == "manual" }, ""},
-		{"colour", "red", nil, "no setting"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
-			t.Parallel()
-			r := pipeline.DefaultRollout()
-			r.Phase, r.Failures = pipeline.PhaseRolledBack, 3
-			err := r.Apply(tt.name, tt.value, now)
-			if tt.wantErr != "" {
-				if !errors.Is(err, pipeline.ErrInvalidFlag) || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err %v, want ErrInvalidFlag with %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !tt.check(r) {
-				t.Fatalf("rollout after %s=%s: %+v", tt.name, tt.value, r)
-			}
-		})
-	}
-}
-
-func TestRolloutValidateReportsEveryProblem(t *testing.T) {
-	t.Parallel()
-	r := pipeline.DefaultRollout()
-	r.Weight, r.FailureLimit, r.Thresholds.DriftMethod, r.Phase = -1, 0, "chi2", "done"
-	err := r.Validate()
-	for _, want := range []string{"weight -1", "failure_limit 0", "drift_method", "phase"} {
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("error %v does not name %q", err, want)
-		}
-	}
-	if err := pipeline.DefaultRollout().Validate(); err != nil {
-		t.Errorf("default rollout invalid: %v", err)
-	}
-}
-
-// FuzzFlagRecord feeds arbitrary bytes to the flag-record decoder every
-// process runs on spine.flags: it never panics, and a value that decodes
-// and validates re-encodes to the same rollout.
-func FuzzFlagRecord(f *testing.F) {
-	good, _ := json.Marshal(pipeline.FlagChange{Flag: pipeline.FlagV2Rollout, Rev: 1, Value: mustJSON(pipeline.DefaultRollout()), Who: "a", Why: "b"})
-	f.Add(good)
-	f.Add([]byte(`{"flag":"v2_rollout","rev":1,"value":{"weight_bp":-5}}`))
-	f.Add([]byte(`{"flag":"v2_rollout","rev":1,"value":{"interval":"1h","phase":"paused"}}`))
-	f.Add([]byte(`{"flag":"v2_rollout","rev":1,"value":null}`))
-	f.Add([]byte(`{`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		var c pipeline.FlagChange
-		if json.Unmarshal(b, &c) != nil {
-			return
-		}
-		r, err := c.Rollout()
-		if err != nil || r.Validate() != nil {
-			return
-		}
-		again, err := pipeline.FlagChange{Flag: c.Flag, Value: mustJSON(r)}.Rollout()
-		if err != nil {
-			t.Fatalf("a valid rollout does not decode after encoding: %v", err)
-		}
-		if !reflect.DeepEqual(again, r) {
-			t.Fatalf("round trip changed the rollout:\n%+v\n%+v", r, again)
-		}
-	})
-}
-
-// FuzzRolloutApply: any setting text either is refused with ErrInvalidFlag
-// or applies; weights always land in basis points.
-func FuzzRolloutApply(f *testing.F) {
-	for _, s := range pipeline.RolloutSettings {
-		f.Add(s, "10")
-	}
-	f.Add("weight", "12.5%")
-	f.Add("weight", "1e400")
-	f.Add("weight", "NaN")
-	f.Add("interval", "-1s")
-	f.Fuzz(func(t *testing.T, name, value string) {
-		r := pipeline.DefaultRollout()
-		err := r.Apply(name, value, time.Unix(0, 0))
-		if err != nil {
-			if !errors.Is(err, pipeline.ErrInvalidFlag) {
-				t.Fatalf("error %v is not ErrInvalidFlag", err)
-			}
-			return
-		}
-		if r.Weight < 0 || r.Weight > 10000 || r.StepWeight < 0 || r.StepWeight > 10000 || r.MaxWeight < 0 || r.MaxWeight > 10000 {
-			t.Fatalf("%s=%q gave weights %d/%d/%d", name, value, r.Weight, r.StepWeight, r.MaxWeight)
-		}
-	})
-}
-
-func mustJSON(v any) json.RawMessage {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
-
-func ExampleRollout_Apply() {
-	r := pipeline.DefaultRollout()
-	for _, kv := range [][2]string{{"weight", "12.5%"}, {"max_weight", "80"}, {"interval", "10s"}} {
-		if err := r.Apply(kv[0], kv[1], time.Now()); err != nil {
-			fmt.Println(err)
-		}
-	}
-	fmt.Println(r.Weight, r.MaxWeight, time.Duration(r.Interval), r.Validate() == nil)
-	_, err := pipeline.ParseWeight("120%")
-	fmt.Println(errors.Is(err, pipeline.ErrInvalidFlag))
-	// Output:
-	// 1250 8000 10s true
-	// true
-}
-
-func TestLeaderElectsOneAndFailsOver(t *testing.T) {
-	t.Parallel()
-	brokers, l := flagsEnv(t)
-	opts := []kgo.Opt{kgo.SeedBrokers(brokers...)}
-	type member struct {
-		l      *pipeline.Leader
-		cancel context.CancelFunc
-		done   chan error
-	}
-	start := func() *member {
-		m := &member{l: pipeline.NewLeader(opts, l, "canary-analyzer", nil), done: make(chan error, 1)}
-		ctx, cancel := context.WithCancel(t.Context())
-		m.cancel = cancel
-		go func() { m.done <- m.l.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-m.done })
-		return m
-	}
-	a, b := start(), start()
-	leaders := func() int {
-		n := 0
-		for _, m := range []*member{a, b} {
-			if m.l.Leading() {
-				n++
-			}
-		}
-		return n
-	}
-	eventually(t, 20*time.Second, "one leader", func() bool { return leaders() == 1 })
-	lead, other := a, b
-	if b.l.Leading() {
-		lead, other = b, a
-	}
-	lead.cancel()
-	if err := <-lead.done; err != nil {
-		t.Fatal(err)
-	}
-	lead.done <- nil // for Cleanup
-	if lead.l.Leading() {
-		t.Fatal("a stopped leader still leads")
-	}
-	eventually(t, 20*time.Second, "the other takes over", other.l.Leading)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/processors/canary"
 )
 
 func newFlagsCmd(a *app) *cobra.Command {
@@ -29,7 +30,7 @@ rollout: its weight, how the analyzer steps it, the thresholds and the phase.
 
 Weights are percentages ("10", "12.5%") or basis points ("1000bp").
 
-Settings of v2_rollout: ` + strings.Join(pipeline.RolloutSettings, ", ") + `.`,
+Settings of v2_rollout: ` + strings.Join(canary.RolloutSettings, ", ") + `.`,
 		Example: `  spine flags get
   spine flags set v2_rollout weight=10% step_weight=10% max_weight=50% interval=30s --why "start v2"
   spine flags set v2_rollout latency_p99_max_ratio=1.2 min_samples=100
@@ -42,10 +43,10 @@ Settings of v2_rollout: ` + strings.Join(pipeline.RolloutSettings, ", ") + `.`,
 
 	flagArg := func(args []string) (string, error) {
 		if len(args) == 0 {
-			return pipeline.FlagV2Rollout, nil
+			return canary.FlagV2Rollout, nil
 		}
-		if args[0] != pipeline.FlagV2Rollout {
-			return "", usageError{fmt.Errorf("unknown flag %q (known: %s)", args[0], pipeline.FlagV2Rollout)}
+		if args[0] != canary.FlagV2Rollout {
+			return "", usageError{fmt.Errorf("unknown flag %q (known: %s)", args[0], canary.FlagV2Rollout)}
 		}
 		return args[0], nil
 	}
@@ -59,10 +60,10 @@ Settings of v2_rollout: ` + strings.Join(pipeline.RolloutSettings, ", ") + `.`,
 			if err != nil {
 				return err
 			}
-			return withFlags(cmd.Context(), a, timeout, func(ctx context.Context, f *pipeline.Flags) error {
+			return withFlags(cmd.Context(), a, timeout, func(ctx context.Context, f *canary.Rollouts) error {
 				c, ok := f.Get(name)
 				if !ok {
-					raw, _ := json.Marshal(pipeline.DefaultRollout())
+					raw, _ := json.Marshal(canary.DefaultRollout())
 					c = pipeline.FlagChange{Flag: name, Value: raw, Who: "default", Why: "never set"}
 				}
 				return printJSON(a.stdout, c)
@@ -85,7 +86,7 @@ Settings of v2_rollout: ` + strings.Join(pipeline.RolloutSettings, ", ") + `.`,
 			for _, s := range args[1:] {
 				k, v, ok := strings.Cut(s, "=")
 				if !ok || k == "" {
-					return usageError{fmt.Errorf("%q is not setting=value (settings: %s)", s, strings.Join(pipeline.RolloutSettings, ", "))}
+					return usageError{fmt.Errorf("%q is not setting=value (settings: %s)", s, strings.Join(canary.RolloutSettings, ", "))}
 				}
 				kvs = append(kvs, kv{strings.TrimSpace(k), v})
 			}
@@ -95,7 +96,7 @@ Settings of v2_rollout: ` + strings.Join(pipeline.RolloutSettings, ", ") + `.`,
 			if why == "" {
 				why = "spine flags set " + strings.Join(args[1:], " ")
 			}
-			return withFlags(cmd.Context(), a, timeout, func(ctx context.Context, f *pipeline.Flags) error {
+			return withFlags(cmd.Context(), a, timeout, func(ctx context.Context, f *canary.Rollouts) error {
 				r := f.Rollout()
 				now := time.Now()
 				if _, ok := f.Get(name); !ok {
@@ -134,7 +135,7 @@ Settings of v2_rollout: ` + strings.Join(pipeline.RolloutSettings, ", ") + `.`,
 			if format != "text" && format != "json" {
 				return usageError{fmt.Errorf("-f %q is not text or json", format)}
 			}
-			return withFlags(cmd.Context(), a, timeout, func(ctx context.Context, f *pipeline.Flags) error {
+			return withFlags(cmd.Context(), a, timeout, func(ctx context.Context, f *canary.Rollouts) error {
 				return printHistory(a.stdout, f.History(name), format)
 			})
 		},
@@ -147,7 +148,7 @@ Settings of v2_rollout: ` + strings.Join(pipeline.RolloutSettings, ", ") + `.`,
 
 // withFlags runs a flag store against the configured cluster until it has
 // read the whole flag topic, then calls fn.
-func withFlags(ctx context.Context, a *app, timeout time.Duration, fn func(context.Context, *pipeline.Flags) error) error {
+func withFlags(ctx context.Context, a *app, timeout time.Duration, fn func(context.Context, *canary.Rollouts) error) error {
 	cfg, err := a.config(ctx)
 	if err != nil {
 		return err
@@ -156,7 +157,7 @@ func withFlags(ctx context.Context, a *app, timeout time.Duration, fn func(conte
 	if err != nil {
 		return err
 	}
-	f := pipeline.NewFlags(opts, pipeline.NewLayout(&cfg.Config), pipeline.WithFlagsLogger(a.log))
+	f := canary.NewRollouts(opts, pipeline.NewLayout(&cfg.Config), pipeline.WithFlagsLogger(a.log))
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	rctx, stop := context.WithCancel(ctx)
@@ -202,7 +203,7 @@ func printHistory(w io.Writer, hist []pipeline.FlagChange, format string) error 
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "REV\tAT\tWHO\tWEIGHT\tPHASE\tFAILURES\tWHY")
 	for _, c := range hist {
-		r, err := c.Rollout()
+		r, err := canary.RolloutOf(c)
 		if err != nil {
 			fmt.Fprintf(tw, "%d\t%s\t%s\t?\t?\t?\t%s (value does not decode: %v)\n", c.Rev, c.At.Format(time.RFC3339), c.Who, c.Why, err)
 			continue

@@ -17,6 +17,7 @@ import (
 	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
+	"github.com/spinerun/spine/processors/canary"
 )
 
 // testApp returns an app configured for a test broker and topic prefix.
@@ -60,7 +61,7 @@ func TestCLIFlagsSetGetHistory(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &c); err != nil || code != exitOK {
 		t.Fatalf("get: exit %d, %v: %q", code, err, out)
 	}
-	r, err := c.Rollout()
+	r, err := canary.RolloutOf(c)
 	if err != nil || r.Weight != 1250 || r.MaxWeight != 8000 || c.Rev != 2 || c.Who != "bob" {
 		t.Fatalf("current: rev %d who %s rollout %+v (%v)", c.Rev, c.Who, r, err)
 	}
@@ -102,12 +103,12 @@ func TestFlagsHandlerServesRolloutAndHistory(t *testing.T) {
 	if err := pipeline.EnsureTopics(t.Context(), kadm.NewClient(kafkatest.Client(t, brokers)), l, -1); err != nil {
 		t.Fatal(err)
 	}
-	f := pipeline.NewFlags([]kgo.Opt{kgo.SeedBrokers(brokers...)}, l)
+	f := canary.NewRollouts([]kgo.Opt{kgo.SeedBrokers(brokers...)}, l)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- f.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	r := pipeline.DefaultRollout()
+	r := canary.DefaultRollout()
 	r.Weight = 300
 	if _, err := f.SetRollout(t.Context(), r, "carol", "try"); err != nil {
 		t.Fatal(err)
@@ -120,7 +121,7 @@ func TestFlagsHandlerServesRolloutAndHistory(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	var body struct {
-		Rollout pipeline.Rollout      `json:"v2_rollout"`
+		Rollout canary.Rollout        `json:"v2_rollout"`
 		Current pipeline.FlagChange   `json:"current"`
 		History []pipeline.FlagChange `json:"history"`
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/loadtest"
 	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/processors/canary"
 	"github.com/spinerun/spine/schemas"
 )
 
@@ -271,7 +272,7 @@ func loadtestReport(ctx context.Context, a *app, cfg *stack.Config, o loadtestOp
 	}
 	codec := pipeline.NewSchemaCodec(serde, layout)
 
-	flags := pipeline.NewFlags(kopts, layout, pipeline.WithFlagsLogger(a.log))
+	flags := canary.NewRollouts(kopts, layout, pipeline.WithFlagsLogger(a.log))
 	fctx, stopFlags := context.WithCancel(ctx)
 	fdone := make(chan error, 1)
 	go func() { fdone <- flags.Run(fctx) }()
@@ -287,10 +288,10 @@ func loadtestReport(ctx context.Context, a *app, cfg *stack.Config, o loadtestOp
 	r.Weight = int(o.canary*100 + 0.5)
 	r.StepWeight = int(o.stepWeight*100 + 0.5)
 	r.MaxWeight = int(o.maxWeight*100 + 0.5)
-	r.Interval = pipeline.Duration(o.interval)
+	r.Interval = canary.Duration(o.interval)
 	r.MinSamples = o.minSamples
 	r.FailureLimit = o.failureLimit
-	r.Phase, r.PauseReason, r.Failures, r.CanaryRunsAtLast = pipeline.PhaseProgressing, "", 0, 0
+	r.Phase, r.PauseReason, r.Failures, r.CanaryRunsAtLast = canary.PhaseProgressing, "", 0, 0
 	if err := r.Validate(); err != nil {
 		return nil, usageError{err}
 	}

@@ -104,7 +104,7 @@ func TestRunCanaryAnalyses(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if first.Decision.Action != gates.ActionInconclusive || first.After.Phase != pipeline.PhasePaused {
+	if first.Decision.Action != gates.ActionInconclusive || first.After.Phase != canary.PhasePaused {
 		t.Fatalf("first analysis with no traffic: decision %s, phase %s; want inconclusive, paused", first.Decision.Action, first.After.Phase)
 	}
 
@@ -118,7 +118,7 @@ func TestRunCanaryAnalyses(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &c); err != nil || code != exitOK {
 		t.Fatalf("flags get: exit %d, %v: %q", code, err, out)
 	}
-	if r, err := c.Rollout(); err != nil || r.Phase != pipeline.PhasePaused || r.PauseReason == "" {
+	if r, err := canary.RolloutOf(c); err != nil || r.Phase != canary.PhasePaused || r.PauseReason == "" {
 		t.Fatalf("rollout after the analysis: %+v (%v), want paused with a reason", r, err)
 	}
 }

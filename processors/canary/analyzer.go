@@ -49,17 +49,17 @@ type Publisher interface {
 	Produce(ctx context.Context, outs ...pipeline.Output) ([]pipeline.Produced, error)
 }
 
-// FlagWriter reads and writes the rollout (a *pipeline.Flags).
+// FlagWriter reads and writes the rollout (a *Rollouts).
 type FlagWriter interface {
 	RolloutSource
 	// RolloutRev returns the rollout and its revision.
-	RolloutRev() (pipeline.Rollout, int64)
+	RolloutRev() (Rollout, int64)
 	// SetRolloutIf writes r if the rollout is still at revision expect.
-	SetRolloutIf(ctx context.Context, r pipeline.Rollout, expect int64, who, why string) (pipeline.FlagChange, error)
+	SetRolloutIf(ctx context.Context, r Rollout, expect int64, who, why string) (pipeline.FlagChange, error)
 }
 
 // Policy returns the analysis policy a rollout describes.
-func Policy(r pipeline.Rollout) gates.CanaryPolicy {
+func Policy(r Rollout) gates.CanaryPolicy {
 	th := r.Thresholds
 	return gates.CanaryPolicy{
 		StepWeight: r.StepWeight, MaxWeight: r.MaxWeight, FailureLimit: r.FailureLimit, MinSamples: r.MinSamples,
@@ -73,8 +73,8 @@ func Policy(r pipeline.Rollout) gates.CanaryPolicy {
 // the decision, and the gate.canary event that records them.
 type Analysis struct {
 	At       time.Time             `json:"at"`
-	Before   pipeline.Rollout      `json:"before"`
-	After    pipeline.Rollout      `json:"after"`
+	Before   Rollout               `json:"before"`
+	After    Rollout               `json:"after"`
 	Evidence gates.CanaryEvidence  `json:"evidence"`
 	Decision gates.CanaryDecision  `json:"decision"`
 	Event    *schemas.RuntimeEvent `json:"-"`
@@ -89,11 +89,11 @@ func (a Analysis) Changed() bool {
 // Due reports whether a rollout is analysed: one somebody started (the
 // default rollout, before anyone set the flag, is not) that is progressing,
 // or that the analyzer itself paused as inconclusive.
-func Due(r pipeline.Rollout) bool {
+func Due(r Rollout) bool {
 	if r.Started.IsZero() {
 		return false
 	}
-	return r.Phase == pipeline.PhaseProgressing || (r.Phase == pipeline.PhasePaused && r.PauseReason == pipeline.PauseInconclusive)
+	return r.Phase == PhaseProgressing || (r.Phase == PhasePaused && r.PauseReason == PauseInconclusive)
 }
 
 // Analyze is one analysis, pure: the rollout and the evidence in, the next
@@ -101,19 +101,19 @@ func Due(r pipeline.Rollout) bool {
 // progressing, a promotion ends it promoted, a rollback sets the weight to
 // 0 and ends it rolled back, a hold counts a failure, and an inconclusive
 // analysis pauses it (resumed by the next conclusive one).
-func Analyze(r pipeline.Rollout, e gates.CanaryEvidence, now time.Time) Analysis {
+func Analyze(r Rollout, e gates.CanaryEvidence, now time.Time) Analysis {
 	d := gates.Canary(Policy(r), gates.CanaryState{Weight: r.Weight, Failures: r.Failures, RunsAtLast: r.CanaryRunsAtLast}, e)
 	next := r
 	next.Weight, next.Failures, next.CanaryRunsAtLast = d.Weight, d.Failures, d.RunsAtLast
 	switch d.Action {
 	case gates.ActionStep, gates.ActionHold:
-		next.Phase, next.PauseReason = pipeline.PhaseProgressing, ""
+		next.Phase, next.PauseReason = PhaseProgressing, ""
 	case gates.ActionPromote:
-		next.Phase, next.PauseReason = pipeline.PhasePromoted, ""
+		next.Phase, next.PauseReason = PhasePromoted, ""
 	case gates.ActionRollback:
-		next.Phase, next.PauseReason = pipeline.PhaseRolledBack, ""
+		next.Phase, next.PauseReason = PhaseRolledBack, ""
 	case gates.ActionInconclusive:
-		next.Phase, next.PauseReason = pipeline.PhasePaused, pipeline.PauseInconclusive
+		next.Phase, next.PauseReason = PhasePaused, PauseInconclusive
 	}
 	a := Analysis{At: now.UTC(), Before: r, After: next, Evidence: e, Decision: d}
 	a.Event = analysisEvent(a)
@@ -122,8 +122,8 @@ func Analyze(r pipeline.Rollout, e gates.CanaryEvidence, now time.Time) Analysis
 
 // RolloutTrace is the trace id of one rollout's analyses: every gate.canary
 // event of a rollout shares it, so `spine trace` shows the rollout.
-func RolloutTrace(r pipeline.Rollout) string {
-	return "rollout." + pipeline.FlagV2Rollout + "." + strconv.FormatInt(r.Started.UnixMilli(), 10)
+func RolloutTrace(r Rollout) string {
+	return "rollout." + FlagV2Rollout + "." + strconv.FormatInt(r.Started.UnixMilli(), 10)
 }
 
 func f64(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }

@@ -118,8 +118,8 @@ func TestEvidenceFromProjections(t *testing.T) {
 	}
 }
 
-func rollout(weight int) pipeline.Rollout {
-	r := pipeline.DefaultRollout()
+func rollout(weight int) canary.Rollout {
+	r := canary.DefaultRollout()
 	r.Weight, r.StepWeight, r.MaxWeight, r.FailureLimit, r.MinSamples = weight, 1000, 3000, 2, 50
 	r.Started = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	return r
@@ -137,16 +137,16 @@ func TestDue(t *testing.T) {
 	t.Parallel()
 	started := rollout(1000)
 	manual := started
-	manual.Phase, manual.PauseReason = pipeline.PhasePaused, "manual"
+	manual.Phase, manual.PauseReason = canary.PhasePaused, "manual"
 	auto := started
-	auto.Phase, auto.PauseReason = pipeline.PhasePaused, pipeline.PauseInconclusive
+	auto.Phase, auto.PauseReason = canary.PhasePaused, canary.PauseInconclusive
 	done := started
-	done.Phase = pipeline.PhasePromoted
+	done.Phase = canary.PhasePromoted
 	for name, tt := range map[string]struct {
-		r    pipeline.Rollout
+		r    canary.Rollout
 		want bool
 	}{
-		"never started (the default)": {pipeline.DefaultRollout(), false},
+		"never started (the default)": {canary.DefaultRollout(), false},
 		"progressing":                 {started, true},
 		"paused by a person":          {manual, false},
 		"paused as inconclusive":      {auto, true},
@@ -162,28 +162,28 @@ func TestAnalyze(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 3, 1, 12, 5, 0, 0, time.UTC)
 	paused := rollout(1000)
-	paused.Phase, paused.PauseReason = pipeline.PhasePaused, pipeline.PauseInconclusive
+	paused.Phase, paused.PauseReason = canary.PhasePaused, canary.PauseInconclusive
 	failedOnce := rollout(1000)
 	failedOnce.Failures = 1
 	tests := []struct {
 		name      string
-		r         pipeline.Rollout
+		r         canary.Rollout
 		e         gates.CanaryEvidence
 		event     schemas.EventType
-		phase     pipeline.RolloutPhase
+		phase     canary.RolloutPhase
 		weight    int
 		passed    bool
 		changed   bool
 		measured  float64
 		threshold float64
 	}{
-		{"equal steps up", rollout(1000), evidence(30, 100), thread.CanaryStep, pipeline.PhaseProgressing, 2000, true, true, 1, 0.95},
-		{"equal at max promotes to all the traffic", rollout(3000), evidence(30, 100), thread.CanaryPromote, pipeline.PhasePromoted, 10000, true, true, 1, 0.95},
-		{"slower holds first", rollout(1000), evidence(90, 100), thread.CanaryHold, pipeline.PhaseProgressing, 1000, false, true, 45, 1.5},
-		{"slower again rolls back", failedOnce, evidence(90, 100), thread.CanaryRollback, pipeline.PhaseRolledBack, 0, false, true, 45, 1.5},
-		{"too few samples pauses", rollout(1000), evidence(30, 10), thread.CanaryInconclusive, pipeline.PhasePaused, 1000, false, true, 10, 50},
-		{"still too few stays paused, unchanged", paused, evidence(30, 10), thread.CanaryInconclusive, pipeline.PhasePaused, 1000, false, false, 10, 50},
-		{"enough samples resume a paused rollout", paused, evidence(30, 100), thread.CanaryStep, pipeline.PhaseProgressing, 2000, true, true, 1, 0.95},
+		{"equal steps up", rollout(1000), evidence(30, 100), thread.CanaryStep, canary.PhaseProgressing, 2000, true, true, 1, 0.95},
+		{"equal at max promotes to all the traffic", rollout(3000), evidence(30, 100), thread.CanaryPromote, canary.PhasePromoted, 10000, true, true, 1, 0.95},
+		{"slower holds first", rollout(1000), evidence(90, 100), thread.CanaryHold, canary.PhaseProgressing, 1000, false, true, 45, 1.5},
+		{"slower again rolls back", failedOnce, evidence(90, 100), thread.CanaryRollback, canary.PhaseRolledBack, 0, false, true, 45, 1.5},
+		{"too few samples pauses", rollout(1000), evidence(30, 10), thread.CanaryInconclusive, canary.PhasePaused, 1000, false, true, 10, 50},
+		{"still too few stays paused, unchanged", paused, evidence(30, 10), thread.CanaryInconclusive, canary.PhasePaused, 1000, false, false, 10, 50},
+		{"enough samples resume a paused rollout", paused, evidence(30, 100), thread.CanaryStep, canary.PhaseProgressing, 2000, true, true, 1, 0.95},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -238,14 +238,14 @@ func (r *recorder) Produce(_ context.Context, outs ...pipeline.Output) ([]pipeli
 
 // startedFlags runs a flag store on a fresh layout of the test broker until
 // the test ends, with the rollout at 10 %.
-func startedFlags(t *testing.T) (*pipeline.Flags, pipeline.Layout) {
+func startedFlags(t *testing.T) (*canary.Rollouts, pipeline.Layout) {
 	t.Helper()
 	brokers := kafkatest.Brokers(t)
 	l := pipeline.Layout{Prefix: kafkatest.Prefix(t), Partitions: 1}
 	if err := pipeline.EnsureTopics(t.Context(), kadm.NewClient(kafkatest.Client(t, brokers)), l, -1); err != nil {
 		t.Fatal(err)
 	}
-	flags := pipeline.NewFlags([]kgo.Opt{kgo.SeedBrokers(brokers...)}, l)
+	flags := canary.NewRollouts([]kgo.Opt{kgo.SeedBrokers(brokers...)}, l)
 	spinetest.Start(t, "flags", flags.Run)
 	if _, err := flags.SetRollout(t.Context(), rollout(1000), "tester", "start"); err != nil {
 		t.Fatal(err)
@@ -295,10 +295,10 @@ func TestAnalyzerRecordsEachDecisionAsAFlagChange(t *testing.T) {
 			t.Errorf("published to %s as %v", o.Topic, o.Version)
 		}
 	}
-	h := flags.History(pipeline.FlagV2Rollout)
+	h := flags.History(canary.FlagV2Rollout)
 	var by []string
 	for _, c := range h[1:] {
-		r, _ := c.Rollout()
+		r, _ := canary.RolloutOf(c)
 		if c.Who != canary.AnalyzerActor || c.Why == "" {
 			t.Errorf("change %d by %q why %q", c.Rev, c.Who, c.Why)
 		}
@@ -315,7 +315,7 @@ func TestAnalyzerDropsADecisionWhenTheRolloutMoved(t *testing.T) {
 	// A person pauses the rollout while the analyzer reads the evidence.
 	src := canary.EvidenceSourceFunc(func(ctx context.Context, _ time.Time) (gates.CanaryEvidence, error) {
 		r := flags.Rollout()
-		r.Phase = pipeline.PhasePaused
+		r.Phase = canary.PhasePaused
 		if _, err := flags.SetRollout(ctx, r, "alice", "incident"); err != nil {
 			return gates.CanaryEvidence{}, err
 		}
@@ -332,7 +332,7 @@ func TestAnalyzerDropsADecisionWhenTheRolloutMoved(t *testing.T) {
 	if len(pub.outs) != 0 {
 		t.Errorf("published %d events for a dropped decision", len(pub.outs))
 	}
-	if r := flags.Rollout(); r.Phase != pipeline.PhasePaused || r.Weight != 1000 {
+	if r := flags.Rollout(); r.Phase != canary.PhasePaused || r.Weight != 1000 {
 		t.Errorf("the person's pause was overwritten: %+v", r)
 	}
 }

@@ -13,7 +13,6 @@ package canary
 import (
 	"math/bits"
 
-	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/processors/orchestrator"
 	"github.com/spinerun/spine/schemas/thread"
 )
@@ -22,16 +21,16 @@ import (
 const Buckets = 10000
 
 // RolloutSource is where the router and the analyzer read the rollout from
-// (a *pipeline.Flags). Rollout must be safe for concurrent use and cheap.
+// (a *Rollouts). Rollout must be safe for concurrent use and cheap.
 type RolloutSource interface {
-	Rollout() pipeline.Rollout
+	Rollout() Rollout
 }
 
 // RolloutSourceFunc adapts a function to RolloutSource.
-type RolloutSourceFunc func() pipeline.Rollout
+type RolloutSourceFunc func() Rollout
 
 // Rollout calls f.
-func (f RolloutSourceFunc) Rollout() pipeline.Rollout { return f() }
+func (f RolloutSourceFunc) Rollout() Rollout { return f() }
 
 // Router is the flag-backed orchestrator.Router: a run goes to the canary
 // when the bucket of its key — FNV-1a (64-bit) of the trace id, or of the

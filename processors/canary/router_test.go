@@ -7,15 +7,14 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/processors/canary"
 	"github.com/spinerun/spine/schemas/thread"
 )
 
 func fixed(weight int, key string) canary.RolloutSource {
-	r := pipeline.DefaultRollout()
+	r := canary.DefaultRollout()
 	r.Weight, r.RouteKey = weight, key
-	return canary.RolloutSourceFunc(func() pipeline.Rollout { return r })
+	return canary.RolloutSourceFunc(func() canary.Rollout { return r })
 }
 
 func TestRouterSplitIsExact(t *testing.T) {
@@ -71,8 +70,8 @@ func TestRouterSplitOfSequentialIDs(t *testing.T) {
 func TestRouterIsSticky(t *testing.T) {
 	t.Parallel()
 	var w atomic.Int64
-	src := canary.RolloutSourceFunc(func() pipeline.Rollout {
-		r := pipeline.DefaultRollout()
+	src := canary.RolloutSourceFunc(func() canary.Rollout {
+		r := canary.DefaultRollout()
 		r.Weight = int(w.Load())
 		return r
 	})

@@ -55,14 +55,14 @@ func (s *Stack) buildAnalyzer(kafka []kgo.Opt, env Env) ([]func(context.Context)
 
 // FlagsHandler serves GET /v1/flags: the current v2_rollout (its latest
 // change: value, who, why, when, revision) and its history.
-func FlagsHandler(f *pipeline.Flags) http.Handler {
+func FlagsHandler(f *canary.Rollouts) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		body := struct {
-			Rollout pipeline.Rollout      `json:"v2_rollout"`
+			Rollout canary.Rollout        `json:"v2_rollout"`
 			Current *pipeline.FlagChange  `json:"current,omitempty"`
 			History []pipeline.FlagChange `json:"history"`
-		}{Rollout: f.Rollout(), History: f.History(pipeline.FlagV2Rollout)}
-		if c, ok := f.Get(pipeline.FlagV2Rollout); ok {
+		}{Rollout: f.Rollout(), History: f.History(canary.FlagV2Rollout)}
+		if c, ok := f.Get(canary.FlagV2Rollout); ok {
 			body.Current = &c
 		}
 		if body.History == nil {

@@ -76,7 +76,7 @@ type Stack struct {
 	Golden   *thread.GoldenPath
 	// Flags and Router: the flag store tailing spine.flags and the canary
 	// router on it (the orchestrator and the canary analyzer).
-	Flags  *pipeline.Flags
+	Flags  *canary.Rollouts
 	Router orchestrator.Router
 	// Store is the read side of the projections (the projections' API and
 	// the canary analyzer's evidence).
@@ -139,7 +139,7 @@ func Build(env Env, parts ...string) (*Stack, error) {
 	// 2. The flag store and the canary router.
 	s.Router = env.Router
 	if wants(Canary) || (wants(Orchestrator) && s.Router == nil) {
-		s.Flags = pipeline.NewFlags(kafka, s.Layout, pipeline.WithFlagsLogger(env.Log), pipeline.WithFlagsRegisterer(env.Metrics))
+		s.Flags = canary.NewRollouts(kafka, s.Layout, pipeline.WithFlagsLogger(env.Log), pipeline.WithFlagsRegisterer(env.Metrics))
 		s.runs = append(s.runs, s.Flags.Run)
 		s.Routes.Handle("GET /v1/flags", FlagsHandler(s.Flags))
 		if s.Router == nil {

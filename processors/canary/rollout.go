@@ -1,4 +1,4 @@
-package pipeline
+package canary
 
 import (
 	"fmt"
@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spinerun/spine/pipeline"
 )
 
 // The v2 rollout: the typed value of FlagV2Rollout that the canary router
@@ -131,7 +133,7 @@ func DefaultRollout() Rollout {
 	}
 }
 
-// Validate reports every problem of r at once, wrapped in ErrInvalidFlag.
+// Validate reports every problem of r at once, wrapped in pipeline.ErrInvalidFlag.
 func (r Rollout) Validate() error {
 	var errs []string
 	bad := func(f string, a ...any) { errs = append(errs, fmt.Sprintf(f, a...)) }
@@ -180,7 +182,7 @@ func (r Rollout) Validate() error {
 	}
 	if len(errs) > 0 {
 		slices.Sort(errs)
-		return fmt.Errorf("%w %s: %s", ErrInvalidFlag, FlagV2Rollout, strings.Join(errs, "; "))
+		return fmt.Errorf("%w %s: %s", pipeline.ErrInvalidFlag, FlagV2Rollout, strings.Join(errs, "; "))
 	}
 	return nil
 }
@@ -200,13 +202,13 @@ func ParseWeight(s string) (int, error) {
 	if b, ok := strings.CutSuffix(s, "bp"); ok {
 		v, err := strconv.Atoi(strings.TrimSpace(b))
 		if err != nil || v < 0 || v > 10000 {
-			return 0, fmt.Errorf("%w: weight %q is not 0bp..10000bp", ErrInvalidFlag, s)
+			return 0, fmt.Errorf("%w: weight %q is not 0bp..10000bp", pipeline.ErrInvalidFlag, s)
 		}
 		return v, nil
 	}
 	v, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
 	if err != nil || !(v >= 0 && v <= 100) {
-		return 0, fmt.Errorf("%w: weight %q is not a percentage 0..100 (or 0bp..10000bp)", ErrInvalidFlag, s)
+		return 0, fmt.Errorf("%w: weight %q is not a percentage 0..100 (or 0bp..10000bp)", pipeline.ErrInvalidFlag, s)
 	}
 	return int(math.Round(v * 100)), nil
 }
@@ -220,7 +222,7 @@ func (r *Rollout) Apply(name, value string, now time.Time) error {
 	fl := func(dst *float64) error {
 		v, err := strconv.ParseFloat(value, 64)
 		if err != nil {
-			return fmt.Errorf("%w: %s %q is not a number", ErrInvalidFlag, name, value)
+			return fmt.Errorf("%w: %s %q is not a number", pipeline.ErrInvalidFlag, name, value)
 		}
 		*dst = v
 		return nil
@@ -228,7 +230,7 @@ func (r *Rollout) Apply(name, value string, now time.Time) error {
 	in := func(dst *int) error {
 		v, err := strconv.Atoi(value)
 		if err != nil {
-			return fmt.Errorf("%w: %s %q is not an integer", ErrInvalidFlag, name, value)
+			return fmt.Errorf("%w: %s %q is not an integer", pipeline.ErrInvalidFlag, name, value)
 		}
 		*dst = v
 		return nil
@@ -252,7 +254,7 @@ func (r *Rollout) Apply(name, value string, now time.Time) error {
 	case "interval":
 		d, err := time.ParseDuration(value)
 		if err != nil {
-			return fmt.Errorf("%w: interval %q is not a duration such as 30s", ErrInvalidFlag, value)
+			return fmt.Errorf("%w: interval %q is not a duration such as 30s", pipeline.ErrInvalidFlag, value)
 		}
 		r.Interval = Duration(d)
 	case "route_key":
@@ -264,7 +266,7 @@ func (r *Rollout) Apply(name, value string, now time.Time) error {
 	case "min_samples":
 		v, err := strconv.ParseInt(value, 10, 64)
 		if err != nil {
-			return fmt.Errorf("%w: min_samples %q is not an integer", ErrInvalidFlag, value)
+			return fmt.Errorf("%w: min_samples %q is not an integer", pipeline.ErrInvalidFlag, value)
 		}
 		r.MinSamples = v
 	case "phase":
@@ -291,7 +293,7 @@ func (r *Rollout) Apply(name, value string, now time.Time) error {
 	case "drift_max":
 		return fl(&th.DriftMax)
 	default:
-		return fmt.Errorf("%w: %s has no setting %q (settings: %s)", ErrInvalidFlag, FlagV2Rollout, name, strings.Join(RolloutSettings, ", "))
+		return fmt.Errorf("%w: %s has no setting %q (settings: %s)", pipeline.ErrInvalidFlag, FlagV2Rollout, name, strings.Join(RolloutSettings, ", "))
 	}
 	return nil
 }
