@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/spinerun/spine/internal/spinetest"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
 )
@@ -22,18 +23,6 @@ func flagsEnv(t *testing.T) ([]string, pipeline.Layout) {
 		t.Fatal(err)
 	}
 	return brokers, l
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func TestLeaderElectsOneAndFailsOver(t *testing.T) {
@@ -63,7 +52,7 @@ func TestLeaderElectsOneAndFailsOver(t *testing.T) {
 		}
 		return n
 	}
-	eventually(t, 20*time.Second, "one leader", func() bool { return leaders() == 1 })
+	spinetest.Eventually(t, 20*time.Second, spinetest.Holds("one leader", func() bool { return leaders() == 1 }))
 	lead, other := a, b
 	if b.l.Leading() {
 		lead, other = b, a
@@ -76,5 +65,5 @@ func TestLeaderElectsOneAndFailsOver(t *testing.T) {
 	if lead.l.Leading() {
 		t.Fatal("a stopped leader still leads")
 	}
-	eventually(t, 20*time.Second, "the other takes over", other.l.Leading)
+	spinetest.Eventually(t, 20*time.Second, spinetest.Holds("the other takes over", other.l.Leading))
 }

@@ -10,13 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spinerun/spine/gates"
 	"github.com/spinerun/spine/internal/spinetest"
 	"github.com/spinerun/spine/pipeline"
-	"github.com/spinerun/spine/pipeline/kafkatest"
 	"github.com/spinerun/spine/processors/canary"
 	"github.com/spinerun/spine/projections"
 	"github.com/spinerun/spine/schemas"
@@ -240,11 +238,7 @@ func (r *recorder) Produce(_ context.Context, outs ...pipeline.Output) ([]pipeli
 // the test ends, with the rollout at 10 %.
 func startedFlags(t *testing.T) (*canary.Rollouts, pipeline.Layout) {
 	t.Helper()
-	brokers := kafkatest.Brokers(t)
-	l := pipeline.Layout{Prefix: kafkatest.Prefix(t), Partitions: 1}
-	if err := pipeline.EnsureTopics(t.Context(), kadm.NewClient(kafkatest.Client(t, brokers)), l, -1); err != nil {
-		t.Fatal(err)
-	}
+	brokers, l := flagsEnv(t)
 	flags := canary.NewRollouts([]kgo.Opt{kgo.SeedBrokers(brokers...)}, l)
 	spinetest.Start(t, "flags", flags.Run)
 	if _, err := flags.SetRollout(t.Context(), rollout(1000), "tester", "start"); err != nil {

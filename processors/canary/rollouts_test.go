@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/spinerun/spine/internal/spinetest"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
 	"github.com/spinerun/spine/processors/canary"
@@ -50,18 +51,6 @@ func runFlags(t *testing.T, brokers []string, l pipeline.Layout) *canary.Rollout
 		t.Fatal(err)
 	}
 	return f
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func TestFlagsSetIsSeenByAnotherProcess(t *testing.T) {
@@ -101,9 +90,9 @@ func TestFlagsSetIsSeenByAnotherProcess(t *testing.T) {
 	if got := a.Rollout().Weight; got != 2500 {
 		t.Errorf("writer reads weight %d after Set", got)
 	}
-	eventually(t, 30*time.Second, "second store sees the change", func() bool { return b.Rollout().Weight == 2500 })
+	spinetest.Eventually(t, 30*time.Second, spinetest.Holds("second store sees the change", func() bool { return b.Rollout().Weight == 2500 }))
 	t.Logf("change applied by the other store after %s (%s)", time.Since(start).Round(time.Millisecond), kafkatest.Backend())
-	eventually(t, 30*time.Second, "OnChange called", func() bool { return seen.Load() == 1 })
+	spinetest.Eventually(t, 30*time.Second, spinetest.Holds("OnChange called", func() bool { return seen.Load() == 1 }))
 }
 
 func TestFlagsHistoryListsEveryChange(t *testing.T) {
@@ -159,13 +148,13 @@ func TestFlagsSetIfRefusesAStaleRevision(t *testing.T) {
 		t.Fatal(err)
 	}
 	// b changes the flag; once a has read it, a write expecting rev 1 fails.
-	eventually(t, 30*time.Second, "b sees rev 1", func() bool { _, v := b.RolloutRev(); return v == 1 })
+	spinetest.Eventually(t, 30*time.Second, spinetest.Holds("b sees rev 1", func() bool { _, v := b.RolloutRev(); return v == 1 }))
 	r2, _ := b.RolloutRev()
 	r2.Phase = canary.PhasePaused
 	if _, err := b.SetRollout(t.Context(), r2, "bob", "pause"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "a sees rev 2", func() bool { _, v := a.RolloutRev(); return v == 2 })
+	spinetest.Eventually(t, 30*time.Second, spinetest.Holds("a sees rev 2", func() bool { _, v := a.RolloutRev(); return v == 2 }))
 	r.Weight = 1500
 	if _, err := a.SetRolloutIf(t.Context(), r, 1, "analyzer", "stale step"); !errors.Is(err, pipeline.ErrFlagConflict) {
 		t.Fatalf("stale SetIf: err %v, want ErrFlagConflict", err)
