@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -12,8 +13,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spinerun/spine/cmd/spine/stack"
+	"github.com/spinerun/spine/internal/spinetest"
 	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/pipeline/kafkatest"
 	"github.com/spinerun/spine/processors/orchestrator"
+	"github.com/spinerun/spine/projections"
 	"github.com/spinerun/spine/schemas"
 	"github.com/spinerun/spine/schemas/thread"
 )
@@ -295,14 +299,16 @@ func TestBadInput(t *testing.T) {
 }
 
 // TestEveryProcessorDeadLettersOneWay writes a poison record (not the
-// Confluent wire format) on each topic the processors read, with the
+// Confluent wire format) on every partition of every thread topic, with the
 // orchestrator, dataplane, gates and projections running. Each processor
-// that reads the topic dead-letters it once, and every dead letter reads
-// back with pipeline.ParseDeadLetter: the same Spring Kafka headers in the
-// same binary form (partition 4 bytes, offset and timestamp 8), the
-// original topic, partition, offset, key and bytes, the reason and who
-// dead-lettered it. The processors keep running: a good run still
-// completes after the poison.
+// that reads a topic dead-letters each of its poison records once, and every
+// dead letter reads back with pipeline.ParseDeadLetter: the same Spring
+// Kafka headers in the same binary form (partition 4 bytes, offset and
+// timestamp 8), the original topic, partition, offset, key and bytes, the
+// reason (bad_magic, in x-error-code and the exception message) and who
+// dead-lettered it, in which group. The processors keep running past the
+// poison on every partition: runs started after it end by their verdict,
+// and the projections fold each of them to its outcome.
 func TestEveryProcessorDeadLettersOneWay(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end to end")
@@ -312,69 +318,133 @@ func TestEveryProcessorDeadLettersOneWay(t *testing.T) {
 	s.startAll(nil)
 	s.start(stack.Projections, "e2e", nil)
 	l := s.layout
+
+	// The readers of each thread topic, as the processors' Topics say (the
+	// orchestrator reads spine.control only under a per-actor limit, off
+	// here); the projections read every topic but the intents.
 	readers := map[pipeline.Topic][]string{
-		l.Intents():   {orchestrator.Name},
-		l.Control():   {thread.Dataplane, thread.Projections},
-		l.Dataplane(): {orchestrator.Name, thread.Gatekeeper, thread.Projections},
+		l.Intents():                {orchestrator.Name},
+		l.Control():                {thread.Dataplane},
+		l.Dataplane():              {orchestrator.Name, thread.Gatekeeper},
+		l.Gate(thread.VerdictGate): {orchestrator.Name},
 	}
-	p, err := pipeline.NewProducer(s.codec, s.kopts...)
-	if err != nil {
-		t.Fatal(err)
+	for _, topic := range projections.SourceTopics(l) {
+		readers[topic] = append(readers[topic], thread.Projections)
 	}
-	defer p.Close()
+	if len(readers) != len(l.ThreadTopics()) {
+		t.Fatalf("readers of %d topics, the layout has %d thread topics", len(readers), len(l.ThreadTopics()))
+	}
+
+	// One poison record on each partition of each thread topic, before any
+	// run: every run below passes a poison record on each of its partitions.
+	type pos struct {
+		topic     pipeline.Topic
+		partition int32
+		offset    int64
+	}
+	pc := kafkatest.Client(t, s.brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	var recs []*kgo.Record
-	for topic := range readers {
-		recs = append(recs, &kgo.Record{Topic: string(topic), Key: []byte("poison-" + string(topic)), Value: []byte(`{"not":"avro"}`)})
+	want := 0
+	for topic, rs := range readers {
+		for p := range int32(l.Partitions) {
+			key := fmt.Sprintf("poison-%s-%d", topic, p)
+			recs = append(recs, &kgo.Record{Topic: string(topic), Partition: p, Key: []byte(key), Value: []byte(`{"not":"avro"}`)})
+			want += len(rs)
+		}
 	}
 	ctx := t.Context()
-	res, err := p.ProduceRaw(ctx, recs...)
-	if err != nil {
+	if err := pc.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatalf("produce poison: %v", err)
 	}
-	s.produce(ctx, intents("after-poison", 4))
-	want := 0
-	for _, rs := range readers {
-		want += len(rs)
+	poison := map[pos]*kgo.Record{}
+	for _, r := range recs {
+		poison[pos{pipeline.Topic(r.Topic), r.Partition, r.Offset}] = r
 	}
-	waitFor(t, 90*time.Second, func() bool { return committed.dlqLen() >= want && committed.terminalCount() >= 4 },
-		func() string {
-			return fmt.Sprintf("%d dead letters and 4 runs (have %d and %d)", want, committed.dlqLen(), committed.terminalCount())
-		})
+
+	const nAfter = 12
+	after := intents("after-poison", nAfter)
+	s.produce(ctx, after)
+	spinetest.Eventually(t, 90*time.Second, func() error {
+		if n, m := committed.dlqLen(), committed.terminalCount(); n < want || m < nAfter {
+			return fmt.Errorf("%d dead letters and %d ended runs, want %d and %d", n, m, want, nAfter)
+		}
+		return nil
+	})
 	committed.settle(time.Second)
 
 	committed.mu.Lock()
 	dlq := append([]*kgo.Record(nil), committed.dlq...)
 	committed.mu.Unlock()
-	got := map[pipeline.Topic][]string{}
+	got := map[pos][]string{}
 	for _, r := range dlq {
 		d, err := pipeline.ParseDeadLetter(r)
 		if err != nil {
 			t.Errorf("dead letter %s@%d does not parse: %v", r.Topic, r.Offset, err)
 			continue
 		}
-		i := slices.IndexFunc(res, func(o pipeline.Produced) bool { return o.Topic == d.Topic })
-		if i < 0 {
-			t.Errorf("dead letter of %s, which got no poison", d.Topic)
+		at := pos{d.Topic, d.Partition, d.Offset}
+		orig, ok := poison[at]
+		if !ok {
+			t.Errorf("dead letter by %s of %s/%d@%d, which is no poison record", d.Processor, d.Topic, d.Partition, d.Offset)
 			continue
 		}
-		o, orig := res[i], recs[i]
-		if d.Partition != o.Partition || d.Offset != o.Offset || !bytes.Equal(d.Key, orig.Key) || !bytes.Equal(d.Value, orig.Value) {
-			t.Errorf("%s by %s: origin %d@%d key %q value %q, want %d@%d %q %q", d.Topic, d.Processor, d.Partition, d.Offset, d.Key, d.Value,
-				o.Partition, o.Offset, orig.Key, orig.Value)
+		if !bytes.Equal(d.Key, orig.Key) || !bytes.Equal(d.Value, orig.Value) || !d.Timestamp.Equal(orig.Timestamp.Truncate(time.Millisecond)) {
+			t.Errorf("%s/%d by %s: key %q value %q timestamp %v, want the original %q %q %v", d.Topic, d.Partition, d.Processor,
+				d.Key, d.Value, d.Timestamp, orig.Key, orig.Value, orig.Timestamp)
 		}
-		if d.Code != "bad_magic" || !strings.Contains(d.Message, "bad_magic") || d.Group != l.Group(d.Processor) || d.Timestamp.IsZero() {
-			t.Errorf("%s by %s: code %q message %q group %q timestamp %v", d.Topic, d.Processor, d.Code, d.Message, d.Group, d.Timestamp)
+		if d.Code != "bad_magic" || !strings.Contains(d.Message, "bad_magic") || d.Group != l.Group(d.Processor) {
+			t.Errorf("%s/%d by %s: code %q message %q group %q", d.Topic, d.Partition, d.Processor, d.Code, d.Message, d.Group)
 		}
-		got[d.Topic] = append(got[d.Topic], d.Processor)
+		got[at] = append(got[at], d.Processor)
 	}
-	for topic, rs := range readers {
-		slices.Sort(rs)
-		g := got[topic]
-		slices.Sort(g)
+	for at := range poison {
+		rs := slices.Sorted(slices.Values(readers[at.topic]))
+		g := slices.Sorted(slices.Values(got[at]))
 		if !slices.Equal(g, rs) {
-			t.Errorf("poison on %s dead-lettered by %v, want once by each of %v", topic, g, rs)
+			t.Errorf("poison on %s/%d dead-lettered by %v, want once by each of %v", at.topic, at.partition, g, rs)
 		}
 	}
+
+	// The thread processors went on past the poison: each run ended by its
+	// verdict.
+	_, byTrace := committed.snapshot()
+	for _, o := range after {
+		trace := string(o.Key)
+		var end schemas.EventType
+		for _, e := range byTrace[trace] {
+			if terminalTypes[e.ev.EventType] {
+				end = e.ev.EventType
+			}
+		}
+		if end != thread.RunCompleted && end != thread.RunRejected {
+			t.Errorf("run %s ended with %q, want its verdict (%s or %s)", trace, end, thread.RunCompleted, thread.RunRejected)
+		}
+	}
+
+	// So did the projections: they folded each run to its outcome.
+	runs := kafkatest.Client(t, s.brokers, kgo.ConsumeTopics(string(l.Projection(thread.ProjRuns))),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(50*time.Millisecond))
+	outcome := map[string]string{}
+	spinetest.Eventually(t, 60*time.Second, func() error {
+		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		runs.PollFetches(pctx).EachRecord(func(r *kgo.Record) {
+			c, err := projections.DecodeCell(string(r.Key), r.Value)
+			if p, ok := c.(*projections.RunPart); err == nil && ok && p.Outcome != "" {
+				outcome[p.TraceID] = p.Outcome
+			}
+		})
+		var missing []string
+		for _, o := range after {
+			if outcome[string(o.Key)] == "" {
+				missing = append(missing, string(o.Key))
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("the projections folded no outcome for %v", missing)
+		}
+		return nil
+	})
 	if r := s.logs.restarts.Load(); r != 0 {
 		t.Errorf("%d processor sessions restarted", r)
 	}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -36,5 +37,31 @@ func TestLeaderless(t *testing.T) {
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%s: %v, want an error naming %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestSpecs pins the topics the layout creates: each one is read or
+// written by a part of Spine. The projections keep no spine.state topic (their
+// state is the spine.proj.* topics), so none is created for them.
+func TestSpecs(t *testing.T) {
+	t.Parallel()
+	l := Layout{Prefix: "x.", Partitions: 3}
+	want := []string{
+		"x.spine.intents", "x.spine.control", "x.spine.dataplane",
+		"x.gate.schema", "x.gate.performance", "x.gate.policy", "x.gate.drift", "x.gate.canary", "x.gate.verdict",
+		"x.spine.dlq",
+		"x.spine.state.orchestrator", "x.spine.state.dataplane", "x.spine.state.gates",
+		"x.spine.proj.runs", "x.spine.proj.golden", "x.spine.proj.gates", "x.spine.proj.artifacts",
+		"x.spine.flags", "x._schemas",
+	}
+	var got []string
+	for _, s := range l.Specs() {
+		got = append(got, string(s.Name))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("topics %v\nwant %v", got, want)
+	}
+	if slices.Contains(got, string(l.State("projections"))) {
+		t.Errorf("%s is created, but nothing reads or writes it", l.State("projections"))
 	}
 }

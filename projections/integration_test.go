@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -208,10 +209,17 @@ func TestProjectionsEndToEnd(t *testing.T) {
 
 	// Poison on the control topic: dead-lettered, not folded.
 	poison := [][]byte{{}, {0}, []byte("not avro"), {0, 0, 0, 0x7f, 0xff, 1, 2}}
+	type origin struct {
+		partition int32
+		offset    int64
+	}
+	poisoned := map[origin][]byte{}
 	for i, p := range poison {
-		if err := e.cl.ProduceSync(t.Context(), &kgo.Record{Topic: string(e.layout.Control()), Partition: int32(i % testPartitions), Key: []byte("poison"), Value: p}).FirstErr(); err != nil {
+		r := &kgo.Record{Topic: string(e.layout.Control()), Partition: int32(i % testPartitions), Key: []byte("poison"), Value: p}
+		if err := e.cl.ProduceSync(t.Context(), r).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
+		poisoned[origin{r.Partition, r.Offset}] = p
 	}
 
 	_, srv := e.view(t)
@@ -299,13 +307,19 @@ func TestProjectionsEndToEnd(t *testing.T) {
 	if len(dl) != len(poison) {
 		t.Fatalf("DLQ holds %d records, want %d", len(dl), len(poison))
 	}
+	// Each reads back with pipeline.ParseDeadLetter, as the loop's do.
 	for _, r := range dl {
-		h := map[string]string{}
-		for _, x := range r.Headers {
-			h[x.Key] = string(x.Value)
+		d, err := pipeline.ParseDeadLetter(r)
+		if err != nil {
+			t.Errorf("dead letter %d: %v", r.Offset, err)
+			continue
 		}
-		if h["kafka_dlt-original-topic"] != string(e.layout.Control()) || h["x-error-code"] == "" || h["kafka_dlt-exception-message"] == "" {
-			t.Errorf("DLQ headers %v", h)
+		value, ok := poisoned[origin{d.Partition, d.Offset}]
+		if d.Topic != e.layout.Control() || !ok || !bytes.Equal(d.Value, value) || string(d.Key) != "poison" {
+			t.Errorf("dead letter of %s/%d@%d key %q value %q: no poison record", d.Topic, d.Partition, d.Offset, d.Key, d.Value)
+		}
+		if d.Code == "" || !strings.Contains(d.Message, d.Code) || d.Processor != ProcessorName || d.Group != e.layout.Group(ProcessorName) {
+			t.Errorf("dead letter of %d@%d: code %q message %q processor %q group %q", d.Partition, d.Offset, d.Code, d.Message, d.Processor, d.Group)
 		}
 	}
 
