@@ -12,13 +12,12 @@ import (
 // but not an object.
 var errNotObject = errors.New("tool arguments must be a JSON object")
 
-// decodeArguments decodes a request's Input, the tool's arguments, which
-// must be exactly one JSON object. Numbers stay json.Number, so they reach
-// the server digit for digit.
-func decodeArguments(in []byte) (map[string]any, error) {
+// decodeArguments checks a request's Input, the tool's arguments, which
+// must be exactly one JSON object, and returns it compacted: keys in their
+// order, numbers digit for digit, as the intent carried them.
+func decodeArguments(in []byte) (json.RawMessage, error) {
 	dec := json.NewDecoder(bytes.NewReader(in))
-	dec.UseNumber()
-	var m map[string]any
+	var m map[string]json.RawMessage
 	if err := dec.Decode(&m); err != nil {
 		var ute *json.UnmarshalTypeError
 		if errors.As(err, &ute) {
@@ -32,5 +31,9 @@ func decodeArguments(in []byte) (map[string]any, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%w: data after the object", errNotObject)
 	}
-	return m, nil
+	var b bytes.Buffer
+	if err := json.Compact(&b, in); err != nil {
+		return nil, fmt.Errorf("%w: %v", errNotObject, err)
+	}
+	return b.Bytes(), nil
 }

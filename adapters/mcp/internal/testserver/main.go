@@ -2,7 +2,9 @@
 // adapter's tests. It serves over stdio by default, or over streamable HTTP
 // with -http addr. Its tools: echo (the text of its arguments), structured
 // (StructuredContent), fail (IsError "boom"), hang (blocks until the call's
-// ctx ends) and crash (the process exits with status 3).
+// ctx ends) and crash (the process exits with status 3; with
+// {"survive":true} it answers "alive <pid>" instead, so a test can tell a
+// restarted process from the first).
 package main
 
 import (
@@ -12,6 +14,7 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"strconv"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -55,7 +58,12 @@ func newServer() *mcp.Server {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	})
-	tool("crash", func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	tool("crash", func(_ context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		var args struct{ Survive bool }
+		_ = json.Unmarshal(req.Params.Arguments, &args)
+		if args.Survive {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "alive " + strconv.Itoa(os.Getpid())}}}, nil
+		}
 		os.Exit(3)
 		return nil, nil
 	})
