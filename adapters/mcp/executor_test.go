@@ -230,6 +230,49 @@ func TestCrashRestarts(t *testing.T) {
 	}
 }
 
+// TestInFlightFailsWhenProcessDies: a call in flight when the server
+// process is killed fails unavailable, retryable, well before its deadline.
+func TestInFlightFailsWhenProcessDies(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	pidFile, errFile := filepath.Join(dir, "pid"), filepath.Join(dir, "stderr")
+	// A wrapper that records the server's pid and its stderr, where the
+	// hang tool says it is waiting.
+	script := filepath.Join(dir, "server.sh")
+	body := "#!/bin/sh\necho $$ > " + pidFile + "\nexec " + serverBin + " 2> " + errFile + "\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := newExecutor(t, mcp.Config{Tool: "hang", Command: []string{script}})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.Execute(ctx, req(`{}`))
+		done <- err
+	}()
+	eventually(t, 10*time.Second, func() error {
+		b, err := os.ReadFile(errFile)
+		if err == nil && !strings.Contains(string(b), "hang: waiting") {
+			err = errors.New("the call has not reached the server")
+		}
+		return err
+	})
+	pid, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("kill", "-9", strings.TrimSpace(string(pid))).CombinedOutput(); err != nil {
+		t.Fatalf("kill: %v %s", err, out)
+	}
+	select {
+	case err := <-done:
+		wantKind(t, err, dataplane.KindUnavailable, true)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call in flight did not fail when its server died")
+	}
+}
+
 // TestHTTPServerGone: an HTTP server that dies (Spine does not own it, so
 // cannot restart it) fails the call in flight and the next ones
 // unavailable, retryable.
