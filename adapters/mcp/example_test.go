@@ -1,0 +1,33 @@
+package mcp_test
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spinerun/spine/adapters/mcp"
+	"github.com/spinerun/spine/processors/dataplane"
+)
+
+// An executor for the echo tool of a server Spine starts over stdio: the
+// request's Input is the tool's arguments object.
+func ExampleNew() {
+	ctx := context.Background()
+	e, err := mcp.New(ctx, mcp.Config{Tool: "echo", Command: []string{serverBin}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer e.Close()
+	req := dataplane.Request{Input: []byte(`{"text":"hi"}`)}
+	if err := e.Validate(req); err != nil {
+		fmt.Println(err)
+		return
+	}
+	res, err := e.Execute(ctx, req)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(res.ContentType, string(res.Content))
+	// Output: text/plain {"text":"hi"}
+}
