@@ -19,6 +19,10 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/spine /usr/local/bin/spine
 # The embedded broker of `spine up` persists here; mount a volume to keep it.
 ENV SPINE_DATA_DIR=/home/nonroot/spine-data
+# A container's loopback is its own: listen on its interface so that
+# published ports (-p 8080:8080) reach it. Outside a container the default
+# is 127.0.0.1.
+ENV SPINE_BIND_HOST=0.0.0.0
 WORKDIR /home/nonroot
 USER nonroot:nonroot
 # 8080: /healthz, /metrics, projections API and dashboard (SPINE_HTTP_ADDR);

@@ -157,7 +157,7 @@ func (c composeFile) listens(svc string, port string) bool {
 	return false
 }
 
-var spineProcessors = []string{"orchestrator", "dataplane", "gates", "projections", "canary"}
+var spineProcessors = []string{"orchestrator", "dataplane", "gates", "drift", "projections", "canary"}
 
 func TestComposeSpineEnvironment(t *testing.T) {
 	t.Parallel()
@@ -242,9 +242,9 @@ func TestComposeTopology(t *testing.T) {
 	t.Parallel()
 	c := loadCompose(t)
 	// Default profile: two orchestrators and two dataplanes (consumer groups
-	// split partitions between them), one gates, one projections, one
-	// canary analyzer.
-	want := map[string]int{"orchestrator": 2, "dataplane": 2, "gates": 1, "projections": 1, "canary": 1}
+	// split partitions between them), one gates, one drift monitor, one
+	// projections, one canary analyzer.
+	want := map[string]int{"orchestrator": 2, "dataplane": 2, "gates": 1, "drift": 1, "projections": 1, "canary": 1}
 	got := map[string]int{}
 	txnIDs := map[string]string{}
 	for name, s := range c.Services {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,9 +15,14 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/spinerun/spine/loadtest"
+	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
+	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // watcher follows the committed thread cheaply — it decodes nothing: it
@@ -74,6 +81,11 @@ func (s *rig) encoded(tb testing.TB, run string, n int) []*kgo.Record {
 	outs := intents(run, n)
 	recs := make([]*kgo.Record, n)
 	for i, o := range outs {
+		// W3C trace ids, as `spine produce`, HTTP ingress and the load
+		// test make them: each record of the run then carries a traceparent.
+		it := o.Value.(*schemas.Intent)
+		it.TraceID = thread.ID(it.TraceID)
+		o.Key = []byte(it.TraceID)
 		b, err := s.codec.Encode(context.Background(), s.layout.Intents(), o.Version, o.Value)
 		if err != nil {
 			tb.Fatal(err)
@@ -88,6 +100,13 @@ func (s *rig) encoded(tb testing.TB, run string, n int) []*kgo.Record {
 func benchStack(b *testing.B, brokers []string) (*rig, *watcher, *kgo.Client) {
 	b.Helper()
 	s := newStack(b, brokers, nil)
+	if os.Getenv("E2E_TRACE") != "" {
+		// Tracing on, spans batched to an exporter that drops them: the
+		// cost of recording the thread's spans.
+		tp := pipeline.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+		b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+		s.tracer = tp
+	}
 	w := s.watch(b)
 	s.startAll(nil)
 	cl := kafkatest.Client(b, brokers, kgo.ProducerLinger(0), kgo.ProducerBatchCompression(kgo.NoCompression()))
@@ -177,6 +196,9 @@ func BenchmarkGoldenPath(b *testing.B) {
 		recs := s.encoded(b, fmt.Sprintf("tp%d", b.N), b.N)
 		rec0, v0 := w.counts()
 		b.ResetTimer()
+		stopProfile := windowProfile(b)
+		var ms0 runtime.MemStats
+		runtime.ReadMemStats(&ms0)
 		cpu0 := cpuTime()
 		start := time.Now()
 		for i := 0; i < len(recs); i += 1000 {
@@ -192,6 +214,11 @@ func BenchmarkGoldenPath(b *testing.B) {
 			func() string { _, v := w.counts(); return fmt.Sprintf("%d verdicts (have %d)", b.N, v-v0) })
 		elapsed := time.Since(start)
 		cpu := cpuTime() - cpu0
+		var ms1 runtime.MemStats
+		runtime.ReadMemStats(&ms1)
+		stopProfile()
+		b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(b.N), "allocs/intent")
+		b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(b.N), "B/intent")
 		b.StopTimer()
 		// The runs' last events (run.completed) follow their verdicts:
 		// count the thread's events once it is quiet.
@@ -220,6 +247,7 @@ func BenchmarkGoldenPath(b *testing.B) {
 		sent := make(map[string]time.Time, b.N)
 		b.ResetTimer()
 		psi0 := cpuPressure()
+		cpu0 := cpuTime()
 		start := time.Now()
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
@@ -246,6 +274,7 @@ func BenchmarkGoldenPath(b *testing.B) {
 			}
 			return true
 		}, func() string { return fmt.Sprintf("verdicts of %d paced intents", b.N) })
+		cpu := cpuTime() - cpu0
 		b.StopTimer()
 		lat := make([]time.Duration, 0, len(sent))
 		w.mu.Lock()
@@ -258,6 +287,9 @@ func BenchmarkGoldenPath(b *testing.B) {
 		b.ReportMetric(pct(lat, 0.50), "p50-ms")
 		b.ReportMetric(pct(lat, 0.99), "p99-ms")
 		b.ReportMetric(pct(lat, 1), "max-ms")
+		// CPU per intent at a fixed rate: the work of a run, apart from how
+		// large the batches grow when the stack falls behind.
+		b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/intent")
 		reportPressure(b, psi0, time.Since(start))
 	})
 	b.Run("raw-chain", func(b *testing.B) {
@@ -285,4 +317,25 @@ func BenchmarkGoldenPath(b *testing.B) {
 			b.ReportMetric(spineEventsPerSec/tp.EventsPerSec, "spine/raw-events")
 		}
 	})
+}
+
+// windowProfile starts a CPU profile of the measured window alone when
+// E2E_WINDOW_PROFILE names a file (the -cpuprofile flag also profiles the
+// stack's start and warm-up); the returned func stops it.
+func windowProfile(b *testing.B) func() {
+	path := os.Getenv("E2E_WINDOW_PROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
 }

@@ -102,10 +102,10 @@ func testCrash(t *testing.T, env map[string]string) {
 		time.Sleep(time.Duration(100+rng.IntN(400)) * time.Millisecond)
 		name := names[k%len(names)]
 		c := children[name]
-		if !c.alive() {
+		if !c.Alive() {
 			t.Fatalf("spine run %s exited on its own", name)
 		}
-		c.kill(t)
+		c.Kill(t)
 		t.Logf("kill %d: SIGKILLed spine run %s with %d committed / %d uncommitted records, %d runs ended",
 			k, name, committed.count(), uncommitted.count(), committed.terminalCount())
 		children[name] = s.spawn(t, name, "c-"+name)
@@ -120,7 +120,7 @@ func testCrash(t *testing.T, env map[string]string) {
 	committed.settle(1500 * time.Millisecond)
 	uncommitted.settle(500 * time.Millisecond)
 	for name, c := range children {
-		if !c.alive() {
+		if !c.Alive() {
 			t.Errorf("spine run %s exited on its own", name)
 		}
 	}

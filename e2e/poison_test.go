@@ -56,16 +56,25 @@ func (f intentFields) body() []byte {
 			a.long(0)
 		}
 	}
+	a.long(0) // provenance: null
 	return a.b
 }
 
 // eventV1 is a RuntimeEvent V1 body; union is the artifact union's index.
 func eventV1(trace string, typ schemas.EventType, phase int64, union int64) []byte {
+	return eventV1At(trace, typ, phase, union, time.Now())
+}
+
+// eventV1At is eventV1 stamped at.
+func eventV1At(trace string, typ schemas.EventType, phase int64, union int64, at time.Time) []byte {
 	a := &avroBuf{}
-	now := time.Now().UnixMilli()
+	now := at.UnixMilli()
 	a.str("ev-" + trace).str(trace).str("span").str("parent").str("agent").str("summarize").str("")
 	a.long(0).long(now).long(now).long(phase).str(string(typ)).str("executing")
 	a.long(union).long(0) // artifact union, gate: null
+	// attempt 0, error null, usage null, input "", provenance null,
+	// stateflow_version ""
+	a.long(0).long(0).long(0).str("").long(0).str("")
 	return a.b
 }
 
@@ -167,7 +176,8 @@ func TestBadInput(t *testing.T) {
 		{name: "v2 map cut short", key: k("poison-map-trunc"), value: v2(with("poison-map-trunc", func(f *intentFields) {
 			f.attrs = func(a *avroBuf) { a.long(3).str("a").str("b") }
 		})), code: "truncated"},
-		{name: "oversized input (over 64 KiB)", key: k("poison-big"), value: v1(with("poison-big", func(f *intentFields) { f.input = strings.Repeat("x", schemas.MaxInputBytes+1) })), code: "invalid_contract"},
+		{name: "oversized input (over the contract's 4 MiB)", key: k("poison-big"), value: v1(with("poison-big", func(f *intentFields) { f.input = strings.Repeat("x", schemas.MaxInputBytes+1) })), code: "invalid_contract"},
+		{name: "input over SPINE_MAX_INPUT_BYTES (1 MiB)", key: k("poison-1mib"), value: v2(with("poison-1mib", func(f *intentFields) { f.input = strings.Repeat("y", schemas.DefaultInputLimit+1) })), code: "input_too_large"},
 		{name: "timestamp two hours ahead", key: k("poison-future"), value: v1(with("poison-future", func(f *intentFields) { f.ts = now.Add(2 * time.Hour) })), code: "invalid_contract"},
 		{name: "timestamp 30 minutes ahead (past the orchestrator's skew)", key: k("poison-future2"), value: v1(with("poison-future2", func(f *intentFields) { f.ts = now.Add(30 * time.Minute) })), code: orchestrator.CodeFutureTimestamp},
 		{name: "missing trace_id", key: nil, value: v1(with("", func(f *intentFields) { f.intentID = "i-poison-notrace" })), code: "invalid_contract"},

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
@@ -26,6 +26,7 @@ import (
 	"github.com/spinerun/spine/processors/orchestrator"
 	"github.com/spinerun/spine/schemas"
 	"github.com/spinerun/spine/schemas/registry"
+	"github.com/spinerun/spine/schemas/registry/registrytest"
 )
 
 // envInt reads a positive integer knob, or def.
@@ -56,6 +57,8 @@ type rig struct {
 	reg         *prometheus.Registry
 	log         *slog.Logger
 	logs        *logCounter
+	// tracer, when set before start, records the processors' spans.
+	tracer trace.TracerProvider
 
 	mu    sync.Mutex
 	procs []*running
@@ -108,8 +111,9 @@ func newStack(tb testing.TB, brokers []string, env map[string]string) *rig {
 		tb.Fatal(err)
 	}
 
-	// Spine's registry, served over HTTP (children reach it by URL).
-	rg, err := registry.New(
+	// Spine's registry, served over HTTP (children reach it by URL); the
+	// children stop before it does.
+	_, s.registryURL = registrytest.Serve(tb,
 		registry.WithKafka(append(s.kopts, kgo.ClientID("e2e-registry"))...),
 		registry.WithTopic(string(s.layout.Schemas())),
 		registry.WithTransactionalID(s.layout.Group("schema-registry")),
@@ -117,32 +121,8 @@ func newStack(tb testing.TB, brokers []string, env map[string]string) *rig {
 		registry.WithLogger(s.log),
 		registry.WithRegisterer(s.reg),
 	)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	rctx, rcancel := context.WithCancel(ctx)
-	rdone := make(chan error, 1)
-	go func() { rdone <- rg.Run(rctx) }()
-	srv := httptest.NewServer(rg.Handler())
-	tb.Cleanup(func() {
-		s.stopAll()
-		srv.Close()
-		rcancel()
-		select {
-		case <-rdone:
-		case <-time.After(20 * time.Second):
-			tb.Error("registry did not stop within 20s")
-		}
-	})
-	select {
-	case <-rg.Ready():
-	case err := <-rdone:
-		tb.Fatalf("registry stopped: %v", err)
-	case <-time.After(60 * time.Second):
-		tb.Fatal("registry not ready within 60s")
-	}
-	s.registryURL = srv.URL
-	if s.sr, err = sr.NewClient(sr.URLs(srv.URL), sr.HTTPClient(&http.Client{Timeout: 30 * time.Second})); err != nil {
+	tb.Cleanup(s.stopAll)
+	if s.sr, err = sr.NewClient(sr.URLs(s.registryURL), sr.HTTPClient(&http.Client{Timeout: 30 * time.Second})); err != nil {
 		tb.Fatal(err)
 	}
 	cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
@@ -179,7 +159,7 @@ func (s *rig) start(name, instance string, router orchestrator.Router) *running 
 		router = orchestrator.Baseline
 	}
 	st, err := stack.Build(stack.Env{Config: s.cfg, Brokers: s.brokers, RegistryURL: s.registryURL, Log: s.log, Metrics: s.reg,
-		Instance: instance, Router: router}, name)
+		Instance: instance, Router: router, Tracer: s.tracer}, name)
 	if err != nil {
 		s.tb.Fatal(err)
 	}

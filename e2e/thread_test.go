@@ -53,6 +53,9 @@ type collector struct {
 	// skipKeyPrefix: thread records keyed with it (poison a test wrote
 	// itself) are not events of the thread.
 	skipKeyPrefix string
+	// windows are the drift monitor's gate.drift window events: about no
+	// run, kept apart from the runs' events.
+	windows []event
 }
 
 // collect starts a collector on s; committed selects read_committed.
@@ -113,6 +116,10 @@ func (s *rig) collectSkipping(tb testing.TB, committed bool, skipKeyPrefix strin
 			c.dlq = append(c.dlq, dls...)
 			c.bad = append(c.bad, bad...)
 			for _, e := range evs {
+				if thread.IsDriftTrace(e.ev.TraceID) {
+					c.windows = append(c.windows, e)
+					continue
+				}
 				c.byTrace[e.ev.TraceID] = append(c.byTrace[e.ev.TraceID], len(c.events))
 				c.events = append(c.events, e)
 				if terminalTypes[e.ev.EventType] {

@@ -48,8 +48,9 @@ func checkTimedOut(t *testing.T, s *rig, rep threadReport, traces map[string]boo
 					fail("run %s: dispatch %d has attempt %d", tr, dispatches, ev.Attempt)
 				}
 				if dispatches > 0 {
-					if gap := ev.Timestamp.Sub(scheduled); gap+slack < policy.Backoff(dispatches) {
-						fail("run %s: attempt %d dispatched %s after its retry was scheduled, backoff is %s", tr, dispatches, gap, policy.Backoff(dispatches))
+					// Full jitter, seeded by the trace id: the run's own delay.
+					if gap := ev.Timestamp.Sub(scheduled); gap+slack < policy.Jittered(dispatches, tr) {
+						fail("run %s: attempt %d dispatched %s after its retry was scheduled, backoff is %s", tr, dispatches, gap, policy.Jittered(dispatches, tr))
 					}
 				}
 				dispatches++
@@ -173,7 +174,7 @@ func TestTimeoutsAcrossRestart(t *testing.T) {
 	// deadline, restart.
 	waitFor(t, 60*time.Second, func() bool { return executing() >= n },
 		func() string { return fmt.Sprintf("%d runs executing (have %d)", n, executing()) })
-	orch.kill(t)
+	orch.Kill(t)
 	t.Logf("killed the orchestrator with %d runs executing, %d retries scheduled", executing(), retries())
 	time.Sleep(s.cfg.Orchestrator.ExecTimeout + 500*time.Millisecond)
 	orch = s.spawn(t, orchestrator.Name, "timers")
@@ -181,7 +182,7 @@ func TestTimeoutsAcrossRestart(t *testing.T) {
 	// rest (retries, second attempts' timeouts) are pending.
 	waitFor(t, 60*time.Second, func() bool { return retries() >= n },
 		func() string { return fmt.Sprintf("%d retries after the restart (have %d)", n, retries()) })
-	orch.kill(t)
+	orch.Kill(t)
 	t.Logf("killed the orchestrator again with %d retries scheduled", retries())
 	time.Sleep(time.Second)
 	orch = s.spawn(t, orchestrator.Name, "timers")
@@ -189,7 +190,7 @@ func TestTimeoutsAcrossRestart(t *testing.T) {
 	waitFor(t, 90*time.Second, func() bool { return committed.terminalCount() >= n },
 		func() string { return fmt.Sprintf("%d runs timed out (have %d)", n, committed.terminalCount()) })
 	committed.settle(1500 * time.Millisecond)
-	if !orch.alive() {
+	if !orch.Alive() {
 		t.Error("the orchestrator exited on its own")
 	}
 	flow := orchestrator.MustStateflow(s.cfg.Orchestrator.States())
@@ -226,7 +227,7 @@ func TestAnsweredWhileOrchestratorDown(t *testing.T) {
 	count := committed.countType
 	waitFor(t, 60*time.Second, func() bool { return count(thread.RunDispatch) >= n },
 		func() string { return fmt.Sprintf("%d dispatches (have %d)", n, count(thread.RunDispatch)) })
-	orch.kill(t)
+	orch.Kill(t)
 	s.start(dataplane.Name, "e2e", nil)
 	s.start(gatekeeper.Name, "e2e", nil)
 	waitFor(t, 60*time.Second, func() bool { return count(thread.GateVerdict) >= n },

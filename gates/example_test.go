@@ -22,3 +22,34 @@ func ExamplePerformance() {
 	// false over_budget 620 500
 	// true valid
 }
+
+// A policy's admission rules judging two intents: the first matching rule
+// decides, and the decision names it and the policy's version.
+func ExampleParsePolicy() {
+	p, err := gates.ParsePolicy([]byte(`version: 1
+default: allow
+rules:
+  - name: no-anonymous
+    stage: admission
+    effect: deny
+    when: "provenance == null"
+    message: "every run needs a verified caller"
+`))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	anonymous := gates.PolicyInput{Kind: "summarize", Actor: "bob", Route: "baseline"}
+	verified := anonymous
+	verified.Provenance = &schemas.Provenance{Issuer: "https://idp.example", Subject: "bob"}
+	for _, in := range []gates.PolicyInput{anonymous, verified} {
+		d := p.Evaluate(context.Background(), gates.StageAdmission, in)
+		fmt.Println(d.Allowed, d.Reason(), d.Version == p.Version())
+	}
+	_, err = gates.ParsePolicy([]byte("version: 1\nrules:\n  - name: typo\n    stage: admission\n    effect: deny\n    when: \"intent.knd == 'x'\"\n"))
+	fmt.Println(err)
+	// Output:
+	// false no-anonymous: every run needs a verified caller true
+	// true default: no admission rule matched: default allow true
+	// invalid policy: line 6: rule typo: when: column 18: undefined field 'knd'
+}

@@ -1,6 +1,7 @@
 // Package gates holds the checks an artifact passes before its run
-// completes: schema validity, performance, and (later) policy/provenance,
-// drift, plus the canary analysis. The gatekeeper (processors/gatekeeper) runs
+// completes: schema validity, performance, policy (the artifact rules of
+// the policy file; its admission rules run in the orchestrator), and
+// (later) drift, plus the canary analysis. The gatekeeper (processors/gatekeeper) runs
 // the configured checks on every artifact.delivered event and publishes one
 // gate.<name> event per check and a verdict.
 //
@@ -8,9 +9,10 @@
 // envelope — actor, intent kind, route, contract version, tenant, v2
 // attributes (for instance a token or verified claims a policy check reads),
 // the artifact summary (score, latency, content) — and the record's headers.
-// A check that needs history (drift's rolling window of scores per route)
-// keeps it in its own state, safe for concurrent use; the Subject gives it
-// the route and score it needs.
+// A check that needs history reads it from a view, safe for concurrent
+// use: drift's windows per intent kind and route are the drift monitor's
+// state on Kafka (processors/drift), and the Drift check reads the status
+// it publishes; the pure statistics (DriftCompare) live here.
 package gates
 
 import (
@@ -70,6 +72,12 @@ type Outcome struct {
 	// Measured is the value held against Threshold.
 	Measured  float64
 	Threshold float64
+	// Rule is the rule or statistic that decided, PolicyVersion the version
+	// of the policy or settings it came from, Evidence the rest; all
+	// optional, carried onto the gate event.
+	Rule          string
+	PolicyVersion string
+	Evidence      map[string]string
 }
 
 // Check is one gate. Name is its gate name: its events go to gate.<Name>.

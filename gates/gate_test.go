@@ -34,6 +34,10 @@ func TestSchema(t *testing.T) {
 		{"valid json", func(e *schemas.RuntimeEvent) {
 			e.Artifact.ContentType, e.Artifact.Summary = "application/json", `{"label":"x"}`
 		}, "valid"},
+		{"valid with a charset", func(e *schemas.RuntimeEvent) { e.Artifact.ContentType = "text/plain; charset=utf-8" }, "valid"},
+		{"json with a charset", func(e *schemas.RuntimeEvent) {
+			e.Artifact.ContentType, e.Artifact.Summary, e.Artifact.SizeBytes = "application/json; charset=utf-8", `{"label":`, 9
+		}, "invalid_json"},
 		{"no artifact", func(e *schemas.RuntimeEvent) { e.Artifact = nil }, "missing_artifact"},
 		{"no artifact id", func(e *schemas.RuntimeEvent) { e.ArtifactID = "" }, "missing_artifact_id"},
 		{"unknown content type", func(e *schemas.RuntimeEvent) { e.Artifact.ContentType = "image/png" }, "unknown_content_type"},
@@ -44,8 +48,11 @@ func TestSchema(t *testing.T) {
 		{"score NaN", func(e *schemas.RuntimeEvent) { e.Artifact.Score = math.NaN() }, "score_out_of_range"},
 		{"negative latency", func(e *schemas.RuntimeEvent) { e.Artifact.LatencyMs = -1 }, "negative_measure"},
 		{"invalid json", func(e *schemas.RuntimeEvent) {
-			e.Artifact.ContentType, e.Artifact.Summary = "application/json", `{"label":`
+			e.Artifact.ContentType, e.Artifact.Summary, e.Artifact.SizeBytes = "application/json", `{"label":`, 9
 		}, "invalid_json"},
+		{"a large json artifact's summary is a cut", func(e *schemas.RuntimeEvent) {
+			e.Artifact.ContentType, e.Artifact.Summary, e.Artifact.SizeBytes = "application/json", `{"label":"`+strings.Repeat("x", 100), 1<<20
+		}, "valid"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

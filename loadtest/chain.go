@@ -38,6 +38,9 @@ type ChainConfig struct {
 type ChainResult struct {
 	Hops    int `json:"hops"`
 	Records int `json:"records"`
+	// Rate is the source's pace in records/s; 0: unpaced (a throughput
+	// ceiling).
+	Rate float64 `json:"rate_per_s,omitempty"`
 	// Events counts the records written by the hops (Records × Hops).
 	Events  int64   `json:"events"`
 	Seconds float64 `json:"seconds"`
@@ -210,7 +213,7 @@ func Chain(ctx context.Context, cfg ChainConfig) (ChainResult, error) {
 		return ChainResult{}, fmt.Errorf("raw chain: %w", err)
 	}
 	el := time.Since(start).Seconds()
-	res := ChainResult{Hops: hops, Records: cfg.Records, Events: int64(cfg.Records) * hops, Seconds: el, Latency: projections.PercentilesOf(&lat)}
+	res := ChainResult{Hops: hops, Records: cfg.Records, Rate: cfg.Rate, Events: int64(cfg.Records) * hops, Seconds: el, Latency: projections.PercentilesOf(&lat)}
 	res.EventsPerSec = float64(res.Events) / el
 	return res, nil
 }

@@ -15,6 +15,7 @@ package loadtest
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -86,8 +87,13 @@ type Config struct {
 	// the rollout is promoted or rolled back, for at most UntilDecided in
 	// all.
 	UntilDecided time.Duration
-	// Chain, when set, measures the raw franz-go chain after the load.
+	// Chain, when set, measures the raw franz-go chain before the load;
+	// paced at Rate, the report compares its latency with the runs'
+	// (Report.RawComparison).
 	Chain *ChainConfig
+	// Memory, when set, samples the stack's memory once a second (an
+	// in-process stack: ProcessMemory); nil leaves it out of the report.
+	Memory func() Memory
 	// Params are recorded in the report.
 	Params Params
 	// Logger defaults to discard.
@@ -149,8 +155,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	id := strings.ToLower(rand.Text()[:8])
-	prefix := "lt-" + id + "-"
+	// The test's runs have W3C trace ids (32 hex digits, so their records
+	// carry a traceparent): the test's id, 8 random hex digits, then the
+	// run's number. The collector knows its runs by that prefix.
+	var idb [4]byte
+	_, _ = rand.Read(idb[:])
+	id := hex.EncodeToString(idb[:])
+	prefix := id
+	chainPrefix := "lt-" + id + "-"
 	st := &state{runs: map[string]*run{}, done: map[string]int64{}, routes: map[string]*RouteReport{}, lat: map[string]*projections.Histogram{}, execLat: map[string]*projections.Histogram{}}
 
 	// 0. The raw franz-go chain, on the same broker, before the load: the
@@ -160,7 +172,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Chain != nil {
 		cc := *cfg.Chain
 		if cc.Prefix == "" {
-			cc.Prefix = cfg.Layout.Prefix + prefix
+			cc.Prefix = cfg.Layout.Prefix + chainPrefix
 		}
 		if len(cc.Kafka) == 0 {
 			cc.Kafka = cfg.Kafka
@@ -169,11 +181,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			cc.Records = 20000
 		}
 		if cfg.Progress != nil {
-			fmt.Fprintf(cfg.Progress, "measuring the raw franz-go transactional 3-hop chain (%d records)...\n", cc.Records)
+			pace := "unpaced"
+			if cc.Rate > 0 {
+				pace = "at " + strconv.FormatFloat(cc.Rate, 'f', -1, 64) + " records/s"
+			}
+			fmt.Fprintf(cfg.Progress, "measuring the raw franz-go transactional 3-hop chain (%d records, %s)...\n", cc.Records, pace)
 		}
 		res, err := Chain(ctx, cc)
 		if err != nil {
-			cfg.Logger.Warn("raw franz-go chain failed; the report has no ratio", "err", err)
+			cfg.Logger.Warn("raw franz-go chain failed; the report has no comparison", "err", err)
 		} else {
 			chain = &res
 		}
@@ -240,7 +256,7 @@ sending:
 			}
 			due := int64(now.Sub(sendStart).Seconds() * cfg.Rate)
 			for ; n < due; n++ {
-				trace := prefix + strconv.FormatInt(n, 10)
+				trace := fmt.Sprintf("%s%024x", prefix, n)
 				it := &schemas.Intent{
 					IntentID: trace, TraceID: trace, Actor: "actor-" + strconv.FormatInt(n%int64(cfg.Actors), 10),
 					Kind: cfg.Kind, Input: "load test " + id, SchemaVersion: schemas.V2, Timestamp: now.UTC(),
@@ -256,7 +272,11 @@ sending:
 					st.firstSent = now
 				}
 				st.mu.Unlock()
-				prod.Produce(ctx, &kgo.Record{Topic: string(cfg.Layout.Intents()), Key: []byte(trace), Value: b}, func(_ *kgo.Record, err error) {
+				rec := &kgo.Record{Topic: string(cfg.Layout.Intents()), Key: []byte(trace), Value: b}
+				if tp := pipeline.Traceparent(trace, thread.RunSpanID(trace)); tp != nil {
+					rec.Headers = []kgo.RecordHeader{{Key: thread.HeaderTraceparent, Value: tp}}
+				}
+				prod.Produce(ctx, rec, func(_ *kgo.Record, err error) {
 					if err != nil {
 						produceErrs.Add(1)
 						firstErr.CompareAndSwap(nil, err)
@@ -527,6 +547,10 @@ func report(cfg Config, st *state, start time.Time) {
 		}
 	}
 	p.DoneRate = rate
+	if cfg.Memory != nil {
+		m := cfg.Memory()
+		p.RSSBytes, p.HeapBytes = m.RSS, m.Heap
+	}
 	st.series = append(st.series, p)
 	last := ""
 	if k := len(st.decisions); k > 0 {
@@ -534,8 +558,12 @@ func report(cfg Config, st *state, start time.Time) {
 	}
 	st.mu.Unlock()
 	if cfg.Progress != nil {
-		fmt.Fprintf(cfg.Progress, "[%5.1fs] sent %d  completed %d (baseline %d, canary %d)  in flight %d  %.0f runs/s  canary weight %s %s%s\n",
-			el.Seconds(), p.Sent, p.Done, p.Baseline, p.Canary, p.Sent-p.Done, rate, pct(ro.Weight), ro.Phase, last)
+		mem := ""
+		if p.RSSBytes > 0 {
+			mem = fmt.Sprintf("  rss %dMiB heap %dMiB", p.RSSBytes>>20, p.HeapBytes>>20)
+		}
+		fmt.Fprintf(cfg.Progress, "[%5.1fs] sent %d  completed %d (baseline %d, canary %d)  in flight %d  %.0f runs/s  canary weight %s %s%s%s\n",
+			el.Seconds(), p.Sent, p.Done, p.Baseline, p.Canary, p.Sent-p.Done, rate, pct(ro.Weight), ro.Phase, mem, last)
 	}
 }
 

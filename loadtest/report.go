@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/spinerun/spine/processors/canary"
@@ -45,10 +46,15 @@ type Report struct {
 	FlagChanges []FlagChange `json:"flag_changes"`
 	// Series has one point a second.
 	Series []Point `json:"series"`
-	// Raw is the raw franz-go chain measured after the load, and
-	// RawRatio is EventsPerSec / Raw.EventsPerSec.
-	Raw      *ChainResult `json:"raw_franz_go_chain,omitempty"`
-	RawRatio float64      `json:"spine_to_raw_events_ratio,omitempty"`
+	// Raw is the raw franz-go chain measured before the load, and
+	// RawComparison sets Spine beside it where that means something.
+	Raw           *ChainResult   `json:"raw_franz_go_chain,omitempty"`
+	RawComparison *RawComparison `json:"raw_comparison,omitempty"`
+	// RSSFirstBytes, RSSPeakBytes and RSSLastBytes summarise the stack's
+	// resident memory over Series (in-process stacks only).
+	RSSFirstBytes int64 `json:"rss_first_bytes,omitempty"`
+	RSSPeakBytes  int64 `json:"rss_peak_bytes,omitempty"`
+	RSSLastBytes  int64 `json:"rss_last_bytes,omitempty"`
 	// FinalWeightBP and FinalPhase are the rollout at the end.
 	FinalWeightBP int    `json:"final_weight_bp"`
 	FinalPhase    string `json:"final_phase"`
@@ -118,6 +124,10 @@ type Point struct {
 	Canary   int64   `json:"canary_finished"`
 	WeightBP int     `json:"weight_bp"`
 	Phase    string  `json:"phase"`
+	// RSSBytes and HeapBytes are the stack's resident memory and Go heap
+	// (in-process stacks only; see Config.Memory).
+	RSSBytes  int64 `json:"rss_bytes,omitempty"`
+	HeapBytes int64 `json:"heap_bytes,omitempty"`
 }
 
 func buildReport(cfg Config, st *state, id string, start, sendStart, sendEnd time.Time, chain *ChainResult) *Report {
@@ -129,6 +139,16 @@ func buildReport(cfg Config, st *state, id string, start, sendStart, sendEnd tim
 		Sent: st.sent, AskedRate: cfg.Rate, ThreadEvents: st.events, DeadLettered: st.dlq,
 		Routes: st.routes, Decisions: st.decisions, Series: st.series, Raw: chain,
 		FinalWeightBP: ro.Weight, FinalPhase: string(ro.Phase),
+	}
+	for _, p := range st.series {
+		if p.RSSBytes == 0 {
+			continue
+		}
+		if r.RSSFirstBytes == 0 {
+			r.RSSFirstBytes = p.RSSBytes
+		}
+		r.RSSPeakBytes = max(r.RSSPeakBytes, p.RSSBytes)
+		r.RSSLastBytes = p.RSSBytes
 	}
 	if r.Decisions == nil {
 		r.Decisions = []Decision{}
@@ -176,10 +196,44 @@ func buildReport(cfg Config, st *state, id string, start, sendStart, sendEnd tim
 		}
 		r.FlagChanges = append(r.FlagChanges, fc)
 	}
-	if chain != nil && chain.EventsPerSec > 0 {
-		r.RawRatio = r.EventsPerSec / chain.EventsPerSec
-	}
+	r.RawComparison = compareRaw(cfg.Rate, st.lat, chain)
 	return r
+}
+
+// RawComparison sets Spine beside the raw chain where the two measure the
+// same thing: end-to-end latency at the same paced rate. A load test is
+// paced, so its throughput is the rate it was asked for, not a ceiling: a
+// ratio of it to an unpaced chain's throughput compares nothing, and none
+// is made (BenchmarkGoldenPath compares unpaced throughput).
+type RawComparison struct {
+	// Label says what is compared.
+	Label string `json:"label"`
+	// RatePerSec is the rate both ran at.
+	RatePerSec float64 `json:"rate_per_s"`
+	// Spine is the runs' latency, intent sent to terminal event, all
+	// routes; Raw the chain's, source write to the third hop's committed
+	// output; both in ms.
+	Spine projections.Percentiles `json:"spine_run_latency_ms"`
+	Raw   projections.Percentiles `json:"raw_chain_latency_ms"`
+}
+
+// compareRaw returns the latency comparison when chain ran paced at the
+// test's rate and runs finished, nil otherwise.
+func compareRaw(rate float64, lat map[string]*projections.Histogram, chain *ChainResult) *RawComparison {
+	if chain == nil || chain.Rate <= 0 || chain.Rate != rate {
+		return nil
+	}
+	all := &projections.Histogram{}
+	for _, h := range lat {
+		all.Merge(h)
+	}
+	if all.Count() == 0 {
+		return nil
+	}
+	return &RawComparison{
+		Label:      fmt.Sprintf("end-to-end latency at the same paced rate (%s/s)", strconv.FormatFloat(rate, 'f', -1, 64)),
+		RatePerSec: rate, Spine: projections.PercentilesOf(all), Raw: chain.Latency,
+	}
 }
 
 // RouteNames returns the report's routes, baseline first.

@@ -42,8 +42,9 @@ func sampleReport() *loadtest.Report {
 			{At: start.Add(15 * time.Second), Action: "rollback", Phase: "rolled_back", WeightBefore: 1000, WeightAfter: 0, Failures: 2, CanaryRuns: 600, BaselineRuns: 6000, Reason: "rollback: failure 2 of 2"},
 		},
 		FlagChanges: []loadtest.FlagChange{{At: start, Rev: 7, Who: "loadtest", Why: "start", WeightBP: 1000, Phase: "progressing"}, {At: start.Add(15 * time.Second), Rev: 9, Who: "canary-analyzer", Why: "rollback", WeightBP: 0, Phase: "rolled_back"}},
-		Raw:         &loadtest.ChainResult{Hops: 3, Records: 20000, Events: 60000, Seconds: 1, EventsPerSec: 60000, Latency: projections.Percentiles{P50: 9, P99: 40}},
-		RawRatio:    0.08,
+		Raw:         &loadtest.ChainResult{Hops: 3, Records: 2500, Rate: 500, Events: 7500, Seconds: 5, EventsPerSec: 1500, Latency: projections.Percentiles{P50: 9, P99: 40}},
+		RawComparison: &loadtest.RawComparison{Label: "end-to-end latency at the same paced rate (500/s)", RatePerSec: 500,
+			Spine: projections.Percentiles{P50: 31, P99: 180}, Raw: projections.Percentiles{P50: 9, P99: 40}},
 	}
 	for i := range 41 {
 		w := 1000
@@ -79,7 +80,7 @@ func TestReportHTMLIsSelfContained(t *testing.T) {
 	if !strings.Contains(page, "&lt;script&gt;") {
 		t.Error("a reason was not escaped")
 	}
-	for _, want := range []string{"rollback", "canary-analyzer", "raw franz-go", "0.080", "polyline", "baseline", "canary"} {
+	for _, want := range []string{"rollback", "canary-analyzer", "raw franz-go", "latency at the same paced rate (500/s)", "paced at 500 records/s", "polyline", "baseline", "canary"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page does not show %q", want)
 		}
@@ -91,6 +92,10 @@ func TestReportHTMLIsSelfContained(t *testing.T) {
 	jb, _ := os.ReadFile(jp)
 	if err := json.Unmarshal(jb, &back); err != nil || back.Sent != 15000 || len(back.Decisions) != 3 || back.Routes["canary"].Latency.P99 == 0 {
 		t.Fatalf("JSON round trip: %v %+v", err, back)
+	}
+	// A paced test's throughput is never set against the chain's.
+	if strings.Contains(page, "ratio") || strings.Contains(page, "Spine ÷ raw") {
+		t.Error("page shows a throughput ratio for a paced test")
 	}
 	if filepath.Base(hp) != "loadtest-abcd1234.html" {
 		t.Errorf("html at %s", hp)

@@ -22,7 +22,7 @@ func (c *Config) KafkaOpts(brokers ...string) ([]kgo.Opt, error) {
 	if len(brokers) == 0 {
 		return nil, fmt.Errorf("no Kafka brokers: set KAFKA_BROKERS or run the embedded stack with `spine up`")
 	}
-	opts := []kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ClientID(c.ServiceName)}
+	opts := []kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ClientID(c.ServiceName), kgo.ProducerBatchMaxBytes(MaxMessageBytes)}
 	switch strings.ToUpper(c.SASLMechanism) {
 	case "":
 	case "PLAIN":

@@ -19,6 +19,7 @@ import (
 type SchemaCodec struct {
 	serde     *schemas.Serde
 	contracts map[Topic]schemas.Contract
+	subjects  map[Topic]string // the layout's topics' value subjects, made once
 }
 
 var _ Codec = (*SchemaCodec)(nil)
@@ -31,7 +32,20 @@ func NewSchemaCodec(serde *schemas.Serde, layout Layout) *SchemaCodec {
 		contracts[t] = schemas.ContractRuntimeEvent
 	}
 	contracts[layout.Intents()] = schemas.ContractIntent
-	return &SchemaCodec{serde: serde, contracts: contracts}
+	subjects := make(map[Topic]string, len(contracts))
+	for t := range contracts {
+		subjects[t] = schemas.ValueSubject(string(t))
+	}
+	return &SchemaCodec{serde: serde, contracts: contracts, subjects: subjects}
+}
+
+// subject returns topic's value subject, without building it again for a
+// topic of the layout (Encode runs for every record written).
+func (c *SchemaCodec) subject(topic Topic) string {
+	if s, ok := c.subjects[topic]; ok {
+		return s
+	}
+	return schemas.ValueSubject(string(topic))
 }
 
 // Serde returns the serde underneath.
@@ -61,9 +75,9 @@ func (c *SchemaCodec) Encode(ctx context.Context, topic Topic, v schemas.Contrac
 	}
 	if want, ok := c.contracts[topic]; ok {
 		if got, _ := schemas.ContractOf(value); got != "" && got != want {
-			return nil, &schemas.EncodeError{Code: schemas.CodeUnsupportedType, Subject: schemas.ValueSubject(string(topic)), Version: v,
+			return nil, &schemas.EncodeError{Code: schemas.CodeUnsupportedType, Subject: c.subject(topic), Version: v,
 				Err: fmt.Errorf("topic %s carries %s, not %s", topic, want, got)}
 		}
 	}
-	return c.serde.Encode(ctx, schemas.ValueSubject(string(topic)), v, value)
+	return c.serde.Encode(ctx, c.subject(topic), v, value)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -69,6 +70,17 @@ type Config struct {
 	// as on disk, and none (retention by time only) on an external cluster;
 	// -1 is none everywhere.
 	ThreadRetentionBytes int64 `env:"SPINE_THREAD_RETENTION_BYTES, default=0"`
+	// ProjectionRetention is SPINE_PROJECTION_RETENTION: the projection
+	// topics (spine.proj.*, keyed per run or per window) are
+	// compact,delete with this retention.ms, so a run's cells leave them
+	// after it. 0 keeps them compact only, forever. Default 24h.
+	ProjectionRetention time.Duration `env:"SPINE_PROJECTION_RETENTION, default=24h"`
+	// EmbeddedMemory is SPINE_EMBEDDED_MEMORY, the memory budget of the
+	// embedded broker's data (1GiB, 512MiB, …): `spine up` sizes the
+	// retention.bytes and segment.bytes of every topic it creates from it
+	// and prints what each gets (also at GET /v1/stack). 0: no budget. An
+	// external cluster keeps its own settings. Default 1GiB.
+	EmbeddedMemory ByteSize `env:"SPINE_EMBEDDED_MEMORY, default=1GiB"`
 
 	// DataDir is SPINE_DATA_DIR, where the embedded broker persists.
 	// Default ./spine-data.
@@ -78,17 +90,61 @@ type Config struct {
 	// Default 1.
 	EmbeddedBrokers int `env:"SPINE_EMBEDDED_BROKERS, default=1"`
 	// KafkaPort is SPINE_KAFKA_PORT, the first port of the embedded broker
-	// (127.0.0.1). Default 9092.
+	// (on BindHost). Default 9092.
 	KafkaPort int `env:"SPINE_KAFKA_PORT, default=9092"`
+	// BindHost is SPINE_BIND_HOST, the interface every listener binds whose
+	// address names no host: the embedded broker, and SPINE_REGISTRY_ADDR,
+	// SPINE_HTTP_ADDR and SPINE_METRICS_ADDR given as :port. `spine up` is
+	// a development stack, so the default is the loopback interface; an
+	// operator opts in to others with 0.0.0.0 (every interface), an
+	// address of one, or an address with a host in SPINE_*_ADDR. Default
+	// 127.0.0.1.
+	BindHost string `env:"SPINE_BIND_HOST, default=127.0.0.1"`
+	// KafkaAdvertisedHost is SPINE_KAFKA_ADVERTISED_HOST, the host the
+	// embedded broker tells clients to connect to. Default empty: BindHost,
+	// or the machine's host name when BindHost is 0.0.0.0 or ::.
+	KafkaAdvertisedHost string `env:"SPINE_KAFKA_ADVERTISED_HOST"`
 	// RegistryAddr is SPINE_REGISTRY_ADDR, where `spine up` and
-	// `spine registry` serve the schema registry. Default :8081.
+	// `spine registry` serve the schema registry; :port binds BindHost.
+	// Default :8081.
 	RegistryAddr string `env:"SPINE_REGISTRY_ADDR, default=:8081"`
 	// HTTPAddr is SPINE_HTTP_ADDR, the HTTP server with /healthz, /metrics,
-	// the projections API and the dashboard. Default :8080.
+	// the projections API and the dashboard; :port binds BindHost. Default
+	// :8080.
 	HTTPAddr string `env:"SPINE_HTTP_ADDR, default=:8080"`
 	// MetricsAddr is SPINE_METRICS_ADDR, a separate listener for /metrics
 	// only. Default empty: /metrics is served on HTTPAddr.
 	MetricsAddr string `env:"SPINE_METRICS_ADDR"`
+
+	// ServerTLSCert and ServerTLSKey are SPINE_TLS_CERT and SPINE_TLS_KEY
+	// (PEM files, set both or neither): Spine's HTTP servers (API,
+	// ingress, registry, metrics) serve https with them. Default: http.
+	ServerTLSCert string `env:"SPINE_TLS_CERT"`
+	ServerTLSKey  string `env:"SPINE_TLS_KEY"`
+	// HTTPReadTimeout is SPINE_HTTP_READ_TIMEOUT, the bound on reading one
+	// request, body included, on every HTTP server. Default 30s.
+	HTTPReadTimeout time.Duration `env:"SPINE_HTTP_READ_TIMEOUT, default=30s"`
+	// HTTPWriteTimeout is SPINE_HTTP_WRITE_TIMEOUT, the bound on one
+	// request from its headers to its answer's end; above the longest
+	// answer (GET /v1/runs/{id}?wait= waits up to 60s, a CPU profile 30s).
+	// Default 90s.
+	HTTPWriteTimeout time.Duration `env:"SPINE_HTTP_WRITE_TIMEOUT, default=90s"`
+	// HTTPIdleTimeout is SPINE_HTTP_IDLE_TIMEOUT, how long a keep-alive
+	// connection waits for its next request. Default 120s.
+	HTTPIdleTimeout time.Duration `env:"SPINE_HTTP_IDLE_TIMEOUT, default=120s"`
+	// RegistryBearerToken is SCHEMA_REGISTRY_BEARER_TOKEN, a bearer token
+	// the registry clients send (for a registry whose writes need one).
+	// Default none.
+	RegistryBearerToken string `env:"SCHEMA_REGISTRY_BEARER_TOKEN"`
+	// RegistryCAFile is SCHEMA_REGISTRY_CA_FILE, a PEM file of the CA(s)
+	// the registry clients trust for an https SCHEMA_REGISTRY_URL, besides
+	// the system's. Default: the system's only.
+	RegistryCAFile string `env:"SCHEMA_REGISTRY_CA_FILE"`
+
+	// Pprof is SPINE_PPROF: serve Go's profiles (net/http/pprof) under
+	// /debug/pprof/ on HTTPAddr, for measuring memory and CPU. Default
+	// false.
+	Pprof bool `env:"SPINE_PPROF, default=false"`
 
 	// ShutdownTimeout is SPINE_SHUTDOWN_TIMEOUT, the bound on a clean
 	// shutdown. Default 10s.
@@ -127,21 +183,54 @@ type Config struct {
 	ServiceName string `env:"OTEL_SERVICE_NAME, default=spine"`
 }
 
-// EmbeddedRetentionBytes is the thread topics' retention.bytes per
-// partition on the embedded broker when SPINE_THREAD_RETENTION_BYTES is 0.
-const EmbeddedRetentionBytes = 32 << 20
-
 // ThreadRetentionBytesResolved is the retention.bytes thread topics get:
-// the configured size, or with 0 (auto) EmbeddedRetentionBytes on the
-// embedded broker and -1 (none) on an external cluster.
+// the configured size; with 0 (auto), on the embedded broker their share of
+// SPINE_EMBEDDED_MEMORY (0 here, sized by the layout's Allocations) or 32
+// MiB without a budget, and -1 (none) on an external cluster.
 func (c *Config) ThreadRetentionBytesResolved() int64 {
 	switch {
 	case c.ThreadRetentionBytes != 0:
 		return c.ThreadRetentionBytes
+	case c.Embedded() && c.EmbeddedMemory > 0:
+		return 0
 	case c.Embedded():
 		return EmbeddedRetentionBytes
 	}
 	return -1
+}
+
+// EmbeddedRetentionBytes is the thread topics' retention.bytes per
+// partition on the embedded broker without a memory budget.
+const EmbeddedRetentionBytes = 32 << 20
+
+// EmbeddedMemoryResolved is the embedded broker's memory budget in bytes:
+// SPINE_EMBEDDED_MEMORY on the embedded broker, 0 on an external cluster.
+func (c *Config) EmbeddedMemoryResolved() int64 {
+	if !c.Embedded() {
+		return 0
+	}
+	return int64(c.EmbeddedMemory)
+}
+
+// ListenAddr is where a listener configured as addr binds: addr itself
+// when it names a host (0.0.0.0:8080, 10.0.0.5:8080), else BindHost with
+// its port (:8080 → 127.0.0.1:8080 by default).
+func (c *Config) ListenAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host != "" {
+		return addr
+	}
+	return net.JoinHostPort(c.BindHost, port)
+}
+
+// HTTPServer returns an HTTP server named name for handler on addr (bound
+// as ListenAddr says), with the configured timeouts and TLS.
+func (c *Config) HTTPServer(name, addr string, handler http.Handler, log *slog.Logger) *HTTPServer {
+	return &HTTPServer{
+		Name: name, Addr: c.ListenAddr(addr), Handler: handler, ShutdownTimeout: c.ShutdownTimeout, Log: log,
+		ReadTimeout: c.HTTPReadTimeout, WriteTimeout: c.HTTPWriteTimeout, IdleTimeout: c.HTTPIdleTimeout,
+		TLSCertFile: c.ServerTLSCert, TLSKeyFile: c.ServerTLSKey,
+	}
 }
 
 // Embedded reports whether the config asks for the in-process broker.
@@ -204,6 +293,33 @@ func (c *Config) Validate() []error {
 			bad("%s: %v", name, err)
 		}
 	}
+	if (c.ServerTLSCert == "") != (c.ServerTLSKey == "") {
+		bad("SPINE_TLS_CERT and SPINE_TLS_KEY go together: set both or neither")
+	}
+	for name, f := range map[string]string{"SPINE_TLS_CERT": c.ServerTLSCert, "SPINE_TLS_KEY": c.ServerTLSKey, "SCHEMA_REGISTRY_CA_FILE": c.RegistryCAFile} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			bad("%s: %v", name, err)
+		}
+	}
+	if c.BindHost == "" {
+		bad("SPINE_BIND_HOST: must not be empty (127.0.0.1: this machine only; 0.0.0.0: every interface)")
+	} else if strings.ContainsAny(c.BindHost, " /,") || (strings.Contains(c.BindHost, ":") && net.ParseIP(c.BindHost) == nil) {
+		bad("SPINE_BIND_HOST: %q is not a host name or IP address (no port)", c.BindHost)
+	}
+	if c.RegistryBearerToken != "" && c.RegistryUsername != "" {
+		bad("SCHEMA_REGISTRY_BEARER_TOKEN and SCHEMA_REGISTRY_USERNAME: choose one way to authenticate to the registry")
+	}
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{{"SPINE_HTTP_READ_TIMEOUT", c.HTTPReadTimeout}, {"SPINE_HTTP_WRITE_TIMEOUT", c.HTTPWriteTimeout}, {"SPINE_HTTP_IDLE_TIMEOUT", c.HTTPIdleTimeout}} {
+		if d.d < time.Second {
+			bad("%s: %s must be at least 1s", d.name, d.d)
+		}
+	}
 	if (c.RegistryUsername == "") != (c.RegistryPassword == "") {
 		bad("SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD go together: set both or neither")
 	}
@@ -221,6 +337,12 @@ func (c *Config) Validate() []error {
 	}
 	if c.ThreadRetentionBytes < -1 {
 		bad("SPINE_THREAD_RETENTION_BYTES: %d is not -1 (none), 0 (auto) or a positive size", c.ThreadRetentionBytes)
+	}
+	if c.ProjectionRetention < 0 {
+		bad("SPINE_PROJECTION_RETENTION: %s must not be negative (0: keep)", c.ProjectionRetention)
+	}
+	if c.EmbeddedMemory < 0 || (c.EmbeddedMemory > 0 && c.EmbeddedMemory < 64<<20) {
+		bad("SPINE_EMBEDDED_MEMORY: %s is neither 0 (no budget) nor at least 64MiB", c.EmbeddedMemory)
 	}
 	if c.DataDir == "" {
 		bad("SPINE_DATA_DIR: must not be empty")

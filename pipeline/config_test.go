@@ -89,7 +89,8 @@ func TestThreadRetentionBytesAuto(t *testing.T) {
 		env  map[string]string
 		want int64
 	}{
-		{map[string]string{}, EmbeddedRetentionBytes},
+		{map[string]string{}, 0}, // from SPINE_EMBEDDED_MEMORY
+		{map[string]string{"SPINE_EMBEDDED_MEMORY": "0"}, EmbeddedRetentionBytes},
 		{map[string]string{"KAFKA_BROKERS": "k:9092"}, -1},
 		{map[string]string{"KAFKA_BROKERS": "k:9092", "SPINE_THREAD_RETENTION_BYTES": "1000"}, 1000},
 		{map[string]string{"SPINE_THREAD_RETENTION_BYTES": "-1"}, -1},

@@ -55,8 +55,9 @@ type DeadLetter struct {
 
 // DeadLetterRecord builds the DLQ record for a poison input: the original
 // key, value and headers unchanged, plus the dead-letter headers. It is the
-// one dead-letter writer of the program (the loop's and the projections'),
-// so every dead letter reads back with ParseDeadLetter.
+// one dead-letter writer of the program (the loop's, for every processor,
+// the projections' batch handler included), so every dead letter reads
+// back with ParseDeadLetter.
 func DeadLetterRecord(dlq Topic, group, processor string, r *kgo.Record, cause error) *kgo.Record {
 	code := CodeOf(cause)
 	if code == "" {

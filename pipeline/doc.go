@@ -6,8 +6,12 @@
 // (httpserve.go), and the transactional consume→process→produce
 // loop every processor runs on: its options (loop_options.go), its
 // sessions, assignment and restore (loop.go, state.go), one transaction
-// (loop_transact.go), timers (timers.go), dead letters (dlq.go), metrics
-// (metrics.go). Beside the loop: a generic flag store over a compacted
+// (loop_transact.go), timers (timers.go), work run outside transactions
+// for Async handlers (loop_async.go), dead letters (dlq.go), metrics
+// (metrics.go), and the same loop for a BatchHandler, which folds a whole
+// batch into records of its own topics and keeps no changelog (batch.go:
+// BatchHandler, Record and the optional Settler and Revoker; loop_batch.go:
+// NewBatchProcessor and its transaction) — the projections run on it. Beside the loop: a generic flag store over a compacted
 // topic (flags.go; what a flag means lives with its user, as the canary's
 // v2_rollout in processors/canary) and the leader election (leader.go). What a processor does lives in its
 // Handler (handler.go), outside this package; DESIGN.md describes the

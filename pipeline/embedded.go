@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,8 +22,20 @@ type EmbeddedConfig struct {
 	DataDir string
 	// Brokers is the number of in-process brokers (default 1).
 	Brokers int
-	// Port is the first port, on 127.0.0.1; 0 picks free ports.
+	// Port is the first port, on Host; 0 picks free ports.
 	Port int
+	// Host is the interface the brokers bind (SPINE_BIND_HOST). Default
+	// 127.0.0.1: only this machine can connect.
+	Host string
+	// AdvertisedHost is the host the brokers tell clients to connect to
+	// (SPINE_KAFKA_ADVERTISED_HOST). Default: Host, or the machine's host
+	// name when Host is every interface (0.0.0.0 or ::).
+	AdvertisedHost string
+	// TLS, when set, makes the brokers speak TLS only.
+	TLS *tls.Config
+	// SASL, when set, makes the brokers require SASL; ACLs apply to every
+	// user but the superuser.
+	SASL *EmbeddedSASL
 	// CleanerIntervalMs is how often compaction and retention run
 	// (log.cleaner.backoff.ms); kfake's default is an hour. Default 30000.
 	CleanerIntervalMs int
@@ -67,13 +80,13 @@ func (e *Embedded) Start() error {
 			"log.cleaner.backoff.ms":     fmt.Sprint(e.cfg.CleanerIntervalMs),
 			"transaction.max.timeout.ms": "900000",
 		}),
-		kfake.ListenFn(func(network, addr string) (net.Listener, error) {
-			l, err := net.Listen(network, addr)
-			if err != nil && errors.Is(err, syscall.EADDRINUSE) {
-				return nil, fmt.Errorf("embedded Kafka broker: %s: %w (stop whatever listens there or set SPINE_KAFKA_PORT)", addr, ErrPortInUse)
-			}
-			return l, err
-		}),
+		kfake.ListenFn(e.listen),
+	}
+	if e.cfg.TLS != nil {
+		opts = append(opts, kfake.TLS(e.cfg.TLS))
+	}
+	if e.cfg.SASL != nil {
+		opts = append(opts, e.cfg.SASL.opts()...)
 	}
 	if e.cfg.Port > 0 {
 		ports := make([]int, e.cfg.Brokers)
@@ -100,6 +113,56 @@ func (e *Embedded) Start() error {
 	}
 	e.cluster = c
 	return nil
+}
+
+// listen binds kfake's address (always 127.0.0.1:port) on the configured
+// host instead, and advertises the configured host.
+func (e *Embedded) listen(network, addr string) (net.Listener, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	host := e.cfg.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	addr = net.JoinHostPort(host, port)
+	l, err := net.Listen(network, addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("embedded Kafka broker: %s: %w (stop whatever listens there or set SPINE_KAFKA_PORT)", addr, ErrPortInUse)
+		}
+		return nil, fmt.Errorf("embedded Kafka broker: listen %s: %w", addr, err)
+	}
+	adv := e.cfg.AdvertisedHost
+	if adv == "" {
+		if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+			return l, nil
+		}
+		if adv, err = os.Hostname(); err != nil || adv == "" {
+			adv = "localhost"
+		}
+	}
+	return advertised{Listener: l, host: adv}, nil
+}
+
+// advertised is a listener whose Addr names the host clients should dial
+// (kfake advertises its listener's address in metadata).
+type advertised struct {
+	net.Listener
+	host string
+}
+
+func (a advertised) Addr() net.Addr { return advertisedAddr{a.Listener.Addr(), a.host} }
+
+type advertisedAddr struct {
+	net.Addr
+	host string
+}
+
+func (a advertisedAddr) String() string {
+	_, port, _ := net.SplitHostPort(a.Addr.String())
+	return net.JoinHostPort(a.host, port)
 }
 
 // Addrs returns the brokers' host:port addresses; nil before Start.

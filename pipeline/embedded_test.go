@@ -284,3 +284,25 @@ func readToEnd(t *testing.T, brokers []string, topic string) (map[string]string,
 	}
 	return latest, n
 }
+
+// A fresh start creates its topics and finds them served at once: the
+// leader poll asks the broker, not kadm's metadata cache, which kept the
+// first ListTopics' "missing" for MetadataMinAge (5 s) and held every fresh
+// `spine up` back by that long.
+func TestEnsureTopicsFreshIsQuick(t *testing.T) {
+	t.Parallel()
+	e := NewEmbedded(EmbeddedConfig{DataDir: t.TempDir()})
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	adm := kadm.NewClient(kgoClient(t, e.Addrs()))
+	start := time.Now()
+	if err := EnsureTopics(t.Context(), adm, Layout{Partitions: 6, RetentionMs: time.Hour.Milliseconds()}, -1); err != nil {
+		t.Fatal(err)
+	}
+	// The cache's age is 5 s; a slow shared machine takes well under 2 s.
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("EnsureTopics on a fresh broker took %v, want under 2s (a cached metadata poll waits 5s)", took)
+	}
+}

@@ -271,18 +271,22 @@ func (f *Flags) apply(r *kgo.Record) {
 	cur, had := f.current[c.Flag]
 	dup := had && c.Rev == cur.Rev && c.At.Equal(cur.At) && c.Who == cur.Who
 	newer := !had || c.Rev > cur.Rev || (c.Rev == cur.Rev && !dup && c.Offset > cur.Offset)
-	if newer {
-		f.current[c.Flag] = c
-	}
 	watch := slices.Clone(f.watch)
 	f.mu.Unlock()
 	if !newer {
 		return
 	}
 	f.perFlag.WithLabelValues(c.Flag).Inc()
+	// The watchers (a typed view such as canary.Rollouts) hear of the
+	// change before the store's own view shows it, so a Set that returns
+	// once the store shows its write finds every view updated. apply runs
+	// on Run's goroutine only: nothing else writes current meanwhile.
 	for _, fn := range watch {
 		fn(c)
 	}
+	f.mu.Lock()
+	f.current[c.Flag] = c
+	f.mu.Unlock()
 }
 
 // WaitReady blocks until Run has read every change that existed when it

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/spinerun/spine/schemas"
 )
 
@@ -33,6 +35,14 @@ type Output struct {
 	Value any
 	// Version is the contract to encode Value with; 0 means V1.
 	Version schemas.ContractVersion
+	// Raw, when not nil, is the record's value as is, not encoded with the
+	// codec (Value and Version are then ignored): a store record, such as
+	// an artifact's content on the artifacts topic, which is not an event
+	// of the thread.
+	Raw []byte
+	// Headers are added to the record (with Raw; an event's record carries
+	// its event type in HeaderEventType).
+	Headers []kgo.RecordHeader
 }
 
 // Result is what a Handler returns for one input or timer.

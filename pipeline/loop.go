@@ -24,7 +24,9 @@ import (
 // loop: it consumes its inputs in the consumer group Layout.Group(name),
 // keeps the handler's state in the compacted changelog Layout.State(name),
 // dead-letters poison input to Layout.DLQ(), and fires durable timers of a
-// Timed handler. See pipeline/DESIGN.md for goroutines and locks.
+// Timed handler. See pipeline/DESIGN.md for goroutines and locks. One
+// built with NewBatchProcessor runs a BatchHandler instead, without a
+// changelog or timers.
 //
 // A Processor is built with NewProcessor (no I/O) and runs with Run. Run may
 // be called once at a time.
@@ -43,6 +45,15 @@ type Processor struct {
 	m     *loopMetrics
 	store *store
 
+	// async runs the works of an Async handler (nil for other handlers);
+	// asyncS is the loop goroutine's side of it.
+	async  *asyncRunner
+	asyncS asyncSession
+	// rebalances counts revocations and losses (see end); pending counts
+	// the rebalances the loop held back (OnPartitionsCallbackBlocked).
+	rebalances atomic.Int64
+	pending    atomic.Int64
+
 	running atomic.Bool
 	fatalMu sync.Mutex
 	fatal   error
@@ -51,6 +62,12 @@ type Processor struct {
 	// deferredSince is when records passed over without a transaction
 	// first left their offsets uncommitted (zero: none); loop goroutine only.
 	deferredSince time.Time
+
+	// A batch processor's handler (NewBatchProcessor; nil otherwise) and
+	// the optional interfaces it implements.
+	bh      BatchHandler
+	settler Settler
+	revoker Revoker
 }
 
 // NewProcessor returns a processor named name (it names the group, the
@@ -80,6 +97,13 @@ func NewProcessor(name string, h Handler, opts ...ProcessorOpt) (*Processor, err
 	}
 	p.txnID = p.group + "-" + cfg.instance
 	p.timed, _ = h.(Timed)
+	if a, ok := h.(Async); ok {
+		am, err := newAsyncMetrics(cfg.reg)
+		if err != nil {
+			return nil, fmt.Errorf("pipeline: register metrics of processor %s: %w", name, err)
+		}
+		p.async = newAsyncRunner(name, a, cfg.asyncConcurrency, cfg.asyncQueue, cfg.log.With("processor", name, "instance", cfg.instance), am)
+	}
 	for _, t := range cfg.inputs {
 		p.inputs[string(t)] = true
 	}
@@ -159,6 +183,7 @@ func (p *Processor) takeFatal() error {
 func (p *Processor) session(ctx context.Context) error {
 	log := p.cfg.log
 	p.store.dropAll()
+	p.asyncStart()
 	p.deferredSince = time.Time{}
 	_ = p.takeFatal()
 
@@ -208,12 +233,27 @@ func (p *Processor) session(ctx context.Context) error {
 		kgo.ProducerLinger(0),
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.RecordDeliveryTimeout(p.cfg.txnTimeout),
-		kgo.RecordPartitioner(statePartitioner{state: string(p.stateTopic), rest: kgo.StickyKeyPartitioner(nil)}),
-		kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
-			p.onAssigned(ctx, rs, rs.adm, assigned)
+		kgo.RecordPartitioner(p.partitioner()),
+		kgo.OnPartitionsAssigned(func(cbctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+			// Once per rebalance and member: the generation names the
+			// rebalance (the fault soak counts them from these lines).
+			member, generation := cl.GroupMetadata()
+			log.Info("partitions assigned", "group", p.group, "generation", generation, "member_id", member, "partitions", p.partitionsOf(assigned))
+			// The restore ends with Run's ctx too: a stopping processor
+			// leaves the group at once instead of finishing a restore
+			// (which can wait out a crashed predecessor's transaction).
+			rctx, stop := context.WithCancel(cbctx)
+			defer stop()
+			defer context.AfterFunc(ctx, stop)()
+			p.onAssigned(rctx, rs, rs.adm, assigned)
 		}),
 		kgo.OnPartitionsRevoked(p.onRevoked),
 		kgo.OnPartitionsLost(p.onRevoked),
+		// A rebalance waiting for the loop: the group may complete it
+		// without this member (kicked out after the rebalance timeout) and
+		// give its partitions to another. A transaction that commits no
+		// offsets has no generation check, so it must not commit then.
+		kgo.OnPartitionsCallbackBlocked(func(context.Context, *kgo.Client) { p.pending.Add(1) }),
 	)
 	if p.cfg.static {
 		opts = append(opts, kgo.InstanceID(p.txnID))
@@ -249,7 +289,7 @@ func (p *Processor) session(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		pctx, cancel := context.WithTimeout(ctx, p.cfg.tick)
+		pctx, cancel := p.pollContext(ctx)
 		fs := sess.PollRecords(pctx, p.cfg.maxBatch)
 		cancel()
 		if fs.IsClientClosed() {
@@ -272,9 +312,13 @@ func (p *Processor) session(ctx context.Context) error {
 			p.logReleased(p.store.releaseExpired(now))
 			due = p.store.dueTimers(now)
 		}
+		var done []completion
+		if p.async != nil {
+			done = p.async.take()
+		}
 		now := time.Now()
 		switch {
-		case len(due) == 0 && len(recs) > 0 && p.skippable(recs) && p.deferring(now):
+		case len(due) == 0 && len(done) == 0 && len(recs) > 0 && p.skippable(recs) && p.deferring(now):
 			// Every record is of a type this processor passes over:
 			// nothing to produce, so no transaction. Their offsets are
 			// committed with the next one (at most skipCommitDelay
@@ -283,8 +327,13 @@ func (p *Processor) session(ctx context.Context) error {
 			// that Kafka 4.1 with transaction.version 2 often aborts.
 			p.m.records.WithLabelValues(p.name, "skipped").Add(float64(len(recs)))
 			p.advanceRead(read)
-		case len(recs) > 0 || len(due) > 0 || p.deferralDue(now):
-			if err := p.transact(ctx, sess, recs, due, read); err != nil {
+		case p.bh != nil && (len(recs) > 0 || p.deferralDue(now)):
+			if err := p.transactBatch(ctx, sess, recs); err != nil {
+				sess.AllowRebalance()
+				return err
+			}
+		case len(recs) > 0 || len(due) > 0 || len(done) > 0 || p.deferralDue(now):
+			if err := p.transact(ctx, sess, recs, due, done, read); err != nil {
 				sess.AllowRebalance()
 				return err
 			}
@@ -293,6 +342,7 @@ func (p *Processor) session(ctx context.Context) error {
 			// but the catch-up waits move on.
 			p.advanceRead(read)
 		}
+		p.backpressure(sess.Client())
 		sess.AllowRebalance()
 	}
 }
@@ -308,7 +358,7 @@ func (p *Processor) skippable(recs []*kgo.Record) bool {
 		return false
 	}
 	for _, r := range recs {
-		if t, ok := eventTypeHeader(r); !ok || p.cfg.eventTypes[t] {
+		if has, wanted := typeWanted(p.cfg.eventTypes, r); !has || wanted {
 			return false
 		}
 	}
@@ -344,6 +394,7 @@ func (p *Processor) advanceRead(read map[int32]map[string]int64) {
 // close leaves the group and closes the client, bounded by the shutdown
 // timeout.
 func (p *Processor) close(sess *kgo.GroupTransactSession) {
+	p.asyncStop()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -356,6 +407,7 @@ func (p *Processor) close(sess *kgo.GroupTransactSession) {
 		p.cfg.log.Error("processor did not close within the shutdown timeout", "timeout", p.cfg.shutdownTimeout)
 	}
 	p.store.dropAll()
+	p.revokeAll()
 }
 
 func (p *Processor) partitionsOf(m map[string][]int32) []int32 {
@@ -380,7 +432,7 @@ func (p *Processor) partitionsOf(m map[string][]int32) []int32 {
 // partitions' timers may fire.
 func (p *Processor) onAssigned(ctx context.Context, rs *restorer, adm *kadm.Client, assigned map[string][]int32) {
 	parts := p.partitionsOf(assigned)
-	if len(parts) == 0 {
+	if len(parts) == 0 || p.bh != nil { // a batch handler keeps its own state
 		return
 	}
 	var holds map[int32]*catchUp
@@ -399,6 +451,9 @@ func (p *Processor) onAssigned(ctx context.Context, rs *restorer, adm *kadm.Clie
 		if h := holds[part]; h != nil && len(h.targets) > 0 {
 			h.since, h.until = now, now.Add(p.cfg.catchUpGrace)
 			ps.hold = h
+		}
+		if p.async != nil {
+			p.async.own(part, ps)
 		}
 		p.store.install(part, ps)
 	}
@@ -530,8 +585,15 @@ func (p *Processor) logReleased(hs []held) {
 // onRevoked drops the state of revoked or lost partitions; their new owner
 // restores it from the changelog.
 func (p *Processor) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	p.rebalances.Add(1)
 	parts := p.partitionsOf(revoked)
 	p.store.drop(parts)
+	if p.async != nil {
+		p.async.release(parts)
+	}
+	if p.revoker != nil && len(parts) > 0 {
+		p.revoker.Revoked(parts)
+	}
 	if len(parts) > 0 {
 		p.cfg.log.Info("partitions revoked; state dropped", "partitions", parts)
 	}

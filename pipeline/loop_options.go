@@ -39,6 +39,10 @@ type processorConfig struct {
 	maxBuffered     int
 	concurrency     int
 	catchUpGrace    time.Duration
+	// asyncConcurrency and asyncQueue bound an Async handler's works
+	// (WithAsync).
+	asyncConcurrency int
+	asyncQueue       int
 	// eventTypes, when set, are the only event types handed to the
 	// handler (WithEventTypes).
 	eventTypes map[schemas.EventType]bool
@@ -64,6 +68,8 @@ func defaultProcessorConfig() processorConfig {
 		maxBuffered:     1 << 17,
 		concurrency:     1,
 		catchUpGrace:    30 * time.Second,
+
+		asyncConcurrency: DefaultAsyncConcurrency,
 	}
 }
 
@@ -150,10 +156,11 @@ func WithMaxBuffered(n int) ProcessorOpt { return func(c *processorConfig) { c.m
 
 // WithConcurrency lets the loop handle the records of up to n partitions
 // of a batch at once (each partition's records still in order, one
-// transaction per batch as always). It pays off for handlers that wait (a
-// dataplane executor calling out); the handler must then be safe for
-// concurrent calls on different partitions. Default 1: one record at a
-// time.
+// transaction per batch as always). It pays off for handlers with much CPU
+// work per record; a handler that waits on the outside world implements
+// Async instead (its calls then run outside transactions, WithAsync at
+// once). The handler must be safe for concurrent calls on different
+// partitions. Default 1: one record at a time.
 func WithConcurrency(n int) ProcessorOpt { return func(c *processorConfig) { c.concurrency = n } }
 
 // WithCatchUpGrace bounds how long, after a partition is assigned, its
@@ -225,6 +232,9 @@ func (c *processorConfig) validate(name string, h Handler) error {
 	}
 	if c.concurrency < 1 {
 		bad("concurrency %d must be at least 1", c.concurrency)
+	}
+	if c.asyncConcurrency < 1 || c.asyncQueue < 0 {
+		bad("async concurrency %d must be at least 1 and its queue %d not negative", c.asyncConcurrency, c.asyncQueue)
 	}
 	if c.maxBuffered < 2 {
 		bad("max buffered records %d must be at least 2", c.maxBuffered)

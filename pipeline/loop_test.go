@@ -134,11 +134,9 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// start runs a processor until the returned stop is called (or the test
-// ends) and fails the test if Run returns an error.
-func (e *env) start(t *testing.T, name string, h pipeline.Handler, opts ...pipeline.ProcessorOpt) (stop func()) {
-	t.Helper()
-	base := []pipeline.ProcessorOpt{
+// baseOpts are the options every test processor on e starts with.
+func (e *env) baseOpts(t *testing.T) []pipeline.ProcessorOpt {
+	return []pipeline.ProcessorOpt{
 		pipeline.WithKafka(kgo.SeedBrokers(e.brokers...)),
 		pipeline.WithLayout(e.layout),
 		pipeline.WithInputs(e.layout.Intents()),
@@ -148,7 +146,13 @@ func (e *env) start(t *testing.T, name string, h pipeline.Handler, opts ...pipel
 		pipeline.WithGroupTimeouts(6*time.Second, 10*time.Second),
 		pipeline.WithRetryBackoff(20*time.Millisecond, 200*time.Millisecond),
 	}
-	p, err := pipeline.NewProcessor(name, h, append(base, opts...)...)
+}
+
+// start runs a processor until the returned stop is called (or the test
+// ends) and fails the test if Run returns an error.
+func (e *env) start(t *testing.T, name string, h pipeline.Handler, opts ...pipeline.ProcessorOpt) (stop func()) {
+	t.Helper()
+	p, err := pipeline.NewProcessor(name, h, append(e.baseOpts(t), opts...)...)
 	if err != nil {
 		t.Fatalf("new processor: %v", err)
 	}

@@ -22,6 +22,8 @@ type batch struct {
 	skipped int
 	dlq     map[string]int
 	fired   map[int32][]timer
+	// completed are the Async works this batch completes.
+	completed []completion
 
 	mu      sync.Mutex
 	prodErr error
@@ -36,16 +38,17 @@ func (e *errBlocked) Unwrap() error { return e.err }
 
 // transact handles recs and due timers in one transaction. It returns an
 // error only when the session is unusable.
-func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, due map[int32][]timer, read map[int32]map[string]int64) error {
+func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, due map[int32][]timer, done []completion, read map[int32]map[string]int64) error {
 	// In-flight work finishes even when ctx ends (two-step shutdown); the
 	// transaction timeout bounds it.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.txnTimeout+5*time.Second)
 	defer cancel()
 	start := time.Now()
+	rebalances, pending := p.rebalances.Load(), p.pending.Load()
 	if err := sess.Begin(); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
-	b := &batch{ov: p.store.newOverlay(), dlq: map[string]int{}, fired: due}
+	b := &batch{ov: p.store.newOverlay(), dlq: map[string]int{}, fired: due, completed: done}
 	var buffered atomic.Int64
 	promise := func(r *kgo.Record, err error) {
 		if err != nil {
@@ -92,6 +95,9 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 			}
 		}
 	}
+	if blocked == nil && len(done) > 0 {
+		blocked = p.completeAll(ctx, wctx, b, produce)
+	}
 	commit := blocked == nil
 	if commit {
 		// Only each key's last state of the batch goes to the changelog.
@@ -100,47 +106,21 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 				produce(&kgo.Record{Topic: string(p.stateTopic), Key: []byte(k), Value: d.val, Partition: part})
 			}
 		}
-		if err := sess.Client().Flush(wctx); err != nil {
+		if blocked = p.flush(wctx, sess, b); blocked != nil {
 			commit = false
-			blocked = fmt.Errorf("flush: %w", err)
 		}
-		b.mu.Lock()
-		if b.prodErr != nil {
-			commit = false
-			blocked = b.prodErr
-		}
-		b.mu.Unlock()
 	}
-	committed, err := sess.End(wctx, kgo.TransactionEndTry(commit))
+	// Offsets to commit: records handled now, or passed over before.
+	committed, err := p.end(wctx, sess, commit, len(recs) > 0 || !p.deferredSince.IsZero(), rebalances, pending)
 	p.m.txn(p.name, committed, time.Since(start))
 	if !committed {
 		p.requeue(b)
-		if err != nil {
-			return fmt.Errorf("end transaction: %w", err)
-		}
-		if blocked != nil {
-			p.block(ctx, blocked)
-		} else {
-			p.cfg.log.Info("transaction aborted by a rebalance; its records will be processed again", "records", len(recs))
-		}
-		return nil
+		return p.aborted(ctx, err, blocked, len(recs))
 	}
-	p.deferredSince = time.Time{} // every polled offset is committed
 	advanceAll(b.ov, read)
 	p.logReleased(b.ov.apply(p.timed))
-	if p.backoff != 0 {
-		p.cfg.log.Info("processor unblocked")
-		p.backoff = 0
-		p.m.blocked.WithLabelValues(p.name).Set(0)
-	}
-	p.m.records.WithLabelValues(p.name, "ok").Add(float64(b.records))
-	if b.skipped > 0 {
-		p.m.records.WithLabelValues(p.name, "skipped").Add(float64(b.skipped))
-	}
-	for code, n := range b.dlq {
-		p.m.records.WithLabelValues(p.name, "dlq").Add(float64(n))
-		p.m.dlq.WithLabelValues(p.name, code).Add(float64(n))
-	}
+	p.asyncCommitted(b)
+	p.committedBatch(b, b.records)
 	if len(b.outputs) > 0 {
 		for _, o := range p.cfg.observers {
 			o.Committed(b.outputs)
@@ -198,6 +178,9 @@ func (p *Processor) recordsConcurrently(ctx, wctx context.Context, b *batch, rec
 }
 
 func (p *Processor) requeue(b *batch) {
+	if p.async != nil {
+		p.async.requeue(b.completed)
+	}
 	for part, ts := range b.fired {
 		po, _ := b.ov.part(part)
 		p.store.requeue(part, po.base, ts)
@@ -246,7 +229,7 @@ func (p *Processor) record(ctx, wctx context.Context, b *batch, r *kgo.Record, p
 
 func (p *Processor) try(ctx context.Context, b *batch, r *kgo.Record, produce func(*kgo.Record)) error {
 	if p.cfg.eventTypes != nil {
-		if t, ok := eventTypeHeader(r); ok && !p.cfg.eventTypes[t] {
+		if has, wanted := typeWanted(p.cfg.eventTypes, r); has && !wanted {
 			b.skipped++
 			return nil
 		}
@@ -323,6 +306,10 @@ func (p *Processor) fire(ctx, wctx context.Context, b *batch, part int32, t time
 func (p *Processor) stage(ctx context.Context, b *batch, part int32, key []byte, res Result, produce func(*kgo.Record)) error {
 	recs := make([]*kgo.Record, 0, len(res.Outputs)+1)
 	for i, o := range res.Outputs {
+		if o.Raw != nil {
+			recs = append(recs, &kgo.Record{Topic: string(o.Topic), Key: o.Key, Value: o.Raw, Headers: o.Headers})
+			continue
+		}
 		v := o.Version
 		if v == 0 {
 			v = schemas.V1
@@ -333,7 +320,7 @@ func (p *Processor) stage(ctx context.Context, b *batch, part int32, key []byte,
 		}
 		rec := &kgo.Record{Topic: string(o.Topic), Key: o.Key, Value: val}
 		if ev, ok := o.Value.(*schemas.RuntimeEvent); ok {
-			rec.Headers = []kgo.RecordHeader{{Key: HeaderEventType, Value: []byte(ev.EventType)}}
+			rec.Headers = eventHeaders(ev)
 		}
 		recs = append(recs, rec)
 	}
@@ -350,17 +337,20 @@ func (p *Processor) stage(ctx context.Context, b *batch, part int32, key []byte,
 
 // HeaderEventType carries a RuntimeEvent's event_type on every record the
 // loop produces, so consumers can pass over events they do not act on
-// without decoding them (WithEventTypes, or any Kafka client).
+// without decoding them (WithEventTypes, or any Kafka client). Beside it
+// goes the event's W3C traceparent (thread.HeaderTraceparent).
 const HeaderEventType = "x-event-type"
 
-// eventTypeHeader returns the record's HeaderEventType, if it has one.
-func eventTypeHeader(r *kgo.Record) (schemas.EventType, bool) {
+// typeWanted reports whether r has a HeaderEventType and whether types
+// holds the type it names. The type is looked up without being copied
+// into a string of its own (this runs for every record polled).
+func typeWanted(types map[schemas.EventType]bool, r *kgo.Record) (has, wanted bool) {
 	for _, h := range r.Headers {
 		if h.Key == HeaderEventType {
-			return schemas.EventType(h.Value), true
+			return true, types[schemas.EventType(h.Value)]
 		}
 	}
-	return "", false
+	return false, false
 }
 
 // PanicError is a handler panic, dead-lettered with code "handler_panic".
@@ -378,4 +368,52 @@ func safeHandle(f func() (Result, error)) (res Result, err error) {
 		}
 	}()
 	return f()
+}
+
+// flush sends the open transaction's buffered records and returns what
+// keeps it from committing: a flush error or the first produce error.
+func (p *Processor) flush(ctx context.Context, sess *kgo.GroupTransactSession, b *batch) error {
+	if err := sess.Client().Flush(ctx); err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.prodErr
+}
+
+// aborted handles a transaction that did not commit: an End error is
+// returned (the client is unusable), a blocking error backs off, an abort
+// by a rebalance is logged; the records are polled again either way.
+func (p *Processor) aborted(ctx context.Context, endErr, blocked error, records int) error {
+	if endErr != nil {
+		return fmt.Errorf("end transaction: %w", endErr)
+	}
+	if blocked != nil {
+		p.block(ctx, blocked)
+	} else {
+		p.cfg.log.Info("transaction aborted by a rebalance; its records will be processed again", "records", records)
+	}
+	return nil
+}
+
+// committedBatch counts a committed transaction's records (ok: handled
+// ones, skipped, dead-lettered by code) and ends a blocked spell; it
+// returns how many were dead-lettered.
+func (p *Processor) committedBatch(b *batch, handled int) (dead int) {
+	p.deferredSince = time.Time{} // every polled offset is committed
+	if p.backoff != 0 {
+		p.cfg.log.Info("processor unblocked")
+		p.backoff = 0
+		p.m.blocked.WithLabelValues(p.name).Set(0)
+	}
+	p.m.records.WithLabelValues(p.name, "ok").Add(float64(handled))
+	if b.skipped > 0 {
+		p.m.records.WithLabelValues(p.name, "skipped").Add(float64(b.skipped))
+	}
+	for code, n := range b.dlq {
+		dead += n
+		p.m.records.WithLabelValues(p.name, "dlq").Add(float64(n))
+		p.m.dlq.WithLabelValues(p.name, code).Add(float64(n))
+	}
+	return dead
 }

@@ -49,7 +49,9 @@ type Produced struct {
 // Produce encodes every output and produces them as one batch, waiting for
 // all acknowledgements. The results are in the order of outs. An encoding
 // error fails the whole call before anything is sent; produce errors are
-// reported per record and joined in the returned error.
+// reported per record and joined in the returned error. Each record carries
+// its W3C traceparent (an event's, or an intent's naming its run's root
+// span) and an event's its HeaderEventType, as the loop's records do.
 func (p *Producer) Produce(ctx context.Context, outs ...Output) ([]Produced, error) {
 	recs := make([]*kgo.Record, len(outs))
 	for i, o := range outs {
@@ -61,7 +63,7 @@ func (p *Producer) Produce(ctx context.Context, outs ...Output) ([]Produced, err
 		if err != nil {
 			return nil, fmt.Errorf("encode record %d for %s: %w", i, o.Topic, err)
 		}
-		recs[i] = &kgo.Record{Topic: string(o.Topic), Key: o.Key, Value: val}
+		recs[i] = &kgo.Record{Topic: string(o.Topic), Key: o.Key, Value: val, Headers: recordHeaders(o.Value)}
 	}
 	out := inOrder(recs, p.cl.ProduceSync(ctx, recs...))
 	var errs []error

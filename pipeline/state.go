@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -368,7 +369,9 @@ func (r *restorer) restore(ctx context.Context, partitions []int32) (map[int32]*
 					if rec.Value == nil {
 						delete(ps.data, string(rec.Key))
 					} else {
-						ps.data[string(rec.Key)] = rec.Value
+						// A copy: the record's value is a slice of the
+						// whole fetch response, which it would pin.
+						ps.data[string(rec.Key)] = bytes.Clone(rec.Value)
 					}
 					n++
 				}

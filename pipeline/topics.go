@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/spinerun/spine/schemas"
 	"github.com/spinerun/spine/schemas/thread"
 )
 
@@ -19,11 +20,13 @@ type Topic string
 // CleanupPolicy is a topic's cleanup.policy.
 type CleanupPolicy string
 
-// The two cleanup policies Spine uses: the thread is append-only, state is
-// compacted.
+// The cleanup policies Spine uses: the thread is append-only, state is
+// compacted, and projections keyed per run or per window are compacted
+// and expire after a retention.
 const (
-	Delete  CleanupPolicy = "delete"
-	Compact CleanupPolicy = "compact"
+	Delete        CleanupPolicy = "delete"
+	Compact       CleanupPolicy = "compact"
+	CompactDelete CleanupPolicy = "compact,delete"
 )
 
 // TopicSpec describes one topic Spine owns.
@@ -41,9 +44,17 @@ type TopicSpec struct {
 type Layout struct {
 	Prefix     string
 	Partitions int32
-	// RetentionMs and RetentionBytes apply to thread topics.
+	// RetentionMs and RetentionBytes apply to thread topics (and the DLQ);
+	// RetentionBytes 0 means none, or the Budget's share when there is one.
 	RetentionMs    int64
 	RetentionBytes int64
+	// ProjectionRetentionMs, when positive, makes the projection topics
+	// compact,delete with this retention.ms; 0 keeps them compact only.
+	ProjectionRetentionMs int64
+	// Budget, when positive, is the embedded broker's memory budget: every
+	// topic's retention.bytes and segment.bytes are sized from it (see
+	// Allocations).
+	Budget int64
 }
 
 // NewLayout returns the layout a config describes.
@@ -53,6 +64,9 @@ func NewLayout(c *Config) Layout {
 		Partitions:     c.Partitions,
 		RetentionMs:    c.ThreadRetention.Milliseconds(),
 		RetentionBytes: c.ThreadRetentionBytesResolved(),
+
+		ProjectionRetentionMs: c.ProjectionRetention.Milliseconds(),
+		Budget:                c.EmbeddedMemoryResolved(),
 	}
 }
 
@@ -79,6 +93,22 @@ func (l Layout) State(processor string) Topic { return l.t("spine.state." + proc
 
 // Flags is the compacted feature-flag topic, spine.flags.
 func (l Layout) Flags() Topic { return l.t("spine.flags") }
+
+// Artifacts is the topic that keeps every artifact's content, keyed by
+// artifact id (see thread.ArtifactID), for as long as the projections
+// (ProjectionRetentionMs; none: for ever) and within the memory budget.
+// Its policy is delete, not compact: every key is written once (an id
+// names one dispatch, and a dispatch's output commits once), so a cleaner
+// would read the whole topic again and again and drop nothing.
+func (l Layout) Artifacts() Topic { return l.t("spine.artifacts") }
+
+// DriftSamples is the topic of artifact metric samples the drift monitor
+// reads, keyed by thread.DriftKey (kind/route), spine.drift.samples.
+func (l Layout) DriftSamples() Topic { return l.t(thread.TopicDriftSamples) }
+
+// DriftStatus is the compacted topic of each kind and route's current
+// drift status, keyed by thread.DriftKey, spine.drift.status.
+func (l Layout) DriftStatus() Topic { return l.t(thread.TopicDriftStatus) }
 
 // Projection is the compacted projection topic spine.proj.<name>.
 func (l Layout) Projection(name string) Topic { return l.t("spine.proj." + name) }
@@ -112,9 +142,17 @@ func (l Layout) Specs() []TopicSpec {
 	for _, s := range thread.StatefulProcessors {
 		specs = append(specs, TopicSpec{Name: l.State(s), Partitions: p, Policy: Compact})
 	}
-	for _, n := range thread.ProjectionNames {
-		specs = append(specs, TopicSpec{Name: l.Projection(n), Partitions: p, Policy: Compact})
+	proj := Compact
+	if l.ProjectionRetentionMs > 0 {
+		proj = CompactDelete
 	}
+	for _, n := range thread.ProjectionNames {
+		specs = append(specs, TopicSpec{Name: l.Projection(n), Partitions: p, Policy: proj})
+	}
+	// Artifacts are kept as long as the projections that name them (see
+	// Allocations).
+	specs = append(specs, TopicSpec{Name: l.Artifacts(), Partitions: p, Policy: Delete})
+	specs = append(specs, TopicSpec{Name: l.DriftSamples(), Partitions: p, Policy: Delete}, TopicSpec{Name: l.DriftStatus(), Partitions: 1, Policy: Compact})
 	specs = append(specs,
 		TopicSpec{Name: l.Flags(), Partitions: 1, Policy: Compact},
 		TopicSpec{Name: l.Schemas(), Partitions: 1, Policy: Compact},
@@ -122,22 +160,42 @@ func (l Layout) Specs() []TopicSpec {
 	return specs
 }
 
-// Configs returns the topic configs of s under l.
+// MaxMessageBytes is the largest record batch Spine's topics take and its
+// clients produce (max.message.bytes, kgo's ProducerBatchMaxBytes): room
+// for a record of schemas.DefaultMaxRecordBytes (an input at the contract's
+// ceiling) and its batch overhead. Kafka's default, about 1 MiB, would
+// refuse a 1 MiB input with its envelope.
+const MaxMessageBytes = schemas.DefaultMaxRecordBytes + 64<<10
+
+// Configs returns the topic configs of s under l (see Allocations).
 func (l Layout) Configs(s TopicSpec) map[string]*string {
 	str := func(v string) *string { return &v }
-	cfg := map[string]*string{"cleanup.policy": str(string(s.Policy))}
-	if s.Policy == Delete {
-		if l.RetentionMs > 0 {
-			cfg["retention.ms"] = str(strconv.FormatInt(l.RetentionMs, 10))
+	i64 := func(v int64) *string { return str(strconv.FormatInt(v, 10)) }
+	a := l.allocation(s)
+	cfg := map[string]*string{
+		"cleanup.policy":    str(string(s.Policy)),
+		"max.message.bytes": str(strconv.Itoa(MaxMessageBytes)),
+	}
+	if a.RetentionBytes > 0 {
+		cfg["retention.bytes"] = i64(a.RetentionBytes)
+	}
+	if a.SegmentBytes > 0 {
+		cfg["segment.bytes"] = i64(a.SegmentBytes)
+	}
+	switch s.Policy {
+	case Delete:
+		if a.RetentionMs > 0 {
+			cfg["retention.ms"] = i64(a.RetentionMs)
 		}
-		if l.RetentionBytes > 0 {
-			cfg["retention.bytes"] = str(strconv.FormatInt(l.RetentionBytes, 10))
-		}
-	} else {
+	case Compact, CompactDelete:
 		// Roll segments hourly and drop tombstones after a day, so state
 		// topics stay small (only configs both kfake and Kafka accept).
-		cfg["segment.ms"] = str(strconv.FormatInt(time.Hour.Milliseconds(), 10))
-		cfg["delete.retention.ms"] = str(strconv.FormatInt((24 * time.Hour).Milliseconds(), 10))
+		cfg["segment.ms"] = i64(time.Hour.Milliseconds())
+		cfg["delete.retention.ms"] = i64((24 * time.Hour).Milliseconds())
+		// A compacted topic keeps its live keys however old; kfake
+		// applies retention.ms (default 7 days) to every topic, so say
+		// none explicitly (Kafka ignores it under compact alone).
+		cfg["retention.ms"] = i64(a.RetentionMs)
 	}
 	return cfg
 }
@@ -189,11 +247,17 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, l Layout, replication i
 // ends: Apache Kafka answers CreateTopics before the partitions are served,
 // and a produce in between fails with UNKNOWN_TOPIC_OR_PARTITION (a
 // transactional one aborts its transaction).
+//
+// Every poll asks the broker: kadm's ListTopics answers from the client's
+// metadata cache for up to MetadataMinAge (5 s), so after the ListTopics
+// in EnsureTopics found the topics missing, a cached poll kept saying so
+// for 5 s. kadm.WithAuthorizedOps is kadm's documented way around the cache.
 func WaitLeaders(ctx context.Context, adm *kadm.Client, topics ...string) error {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	uncached := kadm.WithAuthorizedOps(ctx)
 	for {
-		td, err := adm.ListTopics(ctx, topics...)
+		td, err := adm.ListTopics(uncached, topics...)
 		if err == nil {
 			err = leaderless(td, topics)
 		}

@@ -50,8 +50,10 @@ func TestSpecs(t *testing.T) {
 		"x.spine.intents", "x.spine.control", "x.spine.dataplane",
 		"x.gate.schema", "x.gate.performance", "x.gate.policy", "x.gate.drift", "x.gate.canary", "x.gate.verdict",
 		"x.spine.dlq",
-		"x.spine.state.orchestrator", "x.spine.state.dataplane", "x.spine.state.gates",
+		"x.spine.state.orchestrator", "x.spine.state.dataplane", "x.spine.state.gates", "x.spine.state.drift",
 		"x.spine.proj.runs", "x.spine.proj.golden", "x.spine.proj.gates", "x.spine.proj.artifacts",
+		"x.spine.artifacts",
+		"x.spine.drift.samples", "x.spine.drift.status",
 		"x.spine.flags", "x._schemas",
 	}
 	var got []string

@@ -6,8 +6,10 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 func testAPI(t testing.TB) http.Handler {
@@ -97,4 +99,48 @@ func FuzzAPIQuery(f *testing.F) {
 			t.Fatalf("GET %s: invalid JSON %q", u, rec.Body)
 		}
 	})
+}
+
+// GET /v1/runs/{id}?wait= answers when the run becomes terminal, or with
+// its status when the wait ends.
+func TestAPIRunWait(t *testing.T) {
+	t.Parallel()
+	spec := synth(77, 1, "baseline", schemas.V1, 0)[0]
+	evs := spec.events()
+	store := NewMemStore(foldAll(Folder{}, evs[:5]), 0)
+	h := NewAPI(store).Handler()
+	get := func(path string) (int, Run, time.Duration) {
+		start := time.Now()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		var run Run
+		_ = json.Unmarshal(rec.Body.Bytes(), &run)
+		return rec.Code, run, time.Since(start)
+	}
+	base := "/v1/runs/" + spec.trace
+	if code, run, took := get(base + "?wait=100ms"); code != 200 || run.Terminal || took < 100*time.Millisecond {
+		t.Fatalf("running run: %d terminal %v after %s", code, run.Terminal, took)
+	}
+	if code, _, took := get("/v1/runs/nope?wait=100ms"); code != 404 || took < 100*time.Millisecond {
+		t.Fatalf("unknown run: %d after %s", code, took)
+	}
+	for _, q := range []string{"?wait=soon", "?wait=-1s"} {
+		if code, _, _ := get(base + q); code != 400 {
+			t.Errorf("%s: %d, want 400", q, code)
+		}
+	}
+	time.AfterFunc(200*time.Millisecond, func() {
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		for k, c := range foldAll(Folder{}, evs) {
+			if kk, err := ParseKey(k); err == nil && kk.Projection == thread.ProjRuns {
+				b, _ := EncodeCell(c)
+				store.putRun(kk, b)
+			}
+		}
+	})
+	code, run, took := get(base + "?wait=10s")
+	if code != 200 || !run.Terminal || run.Outcome == "" || took < 150*time.Millisecond || took > 5*time.Second {
+		t.Fatalf("%d terminal %v outcome %q after %s", code, run.Terminal, run.Outcome, took)
+	}
 }

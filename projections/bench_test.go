@@ -89,3 +89,19 @@ func BenchmarkRunner(b *testing.B) {
 		<-done
 	}
 }
+
+// BenchmarkLiveObserve measures what the runner adds per committed event
+// when it feeds the dashboard's live view (RunnerConfig.Live).
+func BenchmarkLiveObserve(b *testing.B) {
+	recs := interleave(1, synth(1, 1000, "canary", schemas.V2, 5))
+	items := make([]item, len(recs))
+	for i, r := range recs {
+		items[i] = item{src: r.src, ev: r.ev, writer: schemas.V2}
+	}
+	l := newLive(func() time.Time { return t0 })
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += len(items) {
+		l.observe(items[:min(len(items), b.N-i)])
+	}
+}

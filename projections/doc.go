@@ -25,25 +25,38 @@
 //
 // # Processing
 //
-// Runner consumes every RuntimeEvent topic of the thread in a
-// GroupTransactSession and writes each changed cell to its compacted
-// spine.proj.<name> topic, in the same transaction as the input offsets
+// Runner runs the projections on the pipeline's transactional loop as a
+// pipeline.BatchHandler (projector.go): it consumes every RuntimeEvent
+// topic of the thread, folds each polled batch, and the loop writes each
+// changed cell once to its compacted spine.proj.<name> topic, on the
+// cell's source partition, in the same transaction as the input offsets
 // (exactly once). It restores cells from those topics, not from the thread,
-// when it first sees a source partition. It keeps in memory only what can
+// when it first sees a source partition (and again after an aborted
+// transaction or a rebalance). It keeps in memory only what can
 // still change: finished runs and windows older than RunnerConfig.Retain
 // are evicted, and an event for an evicted cell restores its source
 // partition first (Folder.Plan names the cells an event touches), so
 // eviction never changes a cell. Undecodable records go to spine.dlq in the
-// same transaction; a registry outage is retried, never dead-lettered.
+// same transaction, through the loop's dead-letter writer; a registry
+// outage is retried, never dead-lettered.
 // Store is a view that reads the projection topics into memory; API serves
-// it as JSON and Dashboard as a page. Replay rebuilds every projection from
+// it as JSON and the dashboard as a page. Live, fed by the runner once a
+// batch commits, keeps the last LiveSpan in per-second buckets and the
+// recent runs' events for the dashboard (served live as server-sent
+// events, GET /v1/stream); DeadLetters tails the DLQ for it. Replay rebuilds every projection from
 // the thread into memory and diffs it with the live topics, up to the
 // offsets the live runner committed.
 //
 // # Goroutines and locks
 //
-// Runner.Run owns its cells on one goroutine; the group's revoke and lost
-// callbacks only queue the sources to forget, under Runner.mu. Store.Run
+// The loop goroutine of Runner.Run owns the cells (HandleBatch, Committed,
+// Aborted); the group's revoke and lost callbacks (Revoked) only queue the
+// partitions to forget, under projector.mu. Store.Run
 // applies records under Store.mu (write); queries take it for reading.
+// Live.observe runs on the loop goroutine (from Committed) under Live.mu;
+// snapshots take Live.cacheMu, then Live.mu. DeadLetters.Run applies
+// records under DeadLetters.mu; Snapshot reads under it. Each /v1/stream
+// client is one handler goroutine sharing the API's encoded snapshot
+// (under API.snaps.mu).
 // Replay runs on the caller's goroutine plus one progress printer.
 package projections

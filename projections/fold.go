@@ -34,6 +34,46 @@ type Cells map[string]Cell
 type Folder struct {
 	// Window is the width of aggregate windows (default DefaultWindow).
 	Window time.Duration
+
+	// last, when set, remembers the aggregate keys of the last window
+	// planned: consecutive events of a source partition mostly share their
+	// window, version and route, so their keys are built once. A Folder
+	// with last belongs to one goroutine (see Replay).
+	last *aggKeys
+}
+
+// aggKeys are the aggregate keys of one source partition, version, route
+// and window.
+type aggKeys struct {
+	src                      Source
+	ver, route               string
+	win                      time.Time
+	golden, gates, artifacts string
+}
+
+// aggKey returns the key of aggregate projection proj (golden, gates or
+// artifacts) for src, ver, route and win.
+func (f Folder) aggKey(proj string, src Source, ver, route string, win time.Time) string {
+	if f.last == nil {
+		return Key{Projection: proj, Source: src, Version: ver, Route: route, Window: win}.String()
+	}
+	l := f.last
+	if l.src != src || l.ver != ver || l.route != route || !l.win.Equal(win) {
+		*l = aggKeys{src: src, ver: ver, route: route, win: win}
+	}
+	var k *string
+	switch proj {
+	case thread.ProjGolden:
+		k = &l.golden
+	case thread.ProjGates:
+		k = &l.gates
+	default:
+		k = &l.artifacts
+	}
+	if *k == "" {
+		*k = Key{Projection: proj, Source: src, Version: ver, Route: route, Window: win}.String()
+	}
+	return *k
 }
 
 func (f Folder) window(t time.Time) time.Time {
@@ -137,12 +177,11 @@ func (f Folder) Plan(src Source, ev *schemas.RuntimeEvent, writer schemas.Contra
 	}
 	ver, route := versionOf(ev, writer), routeOf(ev)
 	win := f.window(ev.Timestamp)
-	agg := func(proj string) string {
-		return Key{Projection: proj, Source: src, Version: ver, Route: route, Window: win}.String()
-	}
+	agg := func(proj string) string { return f.aggKey(proj, src, ver, route, win) }
 	var p Plan
-	// Canary analysis events are not about one run, nor a golden-path hop.
-	canary := src.Topic == thread.TopicGatePrefix+thread.CanaryGate
+	// Canary analysis events and drift windows are not about one run, nor
+	// a golden-path hop.
+	canary := src.Topic == thread.TopicGatePrefix+thread.CanaryGate || thread.IsDriftTrace(ev.TraceID)
 	if ev.TraceID != "" && !canary {
 		p.Runs = Key{Projection: thread.ProjRuns, Source: src, TraceID: ev.TraceID}.String()
 	}
@@ -211,6 +250,11 @@ func (f Folder) Fold(cells Cells, src Source, ev *schemas.RuntimeEvent, writer s
 		name := textclip.Clip(ev.Gate.Name, 64)
 		if name == "" {
 			name = strings.TrimPrefix(src.Topic, thread.TopicGatePrefix)
+		}
+		if thread.IsDriftTrace(ev.TraceID) {
+			// A drift window's outcome, counted apart from the runs'
+			// drift gate.
+			name = thread.DriftWindowStat
 		}
 		if c.Gates == nil {
 			c.Gates = map[string]*GateStat{}

@@ -487,3 +487,60 @@ func outcomeOf(t string) string {
 	o, _ := thread.Outcome(schemas.EventType(t))
 	return o
 }
+
+// TestFoldDriftWindow: a gate.drift window event (keyed and traced
+// drift/<kind>/<route>, about no run) makes no run part and no golden-path
+// hop; the gates projection counts it as drift_window, apart from the
+// runs' drift gate.
+func TestFoldDriftWindow(t *testing.T) {
+	t.Parallel()
+	src := Source{thread.TopicGatePrefix + thread.DriftGate, 1}
+	window := &schemas.RuntimeEvent{
+		EventID: "w1", TraceID: thread.DriftTrace("summarize", "canary"), SpanID: "s", Actor: "spine-drift", Intent: "summarize",
+		SchemaVersion: schemas.V2, Timestamp: t0, RunStarted: t0, Phase: schemas.PhaseGate, EventType: thread.GateFailed, State: "window",
+		Route: "canary", Gate: &schemas.GateOutcome{Name: thread.DriftGate, Reason: "window 3 drifted: ks:score", Rule: "ks:score"},
+	}
+	run := &schemas.RuntimeEvent{
+		EventID: "r1", TraceID: "run-1", SpanID: "s2", Intent: "summarize", SchemaVersion: schemas.V2, Timestamp: t0, RunStarted: t0,
+		Phase: schemas.PhaseGate, EventType: thread.GatePassed, Route: "canary", Gate: &schemas.GateOutcome{Name: thread.DriftGate, Passed: true},
+	}
+	p := Folder{}.Plan(src, window, schemas.V2)
+	if p.Runs != "" || p.Golden != "" || p.Gates == "" {
+		t.Errorf("plan of a drift window %+v: want only the gates projection", p)
+	}
+	cells := Cells{}
+	Folder{}.Fold(cells, src, window, schemas.V2)
+	Folder{}.Fold(cells, src, run, schemas.V2)
+	g := cells[p.Gates].(*GatesCell)
+	if w, d := g.Gates[thread.DriftWindowStat], g.Gates[thread.DriftGate]; w == nil || w.Failed != 1 || w.Passed != 0 || d == nil || d.Passed != 1 || d.Failed != 0 {
+		t.Errorf("gates cell %+v", g.Gates)
+	}
+	for k := range cells {
+		if k != p.Gates && !bytes.Contains([]byte(k), []byte("run-1")) && !bytes.HasPrefix([]byte(k), []byte(thread.ProjGolden)) {
+			t.Errorf("unexpected cell %s", k)
+		}
+	}
+}
+
+// TestFoldKeyCacheSameCells: a Folder that remembers its last aggregate
+// keys (the replay's) folds exactly the cells a plain one does, however
+// the sources, windows, versions and routes interleave.
+func TestFoldKeyCacheSameCells(t *testing.T) {
+	t.Parallel()
+	runs := append(synth(21, 300, "baseline", schemas.V1, 4), synth(22, 300, "canary", schemas.V2, 0)...)
+	recs := interleave(3, runs)
+	plain := encodeAll(t, foldAll(Folder{Window: time.Second}, recs))
+	cached := encodeAll(t, foldAll(Folder{Window: time.Second, last: &aggKeys{}}, recs))
+	if !reflect.DeepEqual(plain, cached) {
+		t.Fatalf("cached keys fold %d cells, plain %d, or different ones", len(cached), len(plain))
+	}
+	windows := map[string]bool{}
+	for k := range plain {
+		if kk, _ := ParseKey(k); kk.Projection == thread.ProjGolden {
+			windows[kk.Window.String()+kk.Route+kk.Version] = true
+		}
+	}
+	if len(windows) < 4 {
+		t.Fatalf("the thread spans %d golden windows: too few to exercise the cache", len(windows))
+	}
+}

@@ -397,7 +397,7 @@ func TestProjectionsRebalanceExactlyOnce(t *testing.T) {
 
 	member := func(id string) func() {
 		r, err := NewRunner(RunnerConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec,
-			TransactionalID: e.layout.Group(ProcessorName) + "-" + id, TransactionTimeout: 5 * time.Second, MaxPollRecords: 50,
+			InstanceID: id, TransactionTimeout: 5 * time.Second, MaxPollRecords: 50,
 			StaticMembership: id != "b", SessionTimeout: 6 * time.Second, SweepEvery: time.Nanosecond, Retain: time.Nanosecond})
 		if err != nil {
 			t.Fatal(err)

@@ -9,9 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -113,10 +115,30 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*ReplayReport, error) {
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 
-	offsets, live, moving, err := liveSnapshot(ctx, adm, cfg, log)
+	// The thread is folded up to the offsets the projections group has
+	// committed now, while the live cells are read: on a quiet stack (the
+	// usual case, and always under spine verify) the snapshot holds at
+	// these offsets, and the two long reads overlap. If it does not, that
+	// fold is dropped and the thread folded again to the snapshot's.
+	guess, err := groupOffsets(ctx, adm, cfg)
 	if err != nil {
 		return nil, err
 	}
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
+	spec := make(chan *threadFold, 1)
+	specFold := newThreadFold(guess)
+	stop := progress(ctx, cfg, specFold.total, &specFold.pos, &specFold.records)
+	go func() { spec <- specFold.run(sctx, cfg) }()
+
+	offsets, live, moving, err := liveSnapshot(ctx, adm, cfg, log)
+	if err != nil {
+		scancel()
+		<-spec
+		stop()
+		return nil, err
+	}
+	log.Info("replay: live projections read", "cells", len(live), "took", time.Since(start).Round(time.Millisecond))
 
 	// The thread must still start at zero where there is something to fold.
 	var srcTopics []string
@@ -125,6 +147,9 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*ReplayReport, error) {
 	}
 	_, starts, err := endOffsets(ctx, adm, srcTopics, nil)
 	if err != nil {
+		scancel()
+		<-spec
+		stop()
 		return nil, err
 	}
 	var trunc []string
@@ -136,40 +161,35 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*ReplayReport, error) {
 		}
 	}
 	if len(trunc) > 0 {
+		scancel()
+		<-spec
+		stop()
 		sort.Strings(trunc)
 		return nil, fmt.Errorf("replay: %w: %s (raise SPINE_THREAD_RETENTION)", ErrThreadTruncated, strings.Join(trunc, ", "))
 	}
 
 	rep := &ReplayReport{Offsets: offsets, LiveCells: map[string]int{}, RebuiltCells: map[string]int{}}
-	folder := Folder{Window: cfg.Window}
-	rebuilt := Cells{}
-	total := partOffsets(offsets).total()
-	var pos atomic.Int64
-	positions := partOffsets{}
-	stop := progress(ctx, cfg, total, &pos, &rep.Records)
-	err = readUntil(ctx, cfg.Kafka, offsets, time.Minute, func(rec *kgo.Record) error {
-		prev := positions[rec.Topic][rec.Partition]
-		positions.set(rec.Topic, rec.Partition, rec.Offset+1)
-		pos.Add(rec.Offset + 1 - prev)
-		ev, writer, derr := decodeEvent(ctx, cfg.Codec, rec)
-		if derr != nil {
-			if pipeline.CodeOf(derr) != "" {
-				rep.DeadLettered++
-				return nil
-			}
-			return derr
-		}
-		src := Source{Topic: strings.TrimPrefix(rec.Topic, cfg.Layout.Prefix), Partition: rec.Partition}
-		folder.Fold(rebuilt, src, ev, writer)
-		atomic.AddInt64(&rep.Records, 1)
-		return nil
-	})
-	pos.Store(total)
-	stop()
-	if err != nil {
-		return nil, fmt.Errorf("replay: read the thread: %w", err)
+	var tf *threadFold
+	if sameOffsets(guess, offsets) {
+		tf = <-spec
+	} else {
+		log.Info("replay: the live projections moved while the thread was folded; folding it again to the snapshot's offsets")
+		scancel()
+		<-spec
+		stop()
+		tf = newThreadFold(offsets)
+		stop = progress(ctx, cfg, tf.total, &tf.pos, &tf.records)
+		tf = tf.run(ctx, cfg)
 	}
+	tf.pos.Store(tf.total)
+	stop()
+	rep.Records, rep.DeadLettered = atomic.LoadInt64(&tf.records), atomic.LoadInt64(&tf.deadLettered)
+	if tf.err != nil {
+		return nil, fmt.Errorf("replay: read the thread: %w", tf.err)
+	}
+	rebuilt := tf.cells
 
+	log.Info("replay: thread folded", "records", rep.Records, "cells", len(rebuilt), "took", time.Since(start).Round(time.Millisecond))
 	rep.rebuilt = rebuilt
 	if len(moving) > 0 {
 		// Leave out the cells of source partitions that kept moving.
@@ -197,6 +217,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*ReplayReport, error) {
 		rebuilt = cmp
 	}
 	rep.Diffs = diffCells(live, rebuilt)
+	log.Info("replay: cells compared", "diffs", len(rep.Diffs), "took", time.Since(start).Round(time.Millisecond))
 	for k := range live {
 		if kk, err := ParseKey(k); err == nil {
 			rep.LiveCells[kk.Projection]++
@@ -208,6 +229,55 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*ReplayReport, error) {
 	rep.Equal = len(rep.Diffs) == 0
 	rep.Took = time.Since(start)
 	return rep, nil
+}
+
+// threadFold is one fold of the thread up to offsets.
+type threadFold struct {
+	offsets               partOffsets
+	total                 int64
+	pos                   atomic.Int64
+	records, deadLettered int64
+	cells                 Cells
+	err                   error
+}
+
+func newThreadFold(offsets partOffsets) *threadFold {
+	return &threadFold{offsets: offsets, total: offsets.total()}
+}
+
+// run reads the thread up to f.offsets and folds it. Decoding is most of a
+// replay's work: the records are decoded and folded by one worker per CPU,
+// each source partition by one worker in offset order. Every cell's key
+// names its source partition, so the workers' cells never meet.
+func (f *threadFold) run(ctx context.Context, cfg ReplayConfig) *threadFold {
+	positions := partOffsets{}
+	folds := newParallelFold(ctx, cfg, runtime.GOMAXPROCS(0), f.total, &f.records, &f.deadLettered)
+	err := readUntil(ctx, cfg.Kafka, f.offsets, time.Minute, func(rec *kgo.Record) error {
+		prev := positions[rec.Topic][rec.Partition]
+		positions.set(rec.Topic, rec.Partition, rec.Offset+1)
+		f.pos.Add(rec.Offset + 1 - prev)
+		return folds.add(rec)
+	})
+	f.cells, f.err = folds.wait()
+	if err != nil {
+		f.err = err
+	}
+	return f
+}
+
+// sameOffsets reports whether a and b list the same offset for every
+// partition (a partition at 0 and one not listed are the same).
+func sameOffsets(a, b partOffsets) bool {
+	for _, x := range []partOffsets{a, b} {
+		for t, ps := range x {
+			for p, o := range ps {
+				if a[t][p] != o || b[t][p] != o {
+					return false
+				}
+			}
+		}
+	}
+	return true
 }
 
 // decodeEvent decodes one thread record, retrying transient errors a few
@@ -278,6 +348,26 @@ func progress(ctx context.Context, cfg ReplayConfig, total int64, pos *atomic.In
 	return func() { close(done); <-finished }
 }
 
+// groupOffsets returns the offsets the projections group has committed on
+// the source topics.
+func groupOffsets(ctx context.Context, adm *kadm.Client, cfg ReplayConfig) (partOffsets, error) {
+	group := cfg.Layout.Group(ProcessorName)
+	resp, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return nil, fmt.Errorf("fetch offsets of group %s: %w (is Kafka reachable?)", group, err)
+	}
+	out := partOffsets{}
+	for _, t := range SourceTopics(cfg.Layout) {
+		out[string(t)] = map[int32]int64{}
+	}
+	resp.Each(func(o kadm.OffsetResponse) {
+		if _, ok := out[o.Topic]; ok && o.Err == nil && o.At >= 0 {
+			out[o.Topic][o.Partition] = o.At
+		}
+	})
+	return out, nil
+}
+
 // snapshotAttempts bounds the tries for a snapshot during which no source
 // partition moved; the last try accepts the partitions that held still.
 const snapshotAttempts = 8
@@ -288,27 +378,11 @@ const snapshotAttempts = 8
 // stack runs), the last attempt returns them in moving: their cells are not
 // comparable and the caller leaves them out.
 func liveSnapshot(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, log *slog.Logger) (partOffsets, map[string][]byte, map[Source]bool, error) {
-	group := cfg.Layout.Group(ProcessorName)
 	var projTopics []string
 	for _, n := range thread.ProjectionNames {
 		projTopics = append(projTopics, string(cfg.Layout.Projection(n)))
 	}
-	fetch := func() (partOffsets, error) {
-		resp, err := adm.FetchOffsets(ctx, group)
-		if err != nil {
-			return nil, fmt.Errorf("fetch offsets of group %s: %w (is Kafka reachable?)", group, err)
-		}
-		out := partOffsets{}
-		for _, t := range SourceTopics(cfg.Layout) {
-			out[string(t)] = map[int32]int64{}
-		}
-		resp.Each(func(o kadm.OffsetResponse) {
-			if _, ok := out[o.Topic]; ok && o.Err == nil && o.At >= 0 {
-				out[o.Topic][o.Partition] = o.At
-			}
-		})
-		return out, nil
-	}
+	fetch := func() (partOffsets, error) { return groupOffsets(ctx, adm, cfg) }
 	for attempt := range snapshotAttempts {
 		if attempt > 0 {
 			log.Info("live projections moved while reading them; trying again", "attempt", attempt)
@@ -377,37 +451,84 @@ func movingSources(a, b partOffsets, prefix string) map[Source]bool {
 	return moving
 }
 
-// diffCells compares live encoded cells with rebuilt ones.
+// diffCells compares live encoded cells with rebuilt ones and returns the
+// differences in key order.
 func diffCells(live map[string][]byte, rebuilt Cells) []CellDiff {
-	keys := map[string]bool{}
+	// Every key once, unsorted: sorting millions of keys cost more than
+	// comparing them; only the (few) differences are sorted.
+	keys := make([]string, 0, max(len(live), len(rebuilt)))
 	for k := range live {
-		keys[k] = true
+		keys = append(keys, k)
 	}
 	for k := range rebuilt {
-		keys[k] = true
+		if _, ok := live[k]; !ok {
+			keys = append(keys, k)
+		}
 	}
-	var diffs []CellDiff
-	for _, k := range slices.Sorted(maps.Keys(keys)) {
-		var lj, rj []byte
-		if b, ok := live[k]; ok {
-			c, err := DecodeCell(k, b)
-			if err != nil {
-				lj, _ = json.Marshal(map[string]string{"undecodable": err.Error()})
-			} else {
-				lj, _ = json.Marshal(c)
+	// Encoding every rebuilt cell is most of the comparison's work: the
+	// keys are compared in one chunk per CPU.
+	n := min(runtime.GOMAXPROCS(0), max(1, len(keys)/1024))
+	found := make([][]CellDiff, n)
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lo, hi := w*len(keys)/n, (w+1)*len(keys)/n
+			var buf []byte
+			for _, k := range keys[lo:hi] {
+				var d CellDiff
+				var ok bool
+				if d, ok, buf = diffCell(k, live, rebuilt, buf); ok {
+					found[w] = append(found[w], d)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	diffs := slices.Concat(found...)
+	slices.SortFunc(diffs, func(a, b CellDiff) int { return strings.Compare(a.Key, b.Key) })
+	return diffs
+}
+
+// diffCell compares the cell of key k, live and rebuilt (either may be
+// missing), and returns their difference, if any; buf is scratch space,
+// returned for the next call.
+func diffCell(k string, live map[string][]byte, rebuilt Cells, buf []byte) (CellDiff, bool, []byte) {
+	// The common case first: the live cell holds exactly the bytes the
+	// rebuilt one encodes to (both written by EncodeCell), so the cells
+	// are equal without decoding one and marshalling both. appendCell
+	// writes EncodeCell's bytes without its reflection.
+	if b, ok := live[k]; ok {
+		if c, ok := rebuilt[k]; ok {
+			enc, fast := appendCell(buf[:0], c)
+			buf = enc
+			if !fast {
+				enc, _ = EncodeCell(c)
+			}
+			if bytes.Equal(enc, b) {
+				return CellDiff{}, false, buf
 			}
 		}
-		if c, ok := rebuilt[k]; ok {
-			rj, _ = json.Marshal(c)
-		}
-		if bytes.Equal(lj, rj) {
-			continue
-		}
-		d := CellDiff{Key: k, Live: nullable(lj), Rebuilt: nullable(rj)}
-		d.Fields = fieldDiffs(lj, rj)
-		diffs = append(diffs, d)
 	}
-	return diffs
+	var lj, rj []byte
+	if b, ok := live[k]; ok {
+		c, err := DecodeCell(k, b)
+		if err != nil {
+			lj, _ = json.Marshal(map[string]string{"undecodable": err.Error()})
+		} else {
+			lj, _ = json.Marshal(c)
+		}
+	}
+	if c, ok := rebuilt[k]; ok {
+		rj, _ = json.Marshal(c)
+	}
+	if bytes.Equal(lj, rj) {
+		return CellDiff{}, false, buf
+	}
+	d := CellDiff{Key: k, Live: nullable(lj), Rebuilt: nullable(rj)}
+	d.Fields = fieldDiffs(lj, rj)
+	return d, true, buf
 }
 
 func nullable(b []byte) json.RawMessage {
@@ -519,4 +640,110 @@ func (r *ReplayReport) WriteText(w io.Writer, maxDiffs int) {
 			fmt.Fprintf(w, "    %s: live %s, rebuilt %s\n", f.Path, f.Live, f.Rebuilt)
 		}
 	}
+}
+
+// parallelFold decodes and folds records on n workers, each source
+// partition on one of them, in the order added.
+type parallelFold struct {
+	ctx     context.Context
+	cfg     ReplayConfig
+	workers []chan []*kgo.Record
+	batches [][]*kgo.Record
+	cells   []Cells
+	errs    []error
+	wg      sync.WaitGroup
+	failed  atomic.Bool
+}
+
+// foldBatch is how many records a worker is handed at once.
+const foldBatch = 256
+
+// cellsPerRecord guesses how many cells a thread's records fold into (a
+// golden run's 13 thread records make 5 cells), to size the workers' maps
+// up front: growing a map of millions of cells rehashes every key again.
+const cellsPerRecord = 0.4
+
+func newParallelFold(ctx context.Context, cfg ReplayConfig, n int, records int64, folded, deadLettered *int64) *parallelFold {
+	n = max(n, 1)
+	hint := int(min(float64(records)*cellsPerRecord/float64(n), 1<<26))
+	f := &parallelFold{ctx: ctx, cfg: cfg, workers: make([]chan []*kgo.Record, n), batches: make([][]*kgo.Record, n),
+		cells: make([]Cells, n), errs: make([]error, n)}
+	for i := range n {
+		f.workers[i] = make(chan []*kgo.Record, 4)
+		f.cells[i] = make(Cells, hint)
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			folder := Folder{Window: cfg.Window, last: &aggKeys{}}
+			for batch := range f.workers[i] {
+				if f.errs[i] != nil {
+					continue // drain
+				}
+				for _, rec := range batch {
+					ev, writer, err := decodeEvent(ctx, cfg.Codec, rec)
+					if err != nil {
+						if pipeline.CodeOf(err) != "" {
+							atomic.AddInt64(deadLettered, 1)
+							continue
+						}
+						f.errs[i] = err
+						f.failed.Store(true)
+						break
+					}
+					src := Source{Topic: strings.TrimPrefix(rec.Topic, cfg.Layout.Prefix), Partition: rec.Partition}
+					folder.Fold(f.cells[i], src, ev, writer)
+					atomic.AddInt64(folded, 1)
+				}
+			}
+		}()
+	}
+	return f
+}
+
+// add hands rec to the worker of its source partition; it fails once a
+// worker has failed.
+func (f *parallelFold) add(rec *kgo.Record) error {
+	if f.failed.Load() {
+		return errors.New("a record could not be decoded")
+	}
+	i := int((topicHash(rec.Topic) ^ uint32(rec.Partition)*2654435761) % uint32(len(f.workers)))
+	f.batches[i] = append(f.batches[i], rec)
+	if len(f.batches[i]) >= foldBatch {
+		select {
+		case f.workers[i] <- f.batches[i]:
+		case <-f.ctx.Done():
+			return f.ctx.Err()
+		}
+		f.batches[i] = make([]*kgo.Record, 0, foldBatch)
+	}
+	return nil
+}
+
+// wait hands over what is left, waits for the workers and returns their
+// cells, merged, or the first error.
+func (f *parallelFold) wait() (Cells, error) {
+	for i, b := range f.batches {
+		if len(b) > 0 {
+			f.workers[i] <- b
+		}
+		close(f.workers[i])
+	}
+	f.wg.Wait()
+	if err := errors.Join(f.errs...); err != nil {
+		return nil, err
+	}
+	out := f.cells[0]
+	for _, c := range f.cells[1:] {
+		maps.Copy(out, c)
+	}
+	return out, nil
+}
+
+// topicHash spreads topics over the workers.
+func topicHash(t string) uint32 {
+	var h uint32 = 2166136261
+	for i := 0; i < len(t); i++ {
+		h = (h ^ uint32(t[i])) * 16777619
+	}
+	return h
 }

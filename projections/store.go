@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"errors"
@@ -186,8 +187,9 @@ func (s *Store) apply(key, value []byte) {
 	}
 	if k.Projection == thread.ProjRuns {
 		// Runs are many and read one at a time: keep the bytes and decode
-		// on query.
-		s.putRun(k, value)
+		// on query. A copy: value is a slice of the whole fetch response,
+		// which every run kept from it would pin.
+		s.putRun(k, bytes.Clone(value))
 		return
 	}
 	c, err := decodeCell(k.Projection, value)

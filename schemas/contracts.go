@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-//go:embed avro/*.avsc
+//go:embed avro/*.avsc avro/history/*.avsc
 var contractFiles embed.FS
 
 // ContractVersion is the version of a canonical contract. The zero value is
@@ -113,11 +113,29 @@ func MustSource(c Contract, v ContractVersion) string {
 	return s
 }
 
-// Limits on bounded fields.
+// Limits on bounded fields. They are the contract's ceilings, which no
+// record may pass; the orchestrator admits inputs up to its own, smaller
+// configurable limit (SPINE_MAX_INPUT_BYTES, default DefaultInputLimit).
 const (
-	MaxInputBytes   = 64 << 10 // Intent.Input
-	MaxSummaryBytes = 4 << 10  // ArtifactSummary.Summary
+	MaxInputBytes     = 4 << 20 // Intent.Input, RuntimeEvent.Input
+	DefaultInputLimit = 1 << 20 // what the orchestrator admits by default
+	MaxSummaryBytes   = 4 << 10 // ArtifactSummary.Summary
 )
+
+// History returns the earlier revisions of contract c at version v, oldest
+// first: schemas registered by an earlier Spine that only added fields with
+// defaults since. Data written with them still decodes (the writer schema
+// comes from the registry), and they still count as version v.
+func History(c Contract, v ContractVersion) []string {
+	var out []string
+	for r := 1; ; r++ {
+		b, err := contractFiles.ReadFile(fmt.Sprintf("avro/history/%s.v%d.r%d.avsc", c, int(v), r))
+		if err != nil {
+			return out
+		}
+		out = append(out, string(b))
+	}
+}
 
 // Intent is the ingress request that starts a run. Fields after Timestamp
 // exist in V2 only; a V1 record decodes them to their defaults.
@@ -133,6 +151,17 @@ type Intent struct {
 	Tenant        string            `avro:"tenant" json:"tenant,omitempty"`
 	DeadlineMs    int64             `avro:"deadline_ms" json:"deadline_ms,omitempty"`
 	Attributes    map[string]string `avro:"attributes" json:"attributes,omitempty"`
+	Provenance    *Provenance       `avro:"provenance" json:"provenance,omitempty"`
+}
+
+// Provenance is who asked for a run, as verified at admission: the OIDC
+// issuer and subject of the caller's token and the claims the policy names.
+// The token itself is never on the thread.
+type Provenance struct {
+	Issuer     string            `avro:"issuer" json:"issuer"`
+	Subject    string            `avro:"subject" json:"subject"`
+	VerifiedAt time.Time         `avro:"verified_at" json:"verified_at"`
+	Claims     map[string]string `avro:"claims" json:"claims,omitempty"`
 }
 
 // ArtifactSummary is the bounded summary of an artifact an event carries;
@@ -152,6 +181,12 @@ type GateOutcome struct {
 	Reason    string  `avro:"reason" json:"reason"`
 	Measured  float64 `avro:"measured" json:"measured"`
 	Threshold float64 `avro:"threshold" json:"threshold"`
+	// Rule is the rule or statistic that decided; PolicyVersion the
+	// version of the policy or settings it came from; Evidence the rest
+	// (sample sizes, windows, a JSON path).
+	Rule          string            `avro:"rule" json:"rule,omitempty"`
+	PolicyVersion string            `avro:"policy_version" json:"policy_version,omitempty"`
+	Evidence      map[string]string `avro:"evidence" json:"evidence,omitempty"`
 }
 
 // Usage is token usage and cost of one execution (V2).
@@ -161,8 +196,11 @@ type Usage struct {
 	CostUSD      float64 `avro:"cost_usd" json:"cost_usd"`
 }
 
-// RuntimeEvent is the canonical envelope of every event on the thread. Fields
-// after Gate exist in V2 only; a V1 record decodes them to their defaults.
+// RuntimeEvent is the canonical envelope of every event on the thread. Route,
+// Priority, Tenant and Attributes exist in V2 only (a V1 record decodes them
+// to their defaults); Attempt, Error, Usage and Input are in both versions,
+// so a run's retries never depend on its contract version. Input is set on
+// run.dispatch only: the run's input on its way to the data plane.
 type RuntimeEvent struct {
 	EventID       string            `avro:"event_id" json:"event_id"`
 	TraceID       string            `avro:"trace_id" json:"trace_id"`
@@ -186,4 +224,10 @@ type RuntimeEvent struct {
 	Priority      int32             `avro:"priority" json:"priority,omitempty"`
 	Tenant        string            `avro:"tenant" json:"tenant,omitempty"`
 	Attributes    map[string]string `avro:"attributes" json:"attributes,omitempty"`
+	Input         string            `avro:"input" json:"input,omitempty"`
+	// Provenance is the run's verified caller, nil when none was verified.
+	Provenance *Provenance `avro:"provenance" json:"provenance,omitempty"`
+	// StateflowVersion is the version of the stateflow the run started
+	// under.
+	StateflowVersion string `avro:"stateflow_version" json:"stateflow_version,omitempty"`
 }

@@ -79,7 +79,7 @@ func ExampleSerde() {
 	_, _, _, err = serde.Decode(ctx, b[:len(b)-1])
 	fmt.Println(schemas.CodeOf(err))
 	// Output:
-	// magic byte 0, schema id 1, 81 bytes
+	// magic byte 0, schema id 1, 87 bytes
 	// written as V1: intent.received in state received, route "baseline", attributes map[]
 	// truncated
 }

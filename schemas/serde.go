@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,8 +20,9 @@ import (
 
 // DefaultMaxRecordBytes bounds a record value (header included), every
 // string or bytes length inside it, and the number of map entries it may
-// hold, unless WithMaxRecordBytes says otherwise.
-const DefaultMaxRecordBytes = 1 << 20
+// hold, unless WithMaxRecordBytes says otherwise: room for an input of
+// MaxInputBytes and its envelope.
+const DefaultMaxRecordBytes = 2*MaxInputBytes + 64<<10
 
 // unknownIDTTL is how long an id the registry answered 404 for is
 // remembered, so a stream of poison records with the same bogus id costs
@@ -84,6 +86,9 @@ type Serde struct {
 	enc   map[contractKey]avro.Schema
 	known map[[32]byte]contractKey
 	names map[string]Contract
+	// fastEvent holds the contract versions whose RuntimeEvent schema
+	// appendEventBody writes (see eventBodyFingerprints).
+	fastEvent [V2 + 1]bool
 
 	ids      sync.Map // encKey → int
 	writers  sync.Map // int → *writerSchema
@@ -113,6 +118,9 @@ type writerSchema struct {
 	writer   avro.Schema // scanned against
 	resolved avro.Schema // decoded with
 	err      *DecodeError
+	// fast is the version of today's RuntimeEvent schema the writer is,
+	// when readEventBody decodes it for a V2 reader; 0 otherwise.
+	fast ContractVersion
 }
 
 // Option configures a Serde.
@@ -183,6 +191,16 @@ func NewSerde(cl *sr.Client, opts ...Option) (*Serde, error) {
 			s.enc[k] = sch
 			s.known[sch.Fingerprint()] = k
 			s.names[sch.(*avro.RecordSchema).FullName()] = c
+			if c == ContractRuntimeEvent && fmt.Sprintf("%x", sch.Fingerprint()) == eventBodyFingerprints[v] {
+				s.fastEvent[v] = true
+			}
+			for i, src := range History(c, v) {
+				old, err := avro.ParseWithCache(src, "", &avro.SchemaCache{})
+				if err != nil {
+					return nil, fmt.Errorf("schemas: parse %s %s revision %d: %w", c, v, i+1, err)
+				}
+				s.known[old.Fingerprint()] = k
+			}
 		}
 	}
 	s.api = avro.Config{
@@ -309,6 +327,18 @@ func (s *Serde) AppendEncode(ctx context.Context, b []byte, subject string, v Co
 	id, err := s.SchemaID(ctx, subject, c, v)
 	if err != nil {
 		return b, err
+	}
+	if ev, ok := value.(*RuntimeEvent); ok && s.fastEvent[v] {
+		start := len(b)
+		b = slices.Grow(b, 5+eventBodySizeHint(ev))
+		b, _ = s.hdr.AppendEncode(b, id, nil) // never fails
+		if b, ok = appendEventBody(b, ev, v); ok {
+			if n := len(b) - start; n > s.max {
+				return b[:start], &EncodeError{Code: CodeTooLarge, Subject: subject, Version: v, Err: fmt.Errorf("record of %d bytes over the bound of %d", n, s.max)}
+			}
+			return b, nil
+		}
+		b = b[:start] // hamba reports what the fast path refused
 	}
 	w := s.writerP.Get().(*avro.Writer)
 	defer s.putWriter(w)
@@ -522,7 +552,11 @@ func (s *Serde) newWriterSchema(id int, sch sr.Schema) *writerSchema {
 	if err != nil {
 		return wrong("schema id %d (%s) does not resolve against reader %s %s: %v", id, rec.FullName(), c, s.reader, err)
 	}
-	return &writerSchema{contract: c, version: k.v, writer: writer, resolved: resolved}
+	ws := &writerSchema{contract: c, version: k.v, writer: writer, resolved: resolved}
+	if c == ContractRuntimeEvent && s.reader == V2 && fmt.Sprintf("%x", writer.Fingerprint()) == eventBodyFingerprints[k.v] {
+		ws.fast = k.v
+	}
+	return ws
 }
 
 // decodeBody scans body against the writer schema, decodes it into ptr
@@ -536,14 +570,7 @@ func (s *Serde) decodeBody(id int, ws *writerSchema, body []byte, ptr any) error
 	if n != len(body) {
 		return &DecodeError{Code: CodeTrailingBytes, ID: id, Err: fmt.Errorf("%d bytes after a %d-byte %s %s body", len(body)-n, n, ws.contract, ws.version)}
 	}
-	r := s.readers.Get().(*avro.Reader)
-	r.Reset(body)
-	r.ReadVal(ws.resolved, ptr)
-	err := r.Error
-	r.Error = nil
-	r.Reset(nil)
-	s.readers.Put(r)
-	if err != nil && !errors.Is(err, io.EOF) {
+	if err := s.readBody(ws, body, ptr); err != nil {
 		return classifyAvroErr(id, err)
 	}
 	// The scan has checked every string of the body is UTF-8 (and reader
@@ -558,6 +585,28 @@ func (s *Serde) decodeBody(id int, ws *writerSchema, body []byte, ptr any) error
 	}
 	if verr != nil {
 		return &DecodeError{Code: CodeOf(verr), ID: id, Err: verr}
+	}
+	return nil
+}
+
+// readBody decodes a scanned body into ptr: a RuntimeEvent of today's
+// schema with readEventBody, anything else (or what it refuses) with hamba.
+func (s *Serde) readBody(ws *writerSchema, body []byte, ptr any) error {
+	if ev, ok := ptr.(*RuntimeEvent); ok && ws.fast != 0 {
+		if readEventBody(body, ws.fast, ev) {
+			return nil
+		}
+		*ev = RuntimeEvent{}
+	}
+	r := s.readers.Get().(*avro.Reader)
+	r.Reset(body)
+	r.ReadVal(ws.resolved, ptr)
+	err := r.Error
+	r.Error = nil
+	r.Reset(nil)
+	s.readers.Put(r)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
 	}
 	return nil
 }

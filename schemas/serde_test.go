@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -136,10 +135,15 @@ func fullEvent() *schemas.RuntimeEvent {
 		SchemaVersion: schemas.V2, Timestamp: t0, RunStarted: t0.Add(-time.Second),
 		Phase: schemas.PhaseData, EventType: "artifact.delivered", State: "delivered",
 		Artifact: &schemas.ArtifactSummary{ContentType: "text/plain", Summary: "héllo ✓", Score: 0.9, SizeBytes: 1234, LatencyMs: 87},
-		Gate:     &schemas.GateOutcome{Name: "drift", Passed: true, Reason: "ok", Measured: 0.1, Threshold: 0.2},
-		Route:    "canary", Attempt: 2, Error: &errText,
+		Gate: &schemas.GateOutcome{Name: "drift", Passed: true, Reason: "ok", Measured: 0.1, Threshold: 0.2,
+			Rule: "psi", PolicyVersion: "sha256:ab12", Evidence: map[string]string{"n_ref": "500", "n_cur": "200"}},
+		Route: "canary", Attempt: 2, Error: &errText,
 		Usage:    &schemas.Usage{InputTokens: 10, OutputTokens: 20, CostUSD: 0.003},
 		Priority: 7, Tenant: "acme", Attributes: map[string]string{"model": "m-1", "ключ": "значение"},
+		Input: "summarize {\"q\": 3} ✓",
+		Provenance: &schemas.Provenance{Issuer: "https://issuer.example", Subject: "user-42", VerifiedAt: t0.Add(-2 * time.Second),
+			Claims: map[string]string{"email": "ada@example.com"}},
+		StateflowVersion: "sha256:cd34",
 	}
 }
 
@@ -151,17 +155,18 @@ func fullIntent() *schemas.Intent {
 	}
 }
 
-// v1Event is ev with every V2-only field as a V2 reader sees it in a V1
-// record: at its Avro default.
+// v1Defaults is ev with every V2-only field as a V2 reader sees it in a V1
+// record: at its Avro default. Attempt, error, usage and input are in V1
+// too, so a run's retries never depend on its contract version.
 func v1Defaults(ev schemas.RuntimeEvent) *schemas.RuntimeEvent {
-	ev.Route, ev.Attempt, ev.Error, ev.Usage, ev.Priority, ev.Tenant = "baseline", 0, nil, nil, 0, ""
+	ev.Route, ev.Priority, ev.Tenant = "baseline", 0, ""
 	ev.Attributes = map[string]string{}
 	return &ev
 }
 
 // v1Only is ev as a V1 reader sees it: V2-only fields at their Go zero.
 func v1Only(ev schemas.RuntimeEvent) *schemas.RuntimeEvent {
-	ev.Route, ev.Attempt, ev.Error, ev.Usage, ev.Priority, ev.Tenant, ev.Attributes = "", 0, nil, nil, 0, "", nil
+	ev.Route, ev.Priority, ev.Tenant, ev.Attributes = "", 0, "", nil
 	return &ev
 }
 
@@ -265,7 +270,9 @@ func TestV1SchemaAloneDropsV2Data(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v1, err := avro.ParseWithCache(schemas.MustSource(schemas.ContractRuntimeEvent, schemas.V1), "", &avro.SchemaCache{})
+	// The first revision of v1, whose fields are a prefix of v2's: the
+	// naive decode then "succeeds" (with today's v1 it fails outright).
+	v1, err := avro.ParseWithCache(schemas.History(schemas.ContractRuntimeEvent, schemas.V1)[0], "", &avro.SchemaCache{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,8 +294,8 @@ func TestV1SchemaAloneDropsV2Data(t *testing.T) {
 	// The same v2 body under an id that claims v1 is caught, not misread.
 	v1id := f.idOf(schemas.ContractRuntimeEvent, schemas.V1)
 	lie := append(binary.BigEndian.AppendUint32([]byte{0}, uint32(v1id)), b[5:]...)
-	if _, _, _, err := f.serde.Decode(t.Context(), lie); !errors.Is(err, schemas.ErrTrailingBytes) {
-		t.Fatalf("v2 body under the v1 id: %v, want trailing_bytes", err)
+	if _, _, _, err := f.serde.Decode(t.Context(), lie); !errors.Is(err, schemas.ErrTrailingBytes) && !errors.Is(err, schemas.ErrMalformed) {
+		t.Fatalf("v2 body under the v1 id: %v, want trailing_bytes or malformed", err)
 	}
 }
 
@@ -355,15 +362,15 @@ func TestDecodeBadBytes(t *testing.T) {
 		b := raw(t, evID, schemas.ContractRuntimeEvent, schemas.V1, &schemas.RuntimeEvent{
 			EventID: "e", TraceID: "t", SchemaVersion: schemas.V1, Timestamp: t0, RunStarted: t0, Phase: schemas.PhaseGate, EventType: "x",
 		})
-		// v1 body ends with artifact (null=0) and gate (null=0): make artifact 5.
-		b[len(b)-2] = 10
+		// The v1 body ends with artifact (null=0), gate (null=0), attempt
+		// (0), error (null=0), usage (null=0), input (""), provenance
+		// (null=0) and stateflow_version (""): make artifact's index 5.
+		b[len(b)-8] = 10
 		return b
 	}()
-	var bigMap = map[string]string{}
-	for i := range 20000 {
-		bigMap[strconv.Itoa(i)] = strings.Repeat("v", 50)
-	}
-	tooBig := with(func(e *schemas.RuntimeEvent) { e.Attributes = bigMap })
+	tooBig := with(func(e *schemas.RuntimeEvent) {
+		e.Attributes = map[string]string{"k": strings.Repeat("v", schemas.DefaultMaxRecordBytes)}
+	})
 	// A map block claiming 2^40 entries.
 	hugeMap := func() []byte {
 		b := raw(t, evID, schemas.ContractRuntimeEvent, schemas.V2, &schemas.RuntimeEvent{
@@ -408,7 +415,7 @@ func TestDecodeBadBytes(t *testing.T) {
 		{"trailing byte", append(bytes.Clone(good), 0), nil, schemas.CodeTrailingBytes},
 		{"trailing record", append(bytes.Clone(good), good[5:]...), nil, schemas.CodeTrailingBytes},
 		{"length prefix 2^31", hugeLen, nil, schemas.CodeTooLarge},
-		{"record over 1 MiB", tooBig, nil, schemas.CodeTooLarge},
+		{"record over the bound", tooBig, nil, schemas.CodeTooLarge},
 		{"map of 2^40 entries", hugeMap, nil, schemas.CodeTooLarge},
 		{"negative length", append(header(evID), zigzag(-5)...), nil, schemas.CodeMalformed},
 		{"block size not its entries' size", missizedBlock, nil, schemas.CodeMalformed},
@@ -943,5 +950,54 @@ func TestHostileLengthsAllocateNothing(t *testing.T) {
 				t.Fatalf("a decode allocated %.0f times, %d bytes; want a small constant, not the claimed length", allocs, perDecode)
 			}
 		})
+	}
+}
+
+// TestEarlierRevisionsStillDecode is an upgrade: a registry holding the
+// first revisions of the RuntimeEvent contract (as an earlier Spine
+// registered them) takes today's v1 and v2 as new versions of the subject
+// under FULL_TRANSITIVE, and a record written with an old revision still
+// decodes as the version it was written under, input empty.
+func TestEarlierRevisionsStillDecode(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	subject := "upgrade-" + eventSubject
+	if r := f.admin.SetCompatibility(t.Context(), sr.SetCompatibility{Level: schemas.ContractLevel}, subject); r[0].Err != nil {
+		t.Fatal(r[0].Err)
+	}
+	old := map[schemas.ContractVersion]int{}
+	for _, v := range schemas.Versions {
+		hist := schemas.History(schemas.ContractRuntimeEvent, v)
+		if len(hist) == 0 {
+			t.Fatalf("no earlier revision of runtime_event %s", v)
+		}
+		old[v] = f.register(t, subject, hist[0])
+	}
+	for _, v := range schemas.Versions {
+		if id := f.register(t, subject, schemas.MustSource(schemas.ContractRuntimeEvent, v)); id == old[v] {
+			t.Fatalf("today's %s has the id of its first revision %d: the contract did not change?", v, id)
+		}
+	}
+	for _, v := range schemas.Versions {
+		s, err := avro.ParseWithCache(schemas.History(schemas.ContractRuntimeEvent, v)[0], "", &avro.SchemaCache{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := fullEvent()
+		body, err := avro.Marshal(s, ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := append(binary.BigEndian.AppendUint32([]byte{0}, uint32(old[v])), body...)
+		got, _, ver, err := f.serde.Decode(t.Context(), b)
+		if err != nil {
+			t.Fatalf("%s revision 1: %v", v, err)
+		}
+		if ver != v {
+			t.Fatalf("revision 1 of %s decodes as %s", v, ver)
+		}
+		if e := got.(*schemas.RuntimeEvent); e.Input != "" || e.EventID != ev.EventID {
+			t.Fatalf("%s revision 1 decoded as %+v", v, e)
+		}
 	}
 }

@@ -48,6 +48,7 @@ func (i *Intent) checkUTF8(v *validator) {
 	v.utf8("input", i.Input)
 	v.utf8("tenant", i.Tenant)
 	v.utf8Map("attributes", i.Attributes)
+	i.Provenance.checkUTF8(v)
 }
 
 // Validate checks e against the rules of the RuntimeEvent contract, as of
@@ -58,7 +59,7 @@ func (e *RuntimeEvent) Validate() error { return e.ValidateAt(time.Now()) }
 // event_id, trace_id and event_type are set, schema_version is V1 or V2,
 // phase is a known phase, timestamp is set and at most MaxClockSkew after
 // now, run_started is not after it by more than MaxClockSkew either, the
-// artifact summary is at most MaxSummaryBytes, attempt is not negative, and
+// artifact summary is at most MaxSummaryBytes, input at most MaxInputBytes, attempt is not negative, and
 // every string is valid UTF-8. It returns a *ValidationError naming the
 // first broken rule.
 func (e *RuntimeEvent) ValidateAt(now time.Time) error { return e.validateAt(now, true) }
@@ -89,6 +90,7 @@ func (e *RuntimeEvent) validateAt(now time.Time, checkUTF8 bool) error {
 	if e.Artifact != nil {
 		v.maxLen("artifact.summary", e.Artifact.Summary, MaxSummaryBytes)
 	}
+	v.maxLen("input", e.Input, MaxInputBytes)
 	if e.Attempt < 0 {
 		v.fail("attempt", fmt.Sprintf("negative attempt %d", e.Attempt))
 	}
@@ -107,6 +109,7 @@ func (e *RuntimeEvent) checkUTF8(v *validator) {
 	v.utf8("state", e.State)
 	v.utf8("route", e.Route)
 	v.utf8("tenant", e.Tenant)
+	v.utf8("input", e.Input)
 	if e.Artifact != nil {
 		v.utf8("artifact.content_type", e.Artifact.ContentType)
 		v.utf8("artifact.summary", e.Artifact.Summary)
@@ -114,11 +117,25 @@ func (e *RuntimeEvent) checkUTF8(v *validator) {
 	if e.Gate != nil {
 		v.utf8("gate.name", e.Gate.Name)
 		v.utf8("gate.reason", e.Gate.Reason)
+		v.utf8("gate.rule", e.Gate.Rule)
+		v.utf8("gate.policy_version", e.Gate.PolicyVersion)
+		v.utf8Map("gate.evidence", e.Gate.Evidence)
 	}
 	if e.Error != nil {
 		v.utf8("error", *e.Error)
 	}
 	v.utf8Map("attributes", e.Attributes)
+	v.utf8("stateflow_version", e.StateflowVersion)
+	e.Provenance.checkUTF8(v)
+}
+
+func (p *Provenance) checkUTF8(v *validator) {
+	if p == nil {
+		return
+	}
+	v.utf8("provenance.issuer", p.Issuer)
+	v.utf8("provenance.subject", p.Subject)
+	v.utf8Map("provenance.claims", p.Claims)
 }
 
 // validator keeps the first broken rule; UTF-8 checks run first so a value
@@ -145,6 +162,9 @@ func (v *validator) utf8(field, s string) {
 }
 
 func (v *validator) utf8Map(field string, m map[string]string) {
+	if len(m) == 0 {
+		return // ranging over an empty map still starts an iterator
+	}
 	for k, s := range m {
 		if !utf8.ValidString(k) {
 			v.failCode(field, "a key is not valid UTF-8", CodeInvalidUTF8)

@@ -19,17 +19,24 @@
 // A StructuredContent answer becomes an application/json artifact; any
 // other answer the concatenation of its text content, as text/plain.
 //
-// # Goroutines and locks
+// # Lifecycle, goroutines and locks
 //
-// An Executor owns one goroutine, the supervisor, started by New and ended
-// by Close. It waits for the current session to end; when it ends for any
-// reason but Close (the process exited, the HTTP session was lost, or
-// Execute dropped it after a transport failure) the supervisor reconnects,
-// restarting the command, with a backoff of 100ms doubling to 5s, and lists
-// the tools again. Until it succeeds, calls fail unavailable (retryable);
-// calls in flight when the session dies fail the same way. The adapter does
-// not retry a call itself: retries are the stateflow's.
+// New does no I/O. Run connects, starting the command, lists the tools and
+// keeps the session: it waits for the session to end and, when it ends for
+// any reason but ctx or Close (the process exited, the HTTP session was
+// lost, or Execute dropped it after a transport failure), reconnects with a
+// backoff of 100ms doubling to 5s, restarting the command, and lists the
+// tools again. A server that does not answer at first is retried the same
+// way. Before the first connection, calls fail executor_not_ready
+// (retryable); while reconnecting, unavailable (retryable); calls in flight
+// when the session dies fail unavailable too. The adapter does not retry a
+// call itself: retries are the stateflow's. When ctx ends or Close is
+// called, Run closes the session and returns; later calls fail
+// interrupted, retryable, when ctx ended (the instance is stopping), or
+// unavailable, not retryable, after Close.
 //
-// One mutex, Executor.mu, guards the current session, the listed tools and
-// the closed flag; it is never held across a network call.
+// Run owns one more goroutine per session, which waits for it to end; Run
+// waits for it before returning. One mutex, Executor.mu, guards the
+// current session, the listed tools and the connected and closed flags; it
+// is never held across a network call.
 package mcp

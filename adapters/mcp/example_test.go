@@ -9,15 +9,19 @@ import (
 )
 
 // An executor for the echo tool of a server Spine starts over stdio: the
-// request's Input is the tool's arguments object.
+// request's Input is the tool's arguments object. New does no I/O; Run
+// starts the server and keeps the session until ctx ends.
 func ExampleNew() {
-	ctx := context.Background()
-	e, err := mcp.New(ctx, mcp.Config{Tool: "echo", Command: []string{serverBin}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e, err := mcp.New(mcp.Config{Tool: "echo", Command: []string{serverBin}})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer e.Close()
+	go e.Run(ctx)
+	<-e.Ready()
 	req := dataplane.Request{Input: []byte(`{"text":"hi"}`)}
 	if err := e.Validate(req); err != nil {
 		fmt.Println(err)

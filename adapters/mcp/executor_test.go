@@ -14,6 +14,7 @@ import (
 	"time"
 
 	gomcp "github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/spinerun/spine/adapters/mcp"
 	"github.com/spinerun/spine/processors/dataplane"
@@ -99,13 +100,35 @@ func eventually(t *testing.T, d time.Duration, f func() error) {
 	}
 }
 
+// newExecutor returns an executor running until the test ends, once it
+// has connected.
 func newExecutor(t *testing.T, cfg mcp.Config) *mcp.Executor {
 	t.Helper()
-	e, err := mcp.New(t.Context(), cfg)
+	e := start(t, cfg)
+	select {
+	case <-e.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the executor did not connect within 10s")
+	}
+	return e
+}
+
+// start returns an executor whose Run runs until the test ends.
+func start(t *testing.T, cfg mcp.Config) *mcp.Executor {
+	t.Helper()
+	e, err := mcp.New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	t.Cleanup(func() { _ = e.Close() })
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
 	return e
 }
 
@@ -160,6 +183,22 @@ func TestExecute(t *testing.T) {
 				}
 				if got["ok"] != true || got["args"].(map[string]any)["a"] != 1.0 {
 					t.Fatalf("content = %s, want ok and the arguments", res.Content)
+				}
+			})
+			t.Run("traceparent in _meta", func(t *testing.T) {
+				t.Parallel()
+				e := newExecutor(t, b.cfg(t, "meta"))
+				tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+				sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+				traced := trace.ContextWithSpanContext(t.Context(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
+				for ctx, want := range map[context.Context]string{
+					traced:      "traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+					t.Context(): "traceparent=",
+				} {
+					res, err := e.Execute(ctx, req(`{}`))
+					if err != nil || string(res.Content) != want {
+						t.Errorf("the server read %q (%v), want %q", res.Content, err, want)
+					}
 				}
 			})
 			t.Run("fail", func(t *testing.T) {
@@ -287,7 +326,7 @@ func TestHTTPServerGone(t *testing.T) {
 
 func TestNewRejectsConfig(t *testing.T) {
 	t.Parallel()
-	_, err := mcp.New(t.Context(), mcp.Config{Command: []string{"x"}, URL: "ftp://"})
+	_, err := mcp.New(mcp.Config{Command: []string{"x"}, URL: "ftp://"})
 	if err == nil {
 		t.Fatal("New accepted a config with no tool and both Command and URL")
 	}
@@ -296,31 +335,83 @@ func TestNewRejectsConfig(t *testing.T) {
 			t.Errorf("err = %v, want it to name %q", err, want)
 		}
 	}
-	if _, err := mcp.New(t.Context(), mcp.Config{}); err == nil || !strings.Contains(err.Error(), "one of Command") {
+	if _, err := mcp.New(mcp.Config{}); err == nil || !strings.Contains(err.Error(), "one of Command") {
 		t.Errorf("empty config: err = %v, want the missing server named", err)
 	}
-	if _, err := mcp.New(t.Context(), mcp.Config{Tool: "echo", Command: []string{filepath.Join(t.TempDir(), "missing")}}); err == nil {
-		t.Error("New connected to a command that does not exist")
+}
+
+// New does no I/O: until Run has connected, calls fail executor_not_ready
+// (retryable), and a server that does not start keeps them so while Run
+// retries; invalid arguments are still refused for good.
+func TestNotReadyUntilConnected(t *testing.T) {
+	t.Parallel()
+	missing := filepath.Join(t.TempDir(), "missing")
+	e, err := mcp.New(mcp.Config{Tool: "echo", Command: []string{missing}})
+	if err != nil {
+		t.Fatalf("New with a command that does not exist: %v (it must not start it)", err)
+	}
+	defer e.Close()
+	wantKind(t, e.Validate(req(`{}`)), dataplane.KindExecutorNotReady, true)
+	_, err = e.Execute(t.Context(), req(`{}`))
+	wantKind(t, err, dataplane.KindExecutorNotReady, true)
+	if !errors.Is(err, mcp.ErrNotConnected) {
+		t.Fatalf("err = %v, want ErrNotConnected", err)
+	}
+	wantKind(t, e.Validate(req(`[1]`)), dataplane.KindInvalidArguments, false)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	time.Sleep(300 * time.Millisecond) // a few failed attempts, with backoff
+	_, err = e.Execute(t.Context(), req(`{}`))
+	wantKind(t, err, dataplane.KindExecutorNotReady, true)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return when its ctx ended")
+	}
+	// Its instance stopped: another one runs the call again.
+	_, err = e.Execute(t.Context(), req(`{}`))
+	wantKind(t, err, dataplane.KindCanceledByRestart, true)
+	if !errors.Is(err, mcp.ErrStopped) {
+		t.Fatalf("err = %v, want ErrStopped", err)
+	}
+	if err := e.Run(t.Context()); err == nil {
+		t.Fatal("a second Run was accepted")
 	}
 }
 
 func TestClose(t *testing.T) {
 	t.Parallel()
-	e, err := mcp.New(t.Context(), mcp.Config{Tool: "echo", Command: []string{serverBin}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newExecutor(t, mcp.Config{Tool: "echo", Command: []string{serverBin}})
 	if err := e.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 	if err := e.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	_, err = e.Execute(t.Context(), req(`{}`))
+	_, err := e.Execute(t.Context(), req(`{}`))
 	wantKind(t, err, dataplane.KindUnavailable, false)
 	if !errors.Is(err, mcp.ErrClosed) {
 		t.Fatalf("err = %v, want ErrClosed", err)
 	}
+	// Closed before it ever ran: it never will.
+	never, err := mcp.New(mcp.Config{Tool: "echo", Command: []string{serverBin}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := never.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := never.Run(t.Context()); err == nil {
+		t.Fatal("Run after Close was accepted")
+	}
+	_, err = never.Execute(t.Context(), req(`{}`))
+	wantKind(t, err, dataplane.KindUnavailable, false)
 }
 
 func TestConcurrent(t *testing.T) {

@@ -21,7 +21,10 @@ type Executor struct {
 	sleep  bool
 }
 
-var _ dataplane.Executor = (*Executor)(nil)
+var (
+	_ dataplane.Executor = (*Executor)(nil)
+	_ dataplane.Inline   = (*Executor)(nil)
+)
 
 // NewExecutor returns a synthetic executor. routes maps a route to its
 // parameters; a route missing from it uses the baseline's, or Default().
@@ -43,6 +46,11 @@ func NewExecutor(routes map[string]Params, sleep bool) (*Executor, error) {
 
 // Sleeps reports whether calls really wait their simulated latency.
 func (s *Executor) Sleeps() bool { return s.sleep }
+
+// Inline reports whether the dataplane may run a call in the transaction
+// of its dispatch (dataplane.Inline): yes unless it really sleeps, since a
+// call that only simulates its latency is a function of its dispatch.
+func (s *Executor) Inline(kind, route string) bool { return !s.sleep }
 
 // Execute implements dataplane.Executor.
 func (s *Executor) Execute(ctx context.Context, req dataplane.Request) (dataplane.Result, error) {

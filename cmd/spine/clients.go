@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -26,9 +27,16 @@ func cliBrokers(cfg *stack.Config) []string {
 	if !cfg.Embedded() {
 		return cfg.Brokers
 	}
+	host := cfg.KafkaAdvertisedHost
+	if host == "" {
+		host = cfg.BindHost
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
 	bs := make([]string, cfg.EmbeddedBrokers)
 	for i := range bs {
-		bs[i] = net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.KafkaPort+i))
+		bs[i] = net.JoinHostPort(host, strconv.Itoa(cfg.KafkaPort+i))
 	}
 	return bs
 }
@@ -38,12 +46,18 @@ func cliRegistryURL(cfg *stack.Config) string {
 	if cfg.RegistryURL != "" {
 		return cfg.RegistryURL
 	}
-	return localURL(cfg.RegistryAddr)
+	return localURL(cfg, cfg.RegistryAddr)
 }
 
-// localURL turns a listen address such as ":8081" into http://localhost:8081.
-func localURL(addr string) string {
-	return "http://" + hostport(addr)
+// localURL turns a listen address such as ":8081" into the URL a local
+// client reaches it at: http://127.0.0.1:8081 by default (SPINE_BIND_HOST),
+// https with SPINE_TLS_CERT.
+func localURL(cfg *stack.Config, addr string) string {
+	scheme := "http://"
+	if cfg.ServerTLSCert != "" {
+		scheme = "https://"
+	}
+	return scheme + hostport(cfg.ListenAddr(addr))
 }
 
 // cliKafkaOpts returns client options for the CLI tools.
@@ -83,4 +97,12 @@ func checkRegistry(ctx context.Context, cfg *stack.Config) error {
 		return fmt.Errorf("is the schema registry at %s reachable? (start the stack with `spine up` or set SCHEMA_REGISTRY_URL): %w", url, err)
 	}
 	return nil
+}
+
+// unreachable adds to a deadline error that Kafka may not be running.
+func unreachable(err error, cfg *stack.Config) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w (is Kafka at %v reachable? start the stack with `spine up` or set KAFKA_BROKERS)", err, cliBrokers(cfg))
+	}
+	return err
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 type consumeFlags struct {
@@ -209,8 +210,20 @@ func describe(v any) string {
 		if v.Gate != nil {
 			s += fmt.Sprintf(" gate=%s passed=%t measured=%g threshold=%g reason=%q", v.Gate.Name, v.Gate.Passed, v.Gate.Measured, v.Gate.Threshold, v.Gate.Reason)
 		}
+		if v.Attempt > 0 {
+			s += fmt.Sprintf(" attempt=%d", v.Attempt)
+		}
+		if from, to := v.Attributes[thread.AttrFallbackFrom], v.Attributes[thread.AttrFallbackTo]; to != "" {
+			s += fmt.Sprintf(" fallback=%s→%s", from, to)
+		}
+		if v.EventType == thread.RunDispatch {
+			s += " kind=" + v.Intent // a fallback agent's, after run.fallback
+		}
 		if v.Artifact != nil {
-			s += fmt.Sprintf(" artifact=%s score=%.3f latency=%dms", v.ArtifactID, v.Artifact.Score, v.Artifact.LatencyMs)
+			s += fmt.Sprintf(" artifact=%s %s %dB score=%.3f latency=%dms", v.ArtifactID, v.Artifact.ContentType, v.Artifact.SizeBytes, v.Artifact.Score, v.Artifact.LatencyMs)
+		}
+		if v.Input != "" {
+			s += fmt.Sprintf(" input=%dB", len(v.Input))
 		}
 		if v.Error != nil {
 			s += fmt.Sprintf(" error=%q", *v.Error)

@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +20,7 @@ import (
 	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/loadtest"
 	"github.com/spinerun/spine/pipeline/kafkatest"
+	"github.com/spinerun/spine/projections"
 )
 
 // syncBuffer is a bytes.Buffer safe for the progress writer and the test.
@@ -53,7 +58,7 @@ func TestLoadtestCanaryEndToEnd(t *testing.T) {
 	base := loadtestOpts{
 		rate: 100, duration: 5 * time.Second, untilDecided: 90 * time.Second, drain: 20 * time.Second, canary: 20,
 		interval: 1200 * time.Millisecond, stepWeight: 20, maxWeight: 60, minSamples: 25, failureLimit: 2,
-		actors: 200, v2FailureRate: -1, partitions: 2,
+		actors: 200, v2FailureRate: -1, partitions: 2, embedded: true,
 	}
 	tests := []struct {
 		name  string
@@ -145,6 +150,12 @@ func TestLoadtestCanaryEndToEnd(t *testing.T) {
 			}
 			if b, _ := os.ReadFile(hp); !strings.Contains(string(b), "<svg") || filepath.Dir(hp) != o.out {
 				t.Errorf("report %s has no chart", hp)
+			} else if !strings.Contains(string(b), "Stack memory over time") {
+				t.Errorf("report %s has no memory chart", hp)
+			}
+			// The in-process stack's memory is sampled beside throughput.
+			if r.RSSPeakBytes == 0 || r.Series[len(r.Series)-1].RSSBytes == 0 || !strings.Contains(progress.String(), " rss ") {
+				t.Errorf("no resident memory in the report: peak %d, last point %+v", r.RSSPeakBytes, r.Series[len(r.Series)-1])
 			}
 		})
 	}
@@ -187,10 +198,106 @@ func TestLoadtestUsageErrors(t *testing.T) {
 		{"loadtest", "--max-weight", "0"},
 		{"loadtest", "--v2-failure-rate", "2"},
 		{"loadtest", "extra"},
+		{"loadtest", "--embedded", "--external"},
 	} {
 		code, _, stderr := runCLI(t, "", args...)
 		if code != exitUsage || stderr == "" {
 			t.Errorf("%v: exit %d, stderr %q; want exit 2 with a reason", args, code, stderr)
 		}
+	}
+}
+
+// With a stack running at the configured addresses, `spine loadtest` drives
+// it and says so on its first line: its runs show on that stack's
+// projections (the dashboard's API). The private stack's executor knobs are
+// refused against it, and --external with nothing running fails naming the
+// addresses.
+func TestLoadtestDrivesTheRunningStack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a whole stack")
+	}
+	if kafkatest.External() {
+		t.Skip("runs its own embedded stack")
+	}
+	base, err := stack.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{"SPINE_DATA_DIR": t.TempDir()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := &app{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, cfg: base, log: slog.New(slog.DiscardHandler)}
+	// The stack a user runs (`spine up`), on free ports.
+	cfg, stop, err := startLoadtestStack(t.Context(), quiet, base, loadtestOpts{v2FailureRate: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	terminals := func() int64 {
+		resp, err := http.Get("http://" + cfg.HTTPAddr + "/v1/stats/golden-path")
+		if err != nil {
+			return -1
+		}
+		defer resp.Body.Close()
+		var rep projections.GoldenReport
+		if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+			return -1
+		}
+		var n int64
+		for _, g := range rep.Groups {
+			n += g.Terminals
+		}
+		return n
+	}
+	before := terminals()
+
+	o := loadtestOpts{rate: 50, duration: 2 * time.Second, drain: 20 * time.Second, canary: 10, interval: time.Hour,
+		stepWeight: 10, maxWeight: 50, minSamples: 100, failureLimit: 2, actors: 50, v2FailureRate: -1, rawRecords: 50, out: t.TempDir()}
+	progress := &syncBuffer{}
+	a := &app{stdin: strings.NewReader(""), stdout: progress, stderr: progress, cfg: cfg, log: slog.New(slog.DiscardHandler)}
+	r, err := loadtestReport(t.Context(), a, cfg, o)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress)
+	}
+	first, _, _ := strings.Cut(progress.String(), "\n")
+	want := fmt.Sprintf("driving the running stack at kafka %v, registry %s", cliBrokers(cfg), cliRegistryURL(cfg))
+	if !strings.HasPrefix(first, want) {
+		t.Errorf("first line %q, want it to begin %q", first, want)
+	}
+	if r.Finished == 0 || !strings.HasPrefix(r.Params.Target, "running stack at kafka") || r.RSSPeakBytes != 0 {
+		t.Errorf("finished %d, target %q, rss %d: want runs on the running stack, no memory of this process", r.Finished, r.Params.Target, r.RSSPeakBytes)
+	}
+	// The raw chain ran at the same rate, and only latency is compared.
+	if c := r.RawComparison; c == nil || c.RatePerSec != 50 || r.Raw.Rate != 50 || !strings.Contains(c.Label, "same paced rate") {
+		t.Errorf("raw comparison %+v, chain %+v: want latency at 50/s", r.RawComparison, r.Raw)
+	}
+	// The runs are that stack's: its projections count them.
+	deadline := time.Now().Add(30 * time.Second)
+	for terminals() < before+r.Finished {
+		if time.Now().After(deadline) {
+			t.Fatalf("the running stack's projections count %d terminal runs, want at least %d + %d", terminals(), before, r.Finished)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The private stack's knobs are refused against it.
+	for _, mod := range []func(*loadtestOpts){
+		func(o *loadtestOpts) { o.v2LatencyMs = 200 },
+		func(o *loadtestOpts) { o.v2FailureRate = 0.3 },
+		func(o *loadtestOpts) { o.partitions = 2 },
+	} {
+		k := o
+		mod(&k)
+		_, err := loadtestReport(t.Context(), quiet, cfg, k)
+		var ue usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "applies to a private stack only (add --embedded)") {
+			t.Errorf("knobs %v against the running stack: %v, want a usage error", k.privateKnobs(), err)
+		}
+	}
+
+	// --external with nothing at the configured addresses fails.
+	dead := *cfg
+	dead.KafkaPort, dead.RegistryAddr = 1, "127.0.0.1:1"
+	k := o
+	k.external = true
+	if _, err := loadtestReport(t.Context(), quiet, &dead, k); err == nil || !strings.Contains(err.Error(), "no stack answers at kafka [127.0.0.1:1]") {
+		t.Errorf("--external with no stack: %v", err)
 	}
 }

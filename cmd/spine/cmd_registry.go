@@ -9,7 +9,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/spinerun/spine/cmd/spine/stack"
-	"github.com/spinerun/spine/pipeline"
 )
 
 func newRegistryCmd(a *app) *cobra.Command {
@@ -39,14 +38,18 @@ from SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD.`,
 
 func runRegistry(ctx context.Context, a *app, cfg *stack.Config) error {
 	promReg := newMetricsRegistry()
-	reg, err := newRegistry(cfg, cfg.Brokers, a.log, promReg)
+	v, err := stack.NewVerifier(cfg, a.log, promReg)
+	if err != nil {
+		return err
+	}
+	reg, err := newRegistry(cfg, cfg.Brokers, a.log, promReg, v)
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
 	mountOps(mux, promReg, nil)
 	mux.Handle("/", reg.Handler())
-	srv := &pipeline.HTTPServer{Name: "registry", Addr: cfg.RegistryAddr, Handler: mux, ShutdownTimeout: cfg.ShutdownTimeout, Log: a.log}
+	srv := cfg.HTTPServer("registry", cfg.RegistryAddr, mux, a.log)
 	if err := srv.Listen(); err != nil {
 		return err
 	}
@@ -56,7 +59,7 @@ func runRegistry(ctx context.Context, a *app, cfg *stack.Config) error {
 	g.Go(func() error {
 		select {
 		case <-reg.Ready():
-			a.log.Info("schema registry ready", "url", "http://"+hostport(srv.BoundAddr()), "topic", reg.Topic(), "kafka", cfg.Brokers)
+			a.log.Info("schema registry ready", "url", srv.Scheme()+"://"+hostport(srv.BoundAddr()), "topic", reg.Topic(), "kafka", cfg.Brokers)
 		case <-gctx.Done():
 		}
 		return nil

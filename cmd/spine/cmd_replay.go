@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -91,15 +89,10 @@ func runReplay(ctx context.Context, a *app, cfg *stack.Config, o replayOpts) err
 		Logger:   a.log,
 	})
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("%w (is Kafka at %v reachable? start the stack with `spine up` or set KAFKA_BROKERS)", err, cliBrokers(cfg))
-		}
-		return err
+		return unreachable(err, cfg)
 	}
 	if o.json {
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := printJSON(a.stdout, rep); err != nil {
 			return err
 		}
 	} else {

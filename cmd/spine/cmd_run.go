@@ -10,12 +10,11 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/spinerun/spine/cmd/spine/stack"
-	"github.com/spinerun/spine/pipeline"
 )
 
 func newRunCmd(a *app) *cobra.Command {
 	return &cobra.Command{
-		Use:   "run orchestrator|dataplane|gates|projections|canary",
+		Use:   "run orchestrator|dataplane|gates|projections|canary|ingress|pgsink",
 		Short: "Run one processor against an external cluster",
 		Long: `Run one processor of the thread on its transactional loop against the
 cluster KAFKA_BROKERS names (or a running 'spine up' on localhost) and the
@@ -28,7 +27,23 @@ served on SPINE_METRICS_ADDR, or SPINE_HTTP_ADDR when that is empty.
 v2_rollout interval it compares canary with baseline on the projections
 (served by 'spine run projections') and steps, promotes or rolls back the
 rollout. Several may run; one leads and decides. It serves /v1/flags and
-/v1/canary/analyses on SPINE_HTTP_ADDR.`,
+/v1/canary/analyses on SPINE_HTTP_ADDR.
+
+'drift' runs the drift monitor: it reads the artifact samples the gates
+write to spine.drift.samples, keeps each intent kind and route's reference
+and current windows in spine.state.drift, and publishes every evaluated
+window on gate.drift and spine.drift.status (SPINE_DRIFT_MODE=off: it
+does nothing and the gates neither sample nor check drift).
+
+'ingress' serves POST /v1/intents on SPINE_HTTP_ADDR: intents over HTTP,
+with bearer tokens verified against SPINE_OIDC_ISSUER when it is set. Any
+number may run behind a load balancer.
+
+'pgsink' writes the thread into the PostgreSQL database SPINE_PG_URL names
+(tables runs, events, gates, artifacts in schema SPINE_PG_SCHEMA, created
+and migrated on start), exactly once: rows and offsets commit in one
+database transaction. Any number of instances share the partitions.
+'spine up' runs it too when SPINE_PG_URL is set.`,
 		Args: func(_ *cobra.Command, args []string) error {
 			names := stack.Parts
 			if len(args) != 1 {
@@ -60,21 +75,26 @@ rollout. Several may run; one leads and decides. It serves /v1/flags and
 // ctx ends. A thread processor serves on SPINE_METRICS_ADDR when set.
 func runPart(ctx context.Context, a *app, cfg *stack.Config, name string) error {
 	metrics := newMetricsRegistry()
-	st, err := stack.Build(stack.Env{Config: cfg, Brokers: cliBrokers(cfg), RegistryURL: cliRegistryURL(cfg), Log: a.log, Metrics: metrics}, name)
+	tracer, stopTracing, err := startTracing(ctx, a.log, cfg)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	st, err := stack.Build(stack.Env{Config: cfg, Brokers: cliBrokers(cfg), RegistryURL: cliRegistryURL(cfg), Log: a.log, Metrics: metrics, Tracer: tracer}, name)
 	if err != nil {
 		return err
 	}
 	mountOps(st.Routes, metrics, map[string]string{"processor": name})
 	addr := cfg.HTTPAddr
-	if slices.Contains(stack.ThreadProcessors, name) && cfg.MetricsAddr != "" {
+	if (slices.Contains(stack.ThreadProcessors, name) || name == stack.PGSink) && cfg.MetricsAddr != "" {
 		addr = cfg.MetricsAddr
 	}
-	srv := &pipeline.HTTPServer{Name: name, Addr: addr, Handler: st.Routes, ShutdownTimeout: cfg.ShutdownTimeout, Log: a.log}
+	srv := cfg.HTTPServer(name, addr, st.Routes, a.log)
 	if err := srv.Listen(); err != nil {
 		st.Close()
 		return err
 	}
-	attrs := []any{"processor", name, "kafka", cliBrokers(cfg), "http", "http://" + hostport(srv.BoundAddr()) + "/"}
+	attrs := []any{"processor", name, "kafka", cliBrokers(cfg), "http", srv.Scheme() + "://" + hostport(srv.BoundAddr()) + "/"}
 	for _, p := range st.Processors {
 		attrs = append(attrs, "transactional_id", p.TransactionalID())
 	}

@@ -37,7 +37,7 @@ func registryStack(t *testing.T) (*stack.Config, string, func(args ...string) (i
 	if err != nil {
 		t.Fatal(err)
 	}
-	url, run, err := upRegistry(t.Context(), cfg, brokers, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	url, run, err := upRegistry(t.Context(), cfg, brokers, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), nil)
 	if err != nil {
 		t.Fatalf("registry: %v", err)
 	}

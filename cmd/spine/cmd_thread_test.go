@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"maps"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -25,16 +28,28 @@ func fullStack(t *testing.T) func(stdin string, args ...string) (int, string, st
 	return run
 }
 
-// fullStackCfg is fullStack that also returns the config and registry URL.
+// fullStackCfg is fullStack that also returns the CLI's config and the
+// registry URL.
 func fullStackCfg(t *testing.T) (func(stdin string, args ...string) (int, string, string), *stack.Config, string) {
 	t.Helper()
+	run, cfg := stackWith(t, nil)
+	return run, cfg, cfg.RegistryURL
+}
+
+// stackWith starts the whole stack on a test broker, with env over the
+// test's settings, and returns a CLI runner that talks to it and the CLI's
+// config (the registry's URL and the API's address filled in).
+func stackWith(t *testing.T, env map[string]string) (func(stdin string, args ...string) (int, string, string), *stack.Config) {
+	t.Helper()
 	brokers := kafkatest.Brokers(t)
-	cfg, err := stack.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{
+	m := map[string]string{
 		"KAFKA_BROKERS":       strings.Join(brokers, ","),
 		"SPINE_TOPIC_PREFIX":  kafkatest.Prefix(t),
 		"SPINE_PARTITIONS":    "2",
 		"SPINE_REGISTRY_ADDR": "127.0.0.1:0",
-	}))
+	}
+	maps.Copy(m, env)
+	cfg, err := stack.LoadConfigFrom(t.Context(), envconfig.MapLookuper(m))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +57,7 @@ func fullStackCfg(t *testing.T) (func(stdin string, args ...string) (int, string
 		t.Fatal(err)
 	}
 	log, metrics := slog.New(slog.DiscardHandler), prometheus.NewRegistry()
-	url, runRegistry, err := upRegistry(t.Context(), cfg, brokers, log, metrics)
+	url, runRegistry, err := upRegistry(t.Context(), cfg, brokers, log, metrics, nil)
 	if err != nil {
 		t.Fatalf("registry: %v", err)
 	}
@@ -51,14 +66,18 @@ func fullStackCfg(t *testing.T) (func(stdin string, args ...string) (int, string
 		t.Fatal(err)
 	}
 	runUntilCleanup(t, runRegistry, st.Run)
+	// The projections API, where `spine trace` finds a run's window.
+	api := httptest.NewServer(st.Routes)
+	t.Cleanup(api.Close)
 	cliCfg := *cfg
 	cliCfg.RegistryURL = url
+	cliCfg.HTTPAddr = api.Listener.Addr().String()
 	return func(stdin string, args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
 		a := &app{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb, cfg: &cliCfg, log: slog.New(slog.DiscardHandler)}
 		code := execute(t.Context(), a, args)
 		return code, out.String(), errb.String()
-	}, cfg, url
+	}, &cliCfg
 }
 
 // The README's tour: produce intents, consume gate.*, trace one run.
@@ -163,6 +182,34 @@ func TestCLIProduceConsumeTrace(t *testing.T) {
 	if g := pos("run.gating"); g < pos("artifact.delivered") || g > pos("run.completed") {
 		t.Fatalf("run.gating is not between artifact.delivered and run.completed:\n%s", out)
 	}
+	// The read is one partition per topic (the trace id's), within the
+	// run's window from the view; --scan reads those partitions from their
+	// start and finds the same records.
+	p := partitionOf([]byte("trace-cli-1"), "", 2)
+	var viewOut string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		code, viewOut, stderr = run("", "trace", "trace-cli-1")
+		if code == exitOK && strings.Contains(stderr, "run window from the projections view") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("trace never read within the view's window: exit %d: %s", code, stderr)
+		}
+	}
+	for _, f := range strings.Fields(stderr[strings.LastIndex(stderr, ": ")+2:]) {
+		if !strings.Contains(f, fmt.Sprintf("/%d@", p)) {
+			t.Errorf("trace read %s, not partition %d only: %s", f, p, stderr)
+		}
+	}
+	code, scanOut, scanErr := run("", "trace", "--scan", "trace-cli-1")
+	if code != exitOK || !strings.Contains(scanErr, "from the partitions' start") {
+		t.Fatalf("trace --scan: exit %d: %s", code, scanErr)
+	}
+	if strings.Count(scanOut, "\n") != strings.Count(viewOut, "\n") {
+		t.Errorf("trace --scan found other records than the windowed read:\n%s\n%s\n%s\n%s", scanErr, scanOut, stderr, viewOut)
+	}
+	t.Logf("trace: %s", stderr)
+	t.Logf("trace --scan: %s", scanErr)
 	if code, _, stderr = run("", "trace", "no-such-trace"); code != exitError || !strings.Contains(stderr, "no record of trace") {
 		t.Errorf("unknown trace: exit %d, %q", code, stderr)
 	}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spinerun/spine/cmd/spine/stack"
@@ -18,13 +17,19 @@ import (
 )
 
 func newTraceCmd(a *app) *cobra.Command {
-	var format string
+	var format, api string
+	var scan bool
 	cmd := &cobra.Command{
 		Use:   "trace <trace_id>",
 		Short: "Print one run's timeline from the thread",
-		Long: `Read every thread topic (intents, control, dataplane, gate.*) and the DLQ up
-to their current end, keep the records keyed by the trace id, and print them
-in time order: the run's whole story as the thread recorded it.`,
+		Long: `Print the run's whole story as the thread recorded it, in time order, reading
+only what the run can be in: on every thread topic (intents, control,
+dataplane, gate.*) and the DLQ, the one partition its trace id hashes to (the
+producers' murmur2), from the offset of the run's start to that of its end.
+The start and end come from the projections view (GET /v1/runs/{id} on --api,
+default SPINE_HTTP_ADDR); without the view, each partition is read from its
+start and the read stops once the run's terminal event is behind it. What was
+read is said on stderr.`,
 		Example: `  spine trace 4bf92f3577b34da6a3ce929d0e0e4736
   spine trace 4bf92f3577b34da6a3ce929d0e0e4736 -f json`,
 		Args: cobra.ExactArgs(1),
@@ -36,14 +41,21 @@ in time order: the run's whole story as the thread recorded it.`,
 			if err != nil {
 				return err
 			}
-			return runTrace(cmd.Context(), a, cfg, args[0], format)
+			if scan {
+				api = ""
+			} else if api == "" {
+				api = localURL(cfg, cfg.HTTPAddr)
+			}
+			return runTrace(cmd.Context(), a, cfg, args[0], format, api)
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "text", "output format: text or json")
+	cmd.Flags().StringVar(&api, "api", "", "projections API that knows the run's start and end (default http://localhost plus SPINE_HTTP_ADDR's port)")
+	cmd.Flags().BoolVar(&scan, "scan", false, "do not ask the projections API: read the run's partitions from their start")
 	return cmd
 }
 
-func runTrace(ctx context.Context, a *app, cfg *stack.Config, traceID, format string) error {
+func runTrace(ctx context.Context, a *app, cfg *stack.Config, traceID, format, api string) error {
 	layout := pipeline.NewLayout(&cfg.Config)
 	topics := []string{string(layout.DLQ())}
 	for _, t := range layout.ThreadTopics() {
@@ -57,16 +69,17 @@ func runTrace(ctx context.Context, a *app, cfg *stack.Config, traceID, format st
 	if err != nil {
 		return err
 	}
-	recs, err := readKey(ctx, opts, topics, []byte(traceID))
+	win := runWindow{Source: "--scan"}
+	if api != "" {
+		win = lookupRun(ctx, api, traceID)
+	}
+	outs, read, err := readRun(ctx, opts, topics, string(layout.Intents()), traceID, win, func(r *kgo.Record) consumedRecord { return decodeRecord(ctx, codec, r) })
 	if err != nil {
 		return err
 	}
-	if len(recs) == 0 {
+	fmt.Fprintln(a.stderr, read)
+	if len(outs) == 0 {
 		return fmt.Errorf("no record of trace %s on %d thread topics (check the id, SPINE_TOPIC_PREFIX and KAFKA_BROKERS)", traceID, len(topics))
-	}
-	var outs []consumedRecord
-	for _, r := range recs {
-		outs = append(outs, decodeRecord(ctx, codec, r))
 	}
 	// Timestamps have millisecond resolution: within one millisecond, order
 	// by where the event stands on the golden path.
@@ -113,7 +126,7 @@ func pathRank(r consumedRecord) int {
 			return 5
 		case thread.ArtifactDelivered, thread.DataplaneFailed:
 			return 6
-		case thread.RunExecuting, thread.RunDelivered, thread.RunGating, thread.RunRetryScheduled:
+		case thread.RunExecuting, thread.RunDelivered, thread.RunGating, thread.RunRetryScheduled, thread.RunFallback:
 			return 7
 		case thread.GatePassed, thread.GateFailed:
 			return 8
@@ -136,77 +149,4 @@ func eventTime(r consumedRecord) time.Time {
 		return v.Timestamp
 	}
 	return time.UnixMilli(r.Timestamp)
-}
-
-// readKey reads topics from the start to their current end (read_committed)
-// and returns the records whose key is key.
-func readKey(ctx context.Context, opts []kgo.Opt, topics []string, key []byte) ([]*kgo.Record, error) {
-	admCl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return nil, err
-	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
-	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	ends, err := adm.ListEndOffsets(lctx, topics...)
-	if err != nil {
-		return nil, fmt.Errorf("list offsets (is Kafka reachable?): %w", err)
-	}
-	starts, err := adm.ListStartOffsets(lctx, topics...)
-	if err != nil {
-		return nil, fmt.Errorf("list offsets: %w", err)
-	}
-	remaining := map[string]map[int32]int64{}
-	assign := map[string]map[int32]kgo.Offset{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil {
-			return
-		}
-		s, _ := starts.Lookup(o.Topic, o.Partition)
-		if o.Offset <= s.Offset {
-			return
-		}
-		if remaining[o.Topic] == nil {
-			remaining[o.Topic] = map[int32]int64{}
-			assign[o.Topic] = map[int32]kgo.Offset{}
-		}
-		remaining[o.Topic][o.Partition] = o.Offset
-		assign[o.Topic][o.Partition] = kgo.NewOffset().At(s.Offset)
-	})
-	if len(assign) == 0 {
-		return nil, nil
-	}
-	cl, err := kgo.NewClient(append(opts, kgo.ConsumePartitions(assign), kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	var out []*kgo.Record
-	for len(remaining) > 0 {
-		// A partition whose tail is a transaction marker never shows its
-		// last offset: an idle poll ends the read.
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		fs := cl.PollFetches(pctx)
-		idle := pctx.Err() != nil
-		cancel()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if idle {
-			break
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if string(r.Key) == string(key) {
-				out = append(out, r)
-			}
-			if end, ok := remaining[r.Topic][r.Partition]; ok && r.Offset+1 >= end {
-				delete(remaining[r.Topic], r.Partition)
-				if len(remaining[r.Topic]) == 0 {
-					delete(remaining, r.Topic)
-				}
-			}
-		})
-	}
-	return out, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -25,6 +26,8 @@ func newUpCmd(a *app) *cobra.Command {
 schema registry on :8081, every processor, and the HTTP server on :8080 with
 /healthz, /metrics, the projections API and the dashboard. With KAFKA_BROKERS
 set, the same stack runs against that cluster instead of the embedded broker.
+With SPINE_PG_URL set, the PostgreSQL sink writes the thread into that
+database too (see 'spine run pgsink').
 Ctrl-C shuts down cleanly within SPINE_SHUTDOWN_TIMEOUT.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -53,7 +56,10 @@ func runUp(ctx context.Context, a *app, cfg *stack.Config) error {
 			DataDir: cfg.DataDir,
 			Brokers: cfg.EmbeddedBrokers,
 			Port:    cfg.KafkaPort,
-			Logger:  log,
+			Host:    cfg.BindHost,
+			// AdvertisedHost: see SPINE_KAFKA_ADVERTISED_HOST.
+			AdvertisedHost: cfg.KafkaAdvertisedHost,
+			Logger:         log,
 		})
 		if err := embedded.Start(); err != nil {
 			return err
@@ -71,7 +77,11 @@ func runUp(ctx context.Context, a *app, cfg *stack.Config) error {
 	}
 
 	// 3. The schema registry, with Spine's contracts under FULL_TRANSITIVE.
-	registryURL, runRegistry, err := upRegistry(ctx, cfg, brokers, log, metrics)
+	verifier, err := stack.NewVerifier(cfg, log, metrics)
+	if err != nil {
+		return err
+	}
+	registryURL, runRegistry, err := upRegistry(ctx, cfg, brokers, log, metrics, verifier)
 	if err != nil {
 		return err
 	}
@@ -82,17 +92,27 @@ func runUp(ctx context.Context, a *app, cfg *stack.Config) error {
 		_ = runRegistry(stopped)
 	}
 
-	// 4. Every part of the stack.
-	st, err := stack.Build(stack.Env{Config: cfg, Brokers: brokers, RegistryURL: registryURL, Log: log, Metrics: metrics})
+	// 4. Every part of the stack, traced when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+	tracer, stopTracing, err := startTracing(ctx, log, cfg)
+	if err != nil {
+		stopRegistry()
+		return err
+	}
+	defer stopTracing()
+	st, err := stack.Build(stack.Env{Config: cfg, Brokers: brokers, RegistryURL: registryURL, Log: log, Metrics: metrics, Verifier: verifier, Tracer: tracer})
 	if err != nil {
 		stopRegistry()
 		return err
 	}
 	runs = append(runs, st.Run)
 
-	// 5. HTTP: the parts' routes, /healthz and /metrics.
+	// 5. HTTP: the parts' routes, the memory plan, /healthz and /metrics.
+	st.Routes.Handle("GET /v1/stack", stack.MemoryHandler(stack.Memory(cfg)))
+	if cfg.Pprof {
+		mountPprof(st.Routes)
+	}
 	mountOps(st.Routes, metrics, map[string]string{})
-	api := &pipeline.HTTPServer{Name: "api", Addr: cfg.HTTPAddr, Handler: st.Routes, ShutdownTimeout: cfg.ShutdownTimeout, Log: log}
+	api := cfg.HTTPServer("api", cfg.HTTPAddr, st.Routes, log)
 	if err := api.Listen(); err != nil {
 		st.Close()
 		stopRegistry()
@@ -100,7 +120,8 @@ func runUp(ctx context.Context, a *app, cfg *stack.Config) error {
 	}
 	runs = append(runs, api.Run)
 
-	log.Info("spine is up", "kafka", brokers, "http", "http://"+hostport(api.BoundAddr())+"/", "metrics", "http://"+hostport(api.BoundAddr())+"/metrics")
+	base := api.Scheme() + "://" + hostport(api.BoundAddr())
+	log.Info("spine is up", "kafka", brokers, "http", base+"/", "metrics", base+"/metrics")
 	g, gctx := errgroup.WithContext(ctx)
 	for _, run := range runs {
 		g.Go(func() error { return run(gctx) })
@@ -126,11 +147,50 @@ func ensureTopics(ctx context.Context, cfg *stack.Config, brokers []string, log 
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	l := pipeline.NewLayout(&cfg.Config)
-	if err := pipeline.EnsureTopics(tctx, adm, l, cfg.ReplicationFactor); err != nil {
-		return fmt.Errorf("create topics on %v: %w", brokers, err)
+	// A broker that cannot be dialled yet (starting, restarting) is waited
+	// for until the 30s are up; any other error is final at once.
+	for {
+		err := pipeline.EnsureTopics(tctx, adm, l, cfg.ReplicationFactor)
+		if err == nil {
+			break
+		}
+		var dial *net.OpError
+		if !errors.As(err, &dial) || tctx.Err() != nil {
+			return fmt.Errorf("create topics on %v: %w", brokers, err)
+		}
+		log.Warn("Kafka not reachable yet; trying again", "brokers", brokers, "err", err)
+		select {
+		case <-tctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	if l.Budget > 0 {
+		// The embedded broker's topics follow the budget, also those a
+		// data directory holds from an earlier start.
+		if err := pipeline.AlignTopicConfigs(tctx, adm, l); err != nil {
+			return err
+		}
 	}
 	log.Info("topics ready", "count", len(l.Specs()), "partitions", l.Partitions, "prefix", l.Prefix)
+	logMemoryPlan(log, stack.Memory(cfg))
 	return nil
+}
+
+// logMemoryPlan prints the memory budget and what each topic gets of it
+// (also served at GET /v1/stack).
+func logMemoryPlan(log *slog.Logger, p stack.MemoryPlan) {
+	if !p.Embedded || p.Budget == 0 {
+		log.Info("no memory budget: the cluster's topic settings apply", "embedded", p.Embedded,
+			"run_retention", p.RunRetention, "projection_retention", p.ProjectionRetention, "view_max_runs", p.ViewMaxRuns)
+		return
+	}
+	log.Info("embedded broker memory budget (SPINE_EMBEDDED_MEMORY)", "budget", p.BudgetText, "reserve_percent", p.ReservePercent,
+		"run_retention", p.RunRetention, "thread_retention", p.ThreadRetention, "projection_retention", p.ProjectionRetention,
+		"view_max_runs", p.ViewMaxRuns, "detail", "/v1/stack")
+	for _, a := range p.Topics {
+		log.Info("topic budget", "topic", a.Topic, "policy", a.Policy, "share", pipeline.ByteSize(a.Budget).String(),
+			"partitions", a.Partitions, "retention_bytes", a.RetentionBytes, "segment_bytes", a.SegmentBytes, "retention_ms", a.RetentionMs)
+	}
 }
 
 // hostport turns a bound address such as "[::]:8080" into "localhost:8080"

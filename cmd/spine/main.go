@@ -1,7 +1,7 @@
 // Command spine is the one binary of Spine: the embedded stack (`spine up`),
 // each processor on its own (`spine run`), the schema registry, and the
 // user-facing tools (produce, consume, schemas, trace, replay, flags,
-// loadtest). This file reads the config, builds the logger and wires the
+// loadtest, agents). This file reads the config, builds the logger and wires the
 // subcommands; each subcommand lives in cmd_*.go. What the stack is made
 // of is built in one place, package stack (cmd/spine/stack): `spine up`
 // (cmd_up.go) starts the broker, the topics and the registry, then runs all
@@ -87,10 +87,16 @@ environment (KAFKA_BROKERS, SCHEMA_REGISTRY_URL, SPINE_*); see the README.`,
 		newSchemasCmd(a),
 		newRegistryCmd(a),
 		newTraceCmd(a),
+		newArtifactsCmd(a),
 		newReplayCmd(a),
+		newVerifyCmd(a),
 		newFlagsCmd(a),
+		newDriftCmd(a),
+		newPolicyCmd(a),
 		newLoadtestCmd(a),
 		newRunCmd(a),
+		newAgentsCmd(a),
+		newStateflowCmd(a),
 	)
 	return root
 }

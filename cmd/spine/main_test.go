@@ -46,7 +46,7 @@ func TestCLIHelpListsEveryCommand(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("--help exit %d", code)
 	}
-	for _, c := range []string{"up", "version", "produce", "consume", "schemas", "registry", "trace", "replay", "flags", "loadtest", "run"} {
+	for _, c := range []string{"up", "version", "produce", "consume", "schemas", "registry", "trace", "replay", "verify", "flags", "policy", "loadtest", "run", "agents"} {
 		if !strings.Contains(out, "\n  "+c+" ") {
 			t.Errorf("--help does not list %q:\n%s", c, out)
 		}

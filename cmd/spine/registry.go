@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/spinerun/spine/adapters/oidc"
 	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/schemas"
@@ -23,13 +26,20 @@ const registryReadyTimeout = 60 * time.Second
 // (startRegistry) unless SCHEMA_REGISTRY_URL names another one — and
 // registers Spine's contracts there under FULL_TRANSITIVE. It returns the
 // registry's URL and what runs it with the stack.
-func upRegistry(ctx context.Context, cfg *stack.Config, brokers []string, log *slog.Logger, metrics prometheus.Registerer) (string, func(context.Context) error, error) {
+func upRegistry(ctx context.Context, cfg *stack.Config, brokers []string, log *slog.Logger, metrics prometheus.Registerer, v *oidc.Verifier) (string, func(context.Context) error, error) {
 	url, run := cfg.RegistryURL, func(context.Context) error { return nil }
+	var local http.RoundTripper
 	if url == "" {
-		var err error
-		if url, run, err = startRegistry(ctx, cfg, brokers, log, metrics); err != nil {
+		var (
+			reg *registry.Registry
+			err error
+		)
+		if reg, url, run, err = startRegistry(ctx, cfg, brokers, log, metrics, v); err != nil {
 			return "", nil, err
 		}
+		// Spine's own contracts register in process: its registry's
+		// writes may need a bearer token the stack does not have.
+		local = reg.InProcess()
 	} else {
 		log.Info("using external schema registry", "url", url)
 	}
@@ -40,6 +50,9 @@ func upRegistry(ctx context.Context, cfg *stack.Config, brokers []string, log *s
 		return "", nil, err
 	}
 	cl, err := newSRClient(cfg, url)
+	if local != nil {
+		cl, err = sr.NewClient(append(registryAuth(cfg), sr.URLs(url), sr.HTTPClient(&http.Client{Transport: local, Timeout: 15 * time.Second}))...)
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -58,14 +71,14 @@ func upRegistry(ctx context.Context, cfg *stack.Config, brokers []string, log *s
 // returns its URL once it has replayed that topic. It serves from now on
 // (the contracts register through it before the rest of the stack runs);
 // run, which must run with the stack, stops it when its context ends.
-func startRegistry(ctx context.Context, cfg *stack.Config, brokers []string, log *slog.Logger, metrics prometheus.Registerer) (url string, run func(context.Context) error, err error) {
-	reg, err := newRegistry(cfg, brokers, log, metrics)
+func startRegistry(ctx context.Context, cfg *stack.Config, brokers []string, log *slog.Logger, metrics prometheus.Registerer, v *oidc.Verifier) (reg *registry.Registry, url string, run func(context.Context) error, err error) {
+	reg, err = newRegistry(cfg, brokers, log, metrics, v)
 	if err != nil {
-		return "", nil, err
+		return nil, "", nil, err
 	}
-	srv := &pipeline.HTTPServer{Name: "registry", Addr: cfg.RegistryAddr, Handler: reg.Handler(), ShutdownTimeout: cfg.ShutdownTimeout, Log: log}
+	srv := cfg.HTTPServer("registry", cfg.RegistryAddr, reg.Handler(), log)
 	if err := srv.Listen(); err != nil {
-		return "", nil, err
+		return nil, "", nil, err
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	g, gctx := errgroup.WithContext(rctx)
@@ -83,22 +96,31 @@ func startRegistry(ctx context.Context, cfg *stack.Config, brokers []string, log
 	case <-reg.Ready():
 	case <-gctx.Done():
 		if err := stop(); err != nil {
-			return "", nil, err
+			return nil, "", nil, err
 		}
-		return "", nil, fmt.Errorf("schema registry stopped before it was ready")
+		return nil, "", nil, fmt.Errorf("schema registry stopped before it was ready")
 	case <-time.After(registryReadyTimeout):
 		_ = stop()
-		return "", nil, fmt.Errorf("schema registry: %s not replayed within %s (is Kafka at %v healthy?)", reg.Topic(), registryReadyTimeout, brokers)
+		return nil, "", nil, fmt.Errorf("schema registry: %s not replayed within %s (is Kafka at %v healthy?)", reg.Topic(), registryReadyTimeout, brokers)
 	}
-	url = "http://" + hostport(srv.BoundAddr())
+	url = srv.Scheme() + "://" + hostport(srv.BoundAddr())
 	log.Info("schema registry ready", "url", url, "topic", reg.Topic())
-	return url, run, nil
+	return reg, url, run, nil
+}
+
+// registryAuth is the client's basic auth from SCHEMA_REGISTRY_USERNAME
+// and SCHEMA_REGISTRY_PASSWORD, if any.
+func registryAuth(cfg *stack.Config) []sr.ClientOpt {
+	if cfg.RegistryUsername == "" {
+		return nil
+	}
+	return []sr.ClientOpt{sr.BasicAuth(cfg.RegistryUsername, cfg.RegistryPassword)}
 }
 
 // newRegistry builds Spine's registry on the configured cluster, storing in
 // the layout's _schemas topic. `spine up` and `spine registry` build it the
 // same way, so instances on one cluster share the topic and the writer id.
-func newRegistry(cfg *stack.Config, brokers []string, log *slog.Logger, reg prometheus.Registerer) (*registry.Registry, error) {
+func newRegistry(cfg *stack.Config, brokers []string, log *slog.Logger, reg prometheus.Registerer, v *oidc.Verifier) (*registry.Registry, error) {
 	opts, err := cfg.KafkaOpts(brokers...)
 	if err != nil {
 		return nil, err
@@ -114,6 +136,9 @@ func newRegistry(cfg *stack.Config, brokers []string, log *slog.Logger, reg prom
 	}
 	if cfg.RegistryUsername != "" {
 		ropts = append(ropts, registry.WithBasicAuth(cfg.RegistryUsername, cfg.RegistryPassword))
+	}
+	if v != nil {
+		ropts = append(ropts, registry.WithWriteAuth(stack.WriteAuth(v)))
 	}
 	return registry.New(ropts...)
 }

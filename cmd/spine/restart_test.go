@@ -36,7 +36,8 @@ func testPort(t *testing.T) int {
 // can hold it) is retried until the 60s deadline.
 func upOnce(t *testing.T, cfg *stack.Config) (stop func() time.Duration) {
 	t.Helper()
-	health := "http://" + cfg.HTTPAddr + "/healthz"
+	health := localURL(cfg, cfg.HTTPAddr) + "/healthz"
+	hc := testHTTPClient(t, cfg)
 	deadline := time.Now().Add(60 * time.Second)
 	var cancel context.CancelFunc
 	var done chan error
@@ -48,7 +49,7 @@ starting:
 		a := &app{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, cfg: cfg, log: slog.New(slog.DiscardHandler)}
 		go func() { done <- runUp(ctx, a, cfg) }()
 		for {
-			resp, err := http.Get(health)
+			resp, err := hc.Get(health)
 			if err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
@@ -183,4 +184,40 @@ func subjectIDs(t *testing.T, cl *sr.Client) map[string]int {
 		}
 	}
 	return out
+}
+
+// `spine run` started while its broker is down (starting, restarting)
+// waits for it instead of exiting: the fault soak (e2e.TestSoak) found a
+// processor started again during an embedded-broker restart exit 1 on
+// "connection refused".
+func TestEnsureTopicsWaitsForTheBroker(t *testing.T) {
+	t.Parallel()
+	port := testPort(t)
+	cfg, err := stack.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{
+		"KAFKA_BROKERS":    fmt.Sprintf("127.0.0.1:%d", port),
+		"SPINE_PARTITIONS": "2",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- ensureTopics(t.Context(), cfg, cfg.Brokers, slog.New(slog.DiscardHandler)) }()
+	select {
+	case err := <-done:
+		t.Fatalf("ensureTopics returned before the broker was up: %v", err)
+	case <-time.After(1500 * time.Millisecond): // the broker is down this long
+	}
+	emb := pipeline.NewEmbedded(pipeline.EmbeddedConfig{Port: port})
+	if err := emb.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Close)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("ensureTopics: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("ensureTopics did not return within 30s of the broker starting")
+	}
 }

@@ -18,6 +18,17 @@
 #                       KIP-890's server-side transaction defence; 1 or 0
 #                       to compare with older brokers)
 #   KAFKA_START_TIMEOUT seconds to wait for the broker (default 120)
+#   KAFKA_SASL_SSL      1: a second client listener, SASL_SSL on
+#                       127.0.0.1:KAFKA_PORT+2 (SCRAM-SHA-512 over TLS with
+#                       a certificate made by deploy/kafka/kafkacerts), and
+#                       the StandardAuthorizer on: the SCRAM superuser
+#                       "admin" (random password) and the PLAINTEXT
+#                       listener's ANONYMOUS are super users, any other
+#                       principal gets only what ACLs allow. The settings a
+#                       client needs are written to $SPINE_KAFKA_WORK/
+#                       sasl_ssl.env (KAFKA_SASL_SSL_BROKERS,
+#                       KAFKA_SASL_SSL_CA_FILE, KAFKA_SASL_SSL_ADMIN,
+#                       KAFKA_SASL_SSL_ADMIN_PASSWORD). Default 0.
 #   MVN                 Maven command and options (default mvn), e.g.
 #                       "mvn -Dmaven.repo.local=/tmp/m2" for another cache
 #
@@ -29,10 +40,12 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 port="${KAFKA_PORT:-19092}"
 cport=$((port + 1))
+sport=$((port + 2))
 work="${SPINE_KAFKA_WORK:-${TMPDIR:-/tmp}/spine-kafka}"
 heap="${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
 timeout="${KAFKA_START_TIMEOUT:-120}"
 tv="${KAFKA_TRANSACTION_VERSION:-2}"
+sasl_ssl="${KAFKA_SASL_SSL:-0}"
 read -ra mvn <<<"${MVN:-mvn}"
 
 log() { echo "kafka-up: $*" >&2; }
@@ -48,18 +61,20 @@ if [ -f "$work/kafka.pid" ] && kill -0 "$(cat "$work/kafka.pid")" 2>/dev/null; t
 fi
 in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 if [ -n "${KAFKA_PORT:-}" ]; then
-	for p in "$port" "$cport"; do
+	for p in "$port" "$cport" $([ "$sasl_ssl" = 1 ] && echo "$sport"); do
 		in_use "$p" && die "127.0.0.1:$p is already in use: stop whatever listens there or set another KAFKA_PORT"
 	done
 else
-	# No port asked for: take the first free pair from 19092 on.
+	# No port asked for: take the first free pair (triple with
+	# KAFKA_SASL_SSL=1) from 19092 on.
+	busy() { in_use "$port" || in_use "$cport" || { [ "$sasl_ssl" = 1 ] && in_use "$sport"; }; }
 	for _ in $(seq 20); do
-		in_use "$port" || in_use "$cport" || break
-		port=$((port + 2))
+		busy || break
+		port=$((port + 3))
 		cport=$((port + 1))
+		sport=$((port + 2))
 	done
-	in_use "$port" && die "no free port pair in 19092..$port: set KAFKA_PORT"
-	in_use "$cport" && die "no free port pair in 19092..$port: set KAFKA_PORT"
+	busy && die "no free ports in 19092..$sport: set KAFKA_PORT"
 fi
 
 # 1. Classpath: resolve the pinned jars into ~/.m2 once per pom.xml.
@@ -81,15 +96,37 @@ cp="$(cat "$cpfile")"
 data="$work/data"
 rm -rf "$data"
 mkdir -p "$data"
+listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
+advertised="PLAINTEXT://127.0.0.1:$port"
+protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+scram=()
+rm -f "$work/sasl_ssl.env"
+if [ "$sasl_ssl" = 1 ]; then
+	# A CA and a server certificate made now, a random admin password.
+	(cd "$root" && go run ./deploy/kafka/kafkacerts -dir "$work/tls") || die "making the SASL_SSL certificates failed"
+	admin_pass="$(head -c 18 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+	listeners="$listeners,SASL_SSL://127.0.0.1:$sport"
+	advertised="$advertised,SASL_SSL://127.0.0.1:$sport"
+	protocols="$protocols,SASL_SSL:SASL_SSL"
+	scram=(--add-scram "SCRAM-SHA-512=[name=admin,password=$admin_pass]")
+	umask 077
+	cat >"$work/sasl_ssl.env" <<ENV
+KAFKA_SASL_SSL_BROKERS=127.0.0.1:$sport
+KAFKA_SASL_SSL_CA_FILE=$work/tls/ca.pem
+KAFKA_SASL_SSL_ADMIN=admin
+KAFKA_SASL_SSL_ADMIN_PASSWORD=$admin_pass
+ENV
+	umask 022
+fi
 cat >"$work/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$data
 num.partitions=1
 default.replication.factor=1
@@ -111,34 +148,46 @@ num.network.threads=2
 num.io.threads=4
 num.recovery.threads.per.data.dir=1
 PROPS
+if [ "$sasl_ssl" = 1 ]; then
+	cat >>"$work/server.properties" <<PROPS
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$work/tls/server.pem
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:admin;User:ANONYMOUS
+PROPS
+fi
 
 jvm=(java $heap -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
 	-Dlog4j2.configurationFile="$here/log4j2.properties" -cp "$cp")
 
 # 3. Format KRaft storage with a fresh cluster id and transaction.version
 #    (2: KIP-890 server-side defence against hanging transactions).
-cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+#    The id is 16 random bytes in URL-safe base64, as Kafka's own
+#    random-uuid prints it; like Kafka's Uuid.randomUuid it never begins
+#    with '-', which the tool's argument parser would take for an option
+#    (one id in 64 did, and formatting failed).
+cluster_id="-"
+while [ "${cluster_id#-}" != "$cluster_id" ]; do
+	cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+done
 if ! "${jvm[@]}" kafka.tools.StorageTool format --config "$work/server.properties" \
-	--cluster-id "$cluster_id" --feature transaction.version="$tv" >"$work/format.log" 2>&1; then
+	--cluster-id="$cluster_id" --feature transaction.version="$tv" "${scram[@]}" >"$work/format.log" 2>&1; then
 	cat "$work/format.log" >&2
 	die "formatting KRaft storage failed"
 fi
 
-# 4. Start the node in the background, detached from this shell.
+# 4. Start the node in the background, detached from this shell, and wait
+#    until it answers (deploy/kafka/restart.sh: the same start on an
+#    existing data directory, after a crash).
 : >"$work/kafka.log"
-nohup "${jvm[@]}" kafka.Kafka "$work/server.properties" >>"$work/kafka.log" 2>&1 </dev/null &
-pid=$!
-echo "$pid" >"$work/kafka.pid"
-echo "127.0.0.1:$port" >"$work/bootstrap"
-
-# 5. Wait until it answers: brokers listed, transaction.version finalized,
-#    the group and transaction coordinators loaded.
-if ! (cd "$root" && go run ./deploy/kafka/kafkawait -brokers "127.0.0.1:$port" \
-	-timeout "${timeout}s" -pid "$pid" -transaction-version "$tv") >&2; then
-	log "broker did not come up; last lines of $work/kafka.log:"
-	tail -n 40 "$work/kafka.log" >&2 || true
+if ! KAFKA_HEAP_OPTS="$heap" KAFKA_TRANSACTION_VERSION="$tv" KAFKA_START_TIMEOUT="$timeout" SPINE_KAFKA_WORK="$work" \
+	"$here/restart.sh" >/dev/null; then
 	"$here/stop.sh" >&2 || true
 	exit 1
 fi
+pid="$(cat "$work/kafka.pid")"
+[ "$sasl_ssl" = 1 ] && log "SASL_SSL listener on 127.0.0.1:$sport (SCRAM-SHA-512, CA $work/tls/ca.pem); client settings in $work/sasl_ssl.env"
 log "Apache Kafka $(tr ':' '\n' <"$cpfile" | sed -n 's|.*/kafka_2.13-\(.*\)\.jar$|\1|p') up (pid $pid, data $data)"
 echo "127.0.0.1:$port"

@@ -23,6 +23,7 @@ if kill -0 "$pid" 2>/dev/null && grep -q 'kafka.Kafka' "/proc/$pid/cmdline" 2>/d
 		kill -KILL "$pid" 2>/dev/null || true
 	fi
 fi
-rm -f "$pidfile" "$work/bootstrap"
+rm -f "$pidfile" "$work/bootstrap" "$work/sasl_ssl.env"
+rm -rf "$work/tls"
 rm -rf "$work/data"
 echo "kafka-down: stopped broker (pid $pid)" >&2

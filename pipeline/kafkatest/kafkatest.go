@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spinerun/spine/pipeline"
@@ -72,4 +73,16 @@ func Client(t testing.TB, brokers []string, opts ...kgo.Opt) *kgo.Client {
 	}
 	t.Cleanup(cl.Close)
 	return cl
+}
+
+// Layout returns a test broker's seed brokers and a layout of partitions
+// under a prefix of the test's own, with every topic of the layout created.
+func Layout(t testing.TB, partitions int32) ([]string, pipeline.Layout) {
+	t.Helper()
+	brokers := Brokers(t)
+	l := pipeline.Layout{Prefix: Prefix(t), Partitions: partitions}
+	if err := pipeline.EnsureTopics(t.Context(), kadm.NewClient(Client(t, brokers)), l, -1); err != nil {
+		t.Fatalf("create the layout's topics: %v", err)
+	}
+	return brokers, l
 }

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spinerun/spine/internal/spinetest"
@@ -21,16 +20,7 @@ import (
 )
 
 // flagsEnv creates the layout's topics on a test broker.
-func flagsEnv(t *testing.T) ([]string, pipeline.Layout) {
-	t.Helper()
-	brokers := kafkatest.Brokers(t)
-	l := pipeline.Layout{Prefix: kafkatest.Prefix(t), Partitions: 1}
-	cl := kafkatest.Client(t, brokers)
-	if err := pipeline.EnsureTopics(t.Context(), kadm.NewClient(cl), l, -1); err != nil {
-		t.Fatal(err)
-	}
-	return brokers, l
-}
+func flagsEnv(t *testing.T) ([]string, pipeline.Layout) { return kafkatest.Layout(t, 1) }
 
 // runFlags starts a store and waits until it is current.
 func runFlags(t *testing.T, brokers []string, l pipeline.Layout) *canary.Rollouts {

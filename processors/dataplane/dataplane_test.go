@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ func dispatch(trace string, attempt int32, route string) *schemas.RuntimeEvent {
 		ParentSpanID: "p", Actor: "alice", Intent: "summarize", SchemaVersion: schemas.V2, Timestamp: t0, RunStarted: t0,
 		Phase: schemas.PhaseControl, EventType: thread.RunDispatch, State: "dispatched", Route: route, Attempt: attempt,
 		Priority: 3, Tenant: "acme", Attributes: map[string]string{"claims.sub": "alice"},
+		Provenance: &schemas.Provenance{Issuer: "https://idp.test", Subject: "alice"},
 	}
 }
 
@@ -52,23 +54,58 @@ func newDP(t *testing.T, cfg dataplane.Config) *dataplane.Dataplane {
 	return d
 }
 
+// handle runs a dispatch as the loop does: Handle (its outputs and the
+// state naming the call commit), Work (the call, after that commit), then
+// Complete (the result commits and the state is deleted). It returns every
+// event, in order.
 func handle(t *testing.T, d *dataplane.Dataplane, ev *schemas.RuntimeEvent, v schemas.ContractVersion) []*schemas.RuntimeEvent {
 	t.Helper()
-	res, err := d.Handle(t.Context(), nil, pipeline.Input{Topic: "t.spine.control", Key: []byte(ev.TraceID), Value: ev, Version: v})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.StateChanged {
-		t.Fatal("the dataplane keeps no state")
-	}
 	var evs []*schemas.RuntimeEvent
-	for _, o := range res.Outputs {
+	for _, o := range run(t, d, ev, v) {
+		if o.Raw != nil && o.Topic == "t.spine.artifacts" {
+			continue // the artifact's content (TestArtifactKept)
+		}
 		if o.Topic != "t.spine.dataplane" || string(o.Key) != ev.TraceID || o.Version != v {
 			t.Fatalf("output to %s key %q version %v", o.Topic, o.Key, o.Version)
 		}
 		evs = append(evs, o.Value.(*schemas.RuntimeEvent))
 	}
 	return evs
+}
+
+// run is handle's three steps; it returns every output.
+func run(t *testing.T, d *dataplane.Dataplane, ev *schemas.RuntimeEvent, v schemas.ContractVersion) []pipeline.Output {
+	t.Helper()
+	res, err := d.Handle(t.Context(), nil, pipeline.Input{Topic: "t.spine.control", Key: []byte(ev.TraceID), Value: ev, Version: v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs := res.Outputs
+	if ev.EventType == thread.RunDispatch && !res.StateChanged {
+		// An executor whose calls neither wait nor call out (the
+		// synthetic one): the whole answer commits with the dispatch.
+		if x, ok := d.Executor().(dataplane.Inline); !ok || !x.Inline(ev.Intent, ev.Route) {
+			t.Fatal("a dispatch to an executor that calls out must leave a state naming its call")
+		}
+		return outs
+	}
+	if ev.EventType == thread.RunDispatch {
+		if !res.StateChanged || d.Pending(res.State) != ev.SpanID {
+			t.Fatalf("a dispatch must leave a state naming its call, got %q", res.State)
+		}
+		out := d.Work(t.Context(), []byte(ev.TraceID), res.State)
+		done, err := d.Complete(t.Context(), []byte(ev.TraceID), res.State, out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !done.StateChanged || done.State != nil {
+			t.Fatalf("a completed call must delete the run's state, got %q", done.State)
+		}
+		outs = append(outs, done.Outputs...)
+	} else if res.StateChanged {
+		t.Fatalf("%s changed the state", ev.EventType)
+	}
+	return outs
 }
 
 func TestDelivered(t *testing.T) {
@@ -90,8 +127,9 @@ func TestDelivered(t *testing.T) {
 		ids[e.EventID] = true
 	}
 	a := evs[2]
-	if a.ArtifactID != dataplane.ArtifactID("tr-1", disp.SpanID) || a.Artifact == nil || a.Artifact.Summary == "" ||
-		a.Artifact.Score < 0 || a.Artifact.Score > 1 || a.Artifact.LatencyMs <= 0 || a.Usage == nil || a.Attributes["claims.sub"] != "alice" {
+	if a.ArtifactID != thread.ArtifactID("tr-1", disp.SpanID, disp.Timestamp) || a.Artifact == nil || a.Artifact.Summary == "" ||
+		a.Artifact.Score < 0 || a.Artifact.Score > 1 || a.Artifact.LatencyMs <= 0 || a.Usage == nil || a.Attributes["claims.sub"] != "alice" ||
+		a.Provenance == nil || a.Provenance.Subject != "alice" {
 		t.Fatalf("artifact.delivered: %+v %+v", a, a.Artifact)
 	}
 }
@@ -156,14 +194,18 @@ func TestExecutorOutcomes(t *testing.T) {
 			}
 		})
 	}
-	t.Run("handler context ends", func(t *testing.T) {
+	t.Run("call cancelled", func(t *testing.T) {
 		t.Parallel()
 		d := newDP(t, dataplane.Config{Executor: synth(t, map[string]synthetic.Params{"baseline": {LatencyMean: time.Hour}}, true)})
+		res, err := d.Handle(t.Context(), nil, pipeline.Input{Value: dispatch("tr", 0, ""), Version: schemas.V1})
+		if err != nil {
+			t.Fatal(err)
+		}
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
-		_, err := d.Handle(ctx, nil, pipeline.Input{Value: dispatch("tr", 0, ""), Version: schemas.V1})
-		if err == nil || pipeline.CodeOf(err) != "" {
-			t.Fatalf("a cancelled handler must return a transient error, got %v", err)
+		out := d.Work(ctx, []byte("tr"), res.State)
+		if _, err := d.Complete(t.Context(), []byte("tr"), res.State, out); err == nil || pipeline.CodeOf(err) != "" {
+			t.Fatalf("an interrupted call is no answer: want a transient error, got %v", err)
 		}
 	})
 	t.Run("exec timeout", func(t *testing.T) {
@@ -192,6 +234,101 @@ func TestSummarize(t *testing.T) {
 		got := dataplane.Summarize(tc.in, tc.n)
 		if got != tc.want || len(got) > tc.n || !utf8.ValidString(got) {
 			t.Errorf("Summarize(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+}
+
+// The call's request carries an idempotency key derived from the dispatch:
+// the same when the call runs again (after a restart, from the restored
+// state), another for the next attempt.
+func TestIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	var keys []string
+	d := newDP(t, dataplane.Config{Executor: dataplane.ExecutorFunc(func(_ context.Context, req dataplane.Request) (dataplane.Result, error) {
+		keys = append(keys, req.IdempotencyKey)
+		return dataplane.Result{Content: []byte("ok")}, nil
+	})})
+	d0 := dispatch("tr-k", 0, "")
+	res, err := d.Handle(t.Context(), nil, pipeline.Input{Value: d0, Version: schemas.V1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Work(t.Context(), []byte("tr-k"), res.State)
+	d.Work(t.Context(), []byte("tr-k"), slices.Clone(res.State)) // run again after a crash
+	handle(t, d, dispatch("tr-k", 1, ""), schemas.V1)
+	if len(keys) != 3 || keys[0] == "" || keys[0] != keys[1] || keys[2] == keys[0] ||
+		keys[0] != dataplane.IdempotencyKey("tr-k", d0.SpanID) {
+		t.Fatalf("idempotency keys %q: want one per dispatch, stable across runs", keys)
+	}
+}
+
+// A call run again after a restart keeps the deadline of its dispatch: one
+// dispatched two minutes ago with a one-minute timeout fails at once.
+func TestDeadlineKept(t *testing.T) {
+	t.Parallel()
+	d := newDP(t, dataplane.Config{
+		ExecTimeout: time.Minute,
+		Now:         func() time.Time { return time.Now().Add(-2 * time.Minute) },
+		Executor: dataplane.ExecutorFunc(func(ctx context.Context, _ dataplane.Request) (dataplane.Result, error) {
+			<-ctx.Done()
+			return dataplane.Result{}, ctx.Err()
+		}),
+	})
+	res, err := d.Handle(t.Context(), nil, pipeline.Input{Value: dispatch("tr-t", 0, ""), Version: schemas.V1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := d.Complete(t.Context(), []byte("tr-t"), res.State, d.Work(t.Context(), []byte("tr-t"), slices.Clone(res.State)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(done.Outputs) != 1 || !strings.HasPrefix(*done.Outputs[0].Value.(*schemas.RuntimeEvent).Error, "timeout: ") {
+		t.Fatalf("a call past its deadline: %+v", done.Outputs)
+	}
+}
+
+// TestInlineCall: an executor whose calls neither wait nor call out answers
+// in the dispatch's own result, with no state; one that calls out leaves a
+// state naming its call; an inline answer deletes the state of a call an
+// earlier dispatch of the run left pending.
+func TestInlineCall(t *testing.T) {
+	t.Parallel()
+	disp := dispatch("tr-in", 1, thread.RouteBaseline)
+	in := pipeline.Input{Topic: "t.spine.control", Key: []byte(disp.TraceID), Value: disp, Version: schemas.V1}
+	inline := newDP(t, dataplane.Config{})
+	res, err := inline.Handle(t.Context(), nil, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StateChanged || len(res.Outputs) != 4 { // dispatched, started, artifact.delivered and the artifact
+		t.Fatalf("inline: state changed %t, %d outputs", res.StateChanged, len(res.Outputs))
+	}
+	calling := newDP(t, dataplane.Config{Executor: dataplane.ExecutorFunc(func(context.Context, dataplane.Request) (dataplane.Result, error) {
+		return dataplane.Result{ContentType: "text/plain", Content: []byte("x")}, nil
+	})})
+	pending, err := calling.Handle(t.Context(), nil, in)
+	if err != nil || !pending.StateChanged || calling.Pending(pending.State) != disp.SpanID || len(pending.Outputs) != 2 {
+		t.Fatalf("calling out: %v, state %q, %d outputs", err, pending.State, len(pending.Outputs))
+	}
+	again := dispatch("tr-in", 2, thread.RouteBaseline)
+	res, err = inline.Handle(t.Context(), pending.State, pipeline.Input{Topic: in.Topic, Key: in.Key, Value: again, Version: schemas.V1})
+	if err != nil || !res.StateChanged || res.State != nil {
+		t.Fatalf("an inline answer over a pending call: %v, changed %t, state %q", err, res.StateChanged, res.State)
+	}
+}
+
+// A call's budget ends before its state's timeout, by a tenth of it and at
+// most a second, so its failure is reported before the state times out.
+func TestCallBudget(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ timeout, want time.Duration }{
+		{1500 * time.Millisecond, 1350 * time.Millisecond},
+		{30 * time.Second, 29 * time.Second},
+		{5 * time.Minute, 5*time.Minute - time.Second},
+		{100 * time.Millisecond, 90 * time.Millisecond},
+	} {
+		if got := dataplane.CallBudget(c.timeout); got != c.want {
+			t.Errorf("CallBudget(%s) = %s, want %s", c.timeout, got, c.want)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // Executor runs one dispatched call. Implementations are adapters, one
@@ -89,28 +90,31 @@ type Result struct {
 var ErrNoAnswer = errors.New("executor never answered")
 
 // Stable error kinds of a failed call, classified at the boundary (as kerr
-// marks each Kafka error retriable or not). The orchestrator's retry policy
-// reads the kind and the retryable flag; kinds are on the thread, in
+// marks each Kafka error retriable or not), defined with the thread's
+// vocabulary (schemas/thread), whose NonRetryableErrorKinds the
+// orchestrator's retry policy reads: whether a call may be retried is a
+// property of its kind, so an adapter picks the kind that says it (and
+// Permanent or Retryable to match). Kinds are on the thread, in
 // dataplane.failed events and run outcomes.
 const (
-	KindRateLimited       = "rate_limited"       // 429; retryable, honours Retry-After
-	KindUnavailable       = "unavailable"        // 5xx, connection refused or reset, a server process that died; retryable
-	KindTimeout           = "timeout"            // the call exceeded its state's timeout; retryable
-	KindBadRequest        = "bad_request"        // 4xx other than 408, 409, 429; not retryable
-	KindUnauthorized      = "unauthorized"       // 401, 403; not retryable
-	KindMalformed         = "malformed_response" // a response that does not parse; not retryable
-	KindEmptyResponse     = "empty_response"     // no choices, no content; not retryable
-	KindToolError         = "tool_error"         // an MCP tool answered IsError; not retryable
-	KindUnknownTool       = "unknown_tool"       // the MCP server does not list the tool; not retryable
-	KindInvalidArguments  = "invalid_arguments"  // tool arguments that are not a JSON object; not retryable
-	KindArtifactTooLarge  = "artifact_too_large" // content over the artifact limit; not retryable
-	KindExecution         = "execution"          // any other failure; retryable
-	KindInvalidInput      = "invalid_input"      // the input cannot be sent; not retryable
-	KindUnsupported       = "unsupported"        // the executor cannot do what is asked; not retryable
-	KindExecutorNotReady  = "executor_not_ready" // the executor is still connecting; retryable
-	KindSyntheticFailure  = "synthetic"          // the synthetic executor's simulated failure; retryable
-	KindAgentNotFound     = "unknown_agent"      // no agent serves the kind on this instance; not retryable
-	KindCanceledByRestart = "interrupted"        // a call cut off by the instance stopping; retryable
+	KindRateLimited       = thread.ErrorRateLimited
+	KindUnavailable       = thread.ErrorUnavailable
+	KindTimeout           = thread.ErrorTimeout
+	KindBadRequest        = thread.ErrorBadRequest
+	KindUnauthorized      = thread.ErrorUnauthorized
+	KindMalformed         = thread.ErrorMalformed
+	KindEmptyResponse     = thread.ErrorEmptyResponse
+	KindToolError         = thread.ErrorToolError
+	KindUnknownTool       = thread.ErrorUnknownTool
+	KindInvalidArguments  = thread.ErrorInvalidArguments
+	KindArtifactTooLarge  = thread.ErrorArtifactTooLarge
+	KindExecution         = thread.ErrorExecution
+	KindInvalidInput      = thread.ErrorInvalidInput
+	KindUnsupported       = thread.ErrorUnsupported
+	KindExecutorNotReady  = thread.ErrorExecutorNotReady
+	KindSyntheticFailure  = thread.ErrorSynthetic
+	KindAgentNotFound     = thread.ErrorAgentNotFound
+	KindCanceledByRestart = thread.ErrorCanceledByRestart
 )
 
 // ExecError is a failed call with a stable kind and whether the stateflow

@@ -43,6 +43,15 @@ type Config struct {
 	Now func() time.Time
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
+	// Taps derive more records from every checked artifact, written in the
+	// transaction of its gate events (the drift samples, drift.Sampler).
+	Taps []Tap
+}
+
+// Tap derives records from a checked artifact: they are written with its
+// gate events. Implementations must be safe for concurrent use.
+type Tap interface {
+	Tap(s gates.Subject) []pipeline.Output
 }
 
 // Default returns the checks shipped now: schema validity and performance
@@ -54,7 +63,9 @@ func Default() []gates.Check {
 // Runner is the gates Handler.
 type Runner struct {
 	layout pipeline.Layout
+	topics map[string]pipeline.Topic // gate name → layout.Gate(name), named once
 	checks []gates.Check
+	taps   []Tap
 	now    func() time.Time
 	log    *slog.Logger
 }
@@ -65,7 +76,7 @@ var _ pipeline.Handler = (*Runner)(nil)
 // unique, not "verdict", and among thread.GateNames (each has its
 // gate.<name> topic). It does no I/O.
 func New(layout pipeline.Layout, cfg Config) (*Runner, error) {
-	r := &Runner{layout: layout, checks: cfg.Checks, now: cfg.Now, log: cfg.Logger}
+	r := &Runner{layout: layout, checks: cfg.Checks, taps: cfg.Taps, now: cfg.Now, log: cfg.Logger}
 	if r.checks == nil {
 		r.checks = Default()
 	}
@@ -85,6 +96,10 @@ func New(layout pipeline.Layout, cfg Config) (*Runner, error) {
 		}
 		seen[n] = true
 	}
+	r.topics = map[string]pipeline.Topic{thread.VerdictGate: layout.Gate(thread.VerdictGate)}
+	for n := range seen {
+		r.topics[n] = layout.Gate(n)
+	}
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -93,6 +108,14 @@ func New(layout pipeline.Layout, cfg Config) (*Runner, error) {
 	}
 	r.log = r.log.With("processor", Name)
 	return r, nil
+}
+
+// gateTopic returns the topic of gate name.
+func (r *Runner) gateTopic(name string) pipeline.Topic {
+	if t, ok := r.topics[name]; ok {
+		return t
+	}
+	return r.layout.Gate(name)
 }
 
 // Topics lists the topics the runner consumes: spine.dataplane.
@@ -154,7 +177,7 @@ func (r *Runner) Handle(ctx context.Context, _ []byte, in pipeline.Input) (pipel
 			Priority:      ev.Priority,
 			Tenant:        ev.Tenant,
 		}
-		out = append(out, pipeline.Output{Topic: r.layout.Gate(name), Key: []byte(ev.TraceID), Value: e, Version: ver})
+		out = append(out, pipeline.Output{Topic: r.gateTopic(name), Key: []byte(ev.TraceID), Value: e, Version: ver})
 	}
 	passed := 0
 	var failed []string
@@ -174,7 +197,8 @@ func (r *Runner) Handle(ctx context.Context, _ []byte, in pipeline.Input) (pipel
 		if o.Reason != "" {
 			reason += ": " + o.Reason
 		}
-		gateEvent(c.Name(), typ, &schemas.GateOutcome{Name: c.Name(), Passed: o.Passed, Reason: reason, Measured: o.Measured, Threshold: o.Threshold})
+		gateEvent(c.Name(), typ, &schemas.GateOutcome{Name: c.Name(), Passed: o.Passed, Reason: reason, Measured: o.Measured, Threshold: o.Threshold,
+			Rule: o.Rule, PolicyVersion: o.PolicyVersion, Evidence: o.Evidence})
 	}
 	v := &schemas.GateOutcome{Name: thread.VerdictGate, Passed: len(failed) == 0, Measured: float64(passed), Threshold: float64(len(r.checks))}
 	if v.Passed {
@@ -183,6 +207,9 @@ func (r *Runner) Handle(ctx context.Context, _ []byte, in pipeline.Input) (pipel
 		v.Reason = "failed: " + strings.Join(failed, ", ")
 	}
 	gateEvent(thread.VerdictGate, thread.GateVerdict, v)
+	for _, t := range r.taps {
+		out = append(out, t.Tap(subj)...)
+	}
 	return pipeline.Result{Outputs: out}, nil
 }
 

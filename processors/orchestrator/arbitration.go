@@ -44,7 +44,7 @@ func (o *Orchestrator) handleLedger(state []byte, actor string, ev *schemas.Runt
 		if typ == thread.ArbitrationQueued {
 			re.State = string(StateQueued)
 		}
-		out = append(out, pipeline.Output{Topic: o.layout.Control(), Key: []byte(q.Trace), Value: re, Version: schemas.V2})
+		out = append(out, pipeline.Output{Topic: o.control, Key: []byte(q.Trace), Value: re, Version: schemas.V2})
 	}
 	switch ev.EventType {
 	case thread.ArbitrationAcquire:
@@ -102,7 +102,7 @@ func (o *Orchestrator) handleAdmission(state []byte, ev *schemas.RuntimeEvent) (
 		// the ledger has been or will be told by the run's release.
 		return pipeline.Result{}, err
 	}
-	s := &step{o: o, r: r, now: o.now()}
+	s := o.newStep(r, o.now())
 	switch ev.EventType {
 	case thread.ArbitrationQueued:
 		if r.State != StateRouted {

@@ -72,12 +72,12 @@ func ExampleDefaultStates() {
 	fmt.Println("completed → retry allowed:", ok)
 	// Output:
 	// received   intent.received
-	// routed     run.routed
-	// queued     run.queued
+	// routed     run.routed       timeout 1m0s → timed_out
+	// queued     run.queued       timeout 5m0s → timed_out
 	// dispatched run.dispatch     timeout 30s → timed_out, 3 attempts
 	// executing  run.executing    timeout 30s → timed_out, 3 attempts
 	// delivered  run.delivered
-	// gating     run.gating       timeout 30s → timed_out
+	// gating     run.gating       timeout 30s → timed_out, 3 attempts
 	// completed  run.completed    (terminal)
 	// rejected   run.rejected     (terminal)
 	// failed     run.failed       (terminal)

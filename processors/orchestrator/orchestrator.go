@@ -19,6 +19,21 @@
 // current run.dispatch (a result of an earlier attempt) or a verdict on
 // another artifact is stale: ignored and recorded as run.stale_event.
 //
+// The table is a file: stateflow.yaml (embedded, DefaultFile) or one
+// SPINE_STATEFLOW names, parsed by ParseStateflow and validated whole, each
+// problem at its line: every state reachable, every non-terminal state
+// bounded (a timeout and fallback, or transient), every one ended by the
+// run's deadline, fallback chains acyclic, triggers and events known, CEL
+// guards (see Guard) compiled to bools. An entry's guard is evaluated only
+// when its (state, trigger) has guards; otherwise a transition is one map
+// read, as before guards. Retries back off with full jitter seeded by the
+// trace id. When a run's retries on its agent are spent and its state has
+// an entry on OnFallback, the run degrades to the agent's fallback agent
+// (WithAgentFallbacks): run.fallback, then a run.dispatch naming that agent
+// as its kind. A run records the Version of the stateflow it started under
+// and stamps it on every event; it finishes under it
+// (WithPreviousStateflows keeps earlier ones across a deploy).
+//
 // # Timers
 //
 // Deadlines (the state's timeout, a retry's backoff, the run's end-to-end
@@ -66,10 +81,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 	"unicode/utf8"
 
+	"github.com/spinerun/spine/gates"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/schemas"
 	"github.com/spinerun/spine/schemas/thread"
@@ -85,14 +102,22 @@ var DefaultIntentKinds = []string{"summarize", "classify", "extract", "answer", 
 // Orchestrator is the control-plane Handler (and pipeline.Timed).
 type Orchestrator struct {
 	layout      pipeline.Layout
+	control     pipeline.Topic // layout.Control(), named once: every event goes there
+	policyTopic pipeline.Topic // layout.Gate(gates.PolicyName)
 	flow        *Stateflow
+	flows       map[string]*Stateflow // earlier versions, for runs in flight
 	router      Router
 	kinds       map[string]bool
 	versions    map[string]schemas.ContractVersion
 	maxPerActor int
 	runDeadline time.Duration
+	kindDL      map[string]time.Duration
+	fallbacks   map[string]string // agent kind → its fallback agent's
 	retention   time.Duration
 	maxSkew     time.Duration
+	maxInput    int
+	verifier    Verifier
+	policy      PolicySource
 	now         func() time.Time
 	log         *slog.Logger
 }
@@ -107,6 +132,29 @@ type Option func(*Orchestrator)
 
 // WithStateflow replaces the default stateflow table.
 func WithStateflow(f *Stateflow) Option { return func(o *Orchestrator) { o.flow = f } }
+
+// WithPreviousStateflows keeps earlier stateflows so that runs started
+// under one of them finish under it (a run's state and events name the
+// version it started under). A run whose version is not known continues
+// under the current stateflow, if that declares its state.
+func WithPreviousStateflows(fs ...*Stateflow) Option {
+	return func(o *Orchestrator) {
+		for _, f := range fs {
+			if f != nil {
+				o.flows[f.Version()] = f
+			}
+		}
+	}
+}
+
+// WithAgentFallbacks sets each agent's fallback agent (agents-file kinds,
+// see agents.File.Fallbacks): when a run's retries on its agent are spent
+// and the stateflow has an entry on "fallback" from its state, the intent
+// runs on the fallback agent instead of failing. Chains must be acyclic and
+// at most 4 long.
+func WithAgentFallbacks(m map[string]string) Option {
+	return func(o *Orchestrator) { o.fallbacks = maps.Clone(m) }
+}
 
 // WithRouter sets the Router (default Baseline).
 func WithRouter(r Router) Option { return func(o *Orchestrator) { o.router = r } }
@@ -135,6 +183,12 @@ func WithMaxPerActor(n int) Option { return func(o *Orchestrator) { o.maxPerActo
 // none (deadline_ms 0); 0, the default, means none.
 func WithRunDeadline(d time.Duration) Option { return func(o *Orchestrator) { o.runDeadline = d } }
 
+// WithKindDeadlines sets the end-to-end deadline of runs of the given
+// kinds whose intent gives none, overriding WithRunDeadline for them.
+func WithKindDeadlines(m map[string]time.Duration) Option {
+	return func(o *Orchestrator) { o.kindDL = maps.Clone(m) }
+}
+
 // WithRetention sets how long an ended run's state is kept (default 15
 // minutes): within it a duplicate intent is recognised and late events are
 // refused as illegal transitions; after it the state is deleted (a
@@ -146,6 +200,11 @@ func WithRetention(d time.Duration) Option { return func(o *Orchestrator) { o.re
 // (default 5 minutes).
 func WithMaxClockSkew(d time.Duration) Option { return func(o *Orchestrator) { o.maxSkew = d } }
 
+// WithMaxInputBytes sets the largest input admitted (default
+// schemas.DefaultInputLimit, at most schemas.MaxInputBytes); a larger one
+// is rejected as input_too_large before the run starts.
+func WithMaxInputBytes(n int) Option { return func(o *Orchestrator) { o.maxInput = n } }
+
 // WithClock sets the clock (default time.Now).
 func WithClock(now func() time.Time) Option { return func(o *Orchestrator) { o.now = now } }
 
@@ -156,12 +215,16 @@ func WithLogger(l *slog.Logger) Option { return func(o *Orchestrator) { o.log = 
 // I/O.
 func New(layout pipeline.Layout, opts ...Option) (*Orchestrator, error) {
 	o := &Orchestrator{
-		layout:    layout,
-		router:    Baseline,
-		versions:  map[string]schemas.ContractVersion{thread.RouteBaseline: schemas.V1, thread.RouteCanary: schemas.V2},
-		maxSkew:   5 * time.Minute,
-		retention: 15 * time.Minute,
-		now:       time.Now,
+		layout:      layout,
+		control:     layout.Control(),
+		policyTopic: layout.Gate(gates.PolicyName),
+		router:      Baseline,
+		versions:    map[string]schemas.ContractVersion{thread.RouteBaseline: schemas.V1, thread.RouteCanary: schemas.V2},
+		flows:       map[string]*Stateflow{},
+		maxSkew:     5 * time.Minute,
+		retention:   15 * time.Minute,
+		maxInput:    schemas.DefaultInputLimit,
+		now:         time.Now,
 	}
 	WithIntentKinds(DefaultIntentKinds...)(o)
 	for _, opt := range opts {
@@ -195,6 +258,24 @@ func (o *Orchestrator) validate() error {
 	case o.runDeadline < 0, o.maxSkew < 0, o.retention < 0:
 		return fmt.Errorf("orchestrator: negative duration")
 	}
+	for k := range o.fallbacks {
+		seen := []string{k}
+		for cur := o.fallbacks[k]; cur != ""; cur = o.fallbacks[cur] {
+			if slices.Contains(seen, cur) || len(seen) > maxFallbackChain {
+				return fmt.Errorf("orchestrator: agent fallback chain from %q is cyclic or longer than %d", k, maxFallbackChain)
+			}
+			seen = append(seen, cur)
+		}
+	}
+	for k, d := range o.kindDL {
+		if d <= 0 {
+			return fmt.Errorf("orchestrator: run deadline of kind %q is %s, want positive", k, d)
+		}
+	}
+	switch {
+	case o.maxInput < 1 || o.maxInput > schemas.MaxInputBytes:
+		return fmt.Errorf("orchestrator: max input %d bytes is not in [1, %d]", o.maxInput, schemas.MaxInputBytes)
+	}
 	for r, v := range o.versions {
 		if !v.Valid() {
 			return fmt.Errorf("orchestrator: route %q has invalid contract version %d", r, int(v))
@@ -205,6 +286,9 @@ func (o *Orchestrator) validate() error {
 		if _, ok := o.flow.Spec(s); !ok {
 			return fmt.Errorf("orchestrator: stateflow lacks state %q", s)
 		}
+	}
+	if err := o.validateAdmission(); err != nil {
+		return err
 	}
 	if o.maxPerActor > 0 {
 		if _, ok := o.flow.Spec(StateQueued); !ok {
@@ -229,17 +313,21 @@ func (o *Orchestrator) Topics() []pipeline.Topic {
 
 // step is the work of one Handle or Fire call on one run.
 type step struct {
-	o   *Orchestrator
+	o *Orchestrator
+	// f is the run's stateflow: the one it started under.
+	f   *Stateflow
 	r   *runState
 	now time.Time
 	out []pipeline.Output
+	// errKind is the kind of the failure being handled, for guards.
+	errKind string
 }
 
 // Handle implements pipeline.Handler.
 func (o *Orchestrator) Handle(ctx context.Context, state []byte, in pipeline.Input) (pipeline.Result, error) {
 	switch v := in.Value.(type) {
 	case *schemas.Intent:
-		return o.handleIntent(state, in, v)
+		return o.handleIntent(ctx, state, in, v)
 	case *schemas.RuntimeEvent:
 		if in.Topic == o.layout.Intents() {
 			return pipeline.Result{}, pipeline.Reject(CodeIllegalTransition, "a %s event on %s cannot start or move a run", v.EventType, in.Topic)
@@ -262,7 +350,7 @@ func (o *Orchestrator) Handle(ctx context.Context, state []byte, in pipeline.Inp
 	return pipeline.Result{}, pipeline.Reject(CodeUnexpectedValue, "value of type %T on %s is neither an intent nor a runtime event", in.Value, in.Topic)
 }
 
-func (o *Orchestrator) handleIntent(state []byte, in pipeline.Input, it *schemas.Intent) (pipeline.Result, error) {
+func (o *Orchestrator) handleIntent(ctx context.Context, state []byte, in pipeline.Input, it *schemas.Intent) (pipeline.Result, error) {
 	now := o.now()
 	if err := o.checkIntent(in, it, now); err != nil {
 		return pipeline.Result{}, err
@@ -275,25 +363,37 @@ func (o *Orchestrator) handleIntent(state []byte, in pipeline.Input, it *schemas
 		o.log.Debug("duplicate intent", "trace_id", it.TraceID, "intent_id", it.IntentID, "known_intent_id", old.IntentID, "state", old.State)
 		return pipeline.Result{}, nil
 	}
-	route := o.router.Route(it.TraceID, it.Actor)
+	prov, actor, deny, err := o.caller(ctx, in, it)
+	if err != nil {
+		return pipeline.Result{}, err
+	}
+	route := o.router.Route(it.TraceID, actor)
 	ver, ok := o.versions[route]
 	if !ok {
 		ver = schemas.V1
 	}
 	r := &runState{
-		Trace: it.TraceID, IntentID: it.IntentID, Actor: it.Actor, Kind: it.Kind, Tenant: it.Tenant,
-		Route: route, Version: ver, Priority: it.Priority, Started: ms(now),
+		Trace: it.TraceID, IntentID: it.IntentID, Actor: actor, Kind: it.Kind, Tenant: it.Tenant,
+		Route: route, Version: ver, Priority: it.Priority, Started: ms(now), Input: it.Input, Prov: prov,
+		Flow: o.flow.version,
 	}
 	if len(it.Attributes) > 0 {
 		r.Attrs = it.Attributes
 	}
 	if it.DeadlineMs > 0 {
 		r.RunDeadline = ms(now) + it.DeadlineMs
+	} else if d, ok := o.kindDL[it.Kind]; ok && d > 0 {
+		r.RunDeadline = ms(now.Add(d))
 	} else if o.runDeadline > 0 {
 		r.RunDeadline = ms(now.Add(o.runDeadline))
 	}
-	s := &step{o: o, r: r, now: now}
+	s := &step{o: o, f: o.flow, r: r, now: now}
 	s.enter(OnIntent, nil)
+	if ok, err := s.admission(ctx, it, deny); err != nil {
+		return pipeline.Result{}, err
+	} else if !ok {
+		return s.result()
+	}
 	s.enter(OnRouted, nil)
 	if o.maxPerActor > 0 {
 		r.Waiting = true
@@ -318,8 +418,8 @@ func (o *Orchestrator) checkIntent(in pipeline.Input, it *schemas.Intent, now ti
 		return pipeline.Reject(CodeKeyMismatch, "intent %s is keyed %q, not by its trace_id", it.TraceID, in.Key)
 	case !o.kinds[it.Kind]:
 		return pipeline.Reject(CodeUnknownIntentKind, "intent %s has kind %q; allowed: %v", it.TraceID, it.Kind, o.kindList())
-	case len(it.Input) > schemas.MaxInputBytes:
-		return pipeline.Reject(CodeInputTooLarge, "intent %s input is %d bytes, more than %d", it.TraceID, len(it.Input), schemas.MaxInputBytes)
+	case len(it.Input) > o.maxInput:
+		return pipeline.Reject(CodeInputTooLarge, "intent %s input is %d bytes, more than the %d SPINE_MAX_INPUT_BYTES admits", it.TraceID, len(it.Input), o.maxInput)
 	case it.Timestamp.After(now.Add(o.maxSkew)):
 		return pipeline.Reject(CodeFutureTimestamp, "intent %s timestamp %s is more than %s ahead of %s", it.TraceID, it.Timestamp.Format(time.RFC3339), o.maxSkew, now.Format(time.RFC3339))
 	}
@@ -343,9 +443,9 @@ func (o *Orchestrator) handleData(state []byte, in pipeline.Input, ev *schemas.R
 	if r == nil {
 		return pipeline.Result{}, pipeline.Reject(CodeUnknownRun, "%s for unknown run %q", ev.EventType, ev.TraceID)
 	}
-	s := &step{o: o, r: r, now: o.now()}
+	s := o.newStep(r, o.now())
 	on := triggerOf(ev)
-	if _, ok := o.flow.Next(r.State, on); !ok {
+	if _, ok := s.f.Next(r.State, on); !ok {
 		s.illegal(ev, on)
 		return s.result()
 	}
@@ -379,9 +479,9 @@ func (o *Orchestrator) handleVerdict(state []byte, in pipeline.Input, ev *schema
 	if r == nil {
 		return pipeline.Result{}, pipeline.Reject(CodeUnknownRun, "gate.verdict for unknown run %q", ev.TraceID)
 	}
-	s := &step{o: o, r: r, now: o.now()}
-	if _, ok := o.flow.Next(r.State, verdictTrigger(ev)); !ok && r.Early == nil && ev.ParentSpanID != r.Delivered {
-		if _, waiting := o.flow.Next(r.State, OnDelivered); waiting {
+	s := o.newStep(r, o.now())
+	if _, ok := s.f.Next(r.State, verdictTrigger(ev)); !ok && r.Early == nil && ev.ParentSpanID != r.Delivered {
+		if _, waiting := s.f.Next(r.State, OnDelivered); waiting {
 			// The verdict overtook its artifact (another topic): keep it
 			// until the artifact.delivered arrives.
 			r.Early = ev
@@ -405,7 +505,7 @@ func verdictTrigger(ev *schemas.RuntimeEvent) Trigger {
 // another artifact).
 func (s *step) verdict(ev *schemas.RuntimeEvent) {
 	on := verdictTrigger(ev)
-	if _, ok := s.o.flow.Next(s.r.State, on); !ok {
+	if _, ok := s.f.Next(s.r.State, on); !ok {
 		s.illegal(ev, on)
 		return
 	}
@@ -442,13 +542,13 @@ func (o *Orchestrator) Fire(ctx context.Context, key []byte, state []byte, now t
 		return pipeline.Result{}, err
 	}
 	nowMs := ms(now)
-	if o.flow.Terminal(r.State) {
+	s := o.newStep(r, now)
+	if s.f.Terminal(r.State) {
 		if r.Deadline > 0 && nowMs >= r.Deadline {
 			return pipeline.Result{State: nil, StateChanged: true}, nil // retention over: a tombstone
 		}
 		return pipeline.Result{}, nil
 	}
-	s := &step{o: o, r: r, now: now}
 	switch {
 	case r.RunDeadline > 0 && nowMs >= r.RunDeadline:
 		s.enter(OnRunTimeout, nil)
@@ -462,6 +562,23 @@ func (o *Orchestrator) Fire(ctx context.Context, key []byte, state []byte, now t
 		return pipeline.Result{}, nil
 	}
 	return s.result()
+}
+
+// flowOf is the stateflow run r started under: the current one (one
+// string comparison on the hot path), an earlier one kept by
+// WithPreviousStateflows, or the current one when the version is unknown.
+func (o *Orchestrator) flowOf(r *runState) *Stateflow {
+	if r.Flow == "" || r.Flow == o.flow.version {
+		return o.flow
+	}
+	if f, ok := o.flows[r.Flow]; ok {
+		return f
+	}
+	return o.flow
+}
+
+func (o *Orchestrator) newStep(r *runState, now time.Time) *step {
+	return &step{o: o, f: o.flowOf(r), r: r, now: now}
 }
 
 func triggerOf(ev *schemas.RuntimeEvent) Trigger {
@@ -479,11 +596,11 @@ func triggerOf(ev *schemas.RuntimeEvent) Trigger {
 // loadRun decodes a run's stored state and checks its state is one of the
 // table's; a state that fails either is a bad_state rejection.
 func (o *Orchestrator) loadRun(b []byte) (*runState, error) {
-	r, err := decodeRun(b)
+	r, err := decodeRun(b, o.flow.version)
 	if err != nil || r == nil {
 		return r, err
 	}
-	if _, ok := o.flow.Spec(r.State); !ok {
+	if _, ok := o.flowOf(r).Spec(r.State); !ok {
 		return nil, pipeline.Reject(CodeBadState, "run %s is in state %q, which the stateflow does not declare", r.Trace, r.State)
 	}
 	return r, nil

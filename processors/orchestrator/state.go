@@ -52,6 +52,27 @@ type runState struct {
 	// may read the verdict first. It is applied (or found stale) when the
 	// artifact arrives.
 	Early *schemas.RuntimeEvent `json:"ev,omitempty"`
+	// Input is the intent's input, kept until the run ends so that every
+	// run.dispatch (a retry's too) carries it to the data plane.
+	Input string `json:"in,omitempty"`
+	// Prov is the run's verified caller, nil for none: on intent.received
+	// and every run.dispatch, so the data plane and the gates see it.
+	Prov *schemas.Provenance `json:"pv,omitempty"`
+	// Flow is the version of the stateflow the run started under; it
+	// finishes under it (empty in states of earlier builds: the current).
+	Flow string `json:"fv,omitempty"`
+	// Agent is the agent running the intent when it is a fallback agent,
+	// "" for the intent's own kind.
+	Agent string `json:"ag,omitempty"`
+}
+
+// agent is the agent running the intent: the fallback agent, else the
+// intent's kind.
+func (r *runState) agent() string {
+	if r.Agent != "" {
+		return r.Agent
+	}
+	return r.Kind
 }
 
 // ledgerState is an actor's arbitration ledger, keyed by thread.ActorKey.
@@ -69,14 +90,16 @@ type queueEnt struct {
 	Route    string `json:"r,omitempty"`
 }
 
-func decodeRun(b []byte) (*runState, error) {
+// decodeRun decodes a stored run state, binary or JSON; intern is the
+// current stateflow version (see decodeRunBinary).
+func decodeRun(b []byte, intern string) (*runState, error) {
 	if len(b) == 0 {
 		return nil, nil
 	}
 	var r *runState
 	var err error
 	if b[0] == runMagic {
-		r, err = decodeRunBinary(b)
+		r, err = decodeRunBinary(b, intern)
 	} else {
 		r = new(runState)
 		err = json.Unmarshal(b, r)

@@ -60,6 +60,40 @@ func encodeRun(r *runState) ([]byte, error) {
 	} else {
 		str(string(appendHeld(make([]byte, 0, 128), r.Early)))
 	}
+	// The input trails, and only while the run may still dispatch: states
+	// written before it existed decode with none. The provenance trails
+	// the input (written, empty, when only the provenance is there).
+	if r.Input != "" || r.Prov != nil || r.Flow != "" || r.Agent != "" {
+		str(r.Input)
+	}
+	if p := r.Prov; p != nil {
+		b = append(b, provMagic)
+		str(p.Issuer)
+		str(p.Subject)
+		var at int64
+		if !p.VerifiedAt.IsZero() {
+			at = p.VerifiedAt.UnixMilli()
+		}
+		b = binary.AppendVarint(b, at)
+		keys := make([]string, 0, len(p.Claims))
+		for k := range p.Claims {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b = binary.AppendUvarint(b, uint64(len(keys)))
+		for _, k := range keys {
+			str(k)
+			str(p.Claims[k])
+		}
+	}
+	if r.Flow != "" {
+		b = append(b, flowMagic)
+		str(r.Flow)
+	}
+	if r.Agent != "" {
+		b = append(b, agentMagic)
+		str(r.Agent)
+	}
 	return b, nil
 }
 
@@ -115,15 +149,15 @@ func decodeHeld(s string) (*schemas.RuntimeEvent, error) {
 	if s[0] != heldMagic {
 		return nil, errors.New("unknown encoding")
 	}
-	b := []byte(s[1:])
+	b := s[1:] // the fields are substrings of s: no copies
 	bad := false
 	str := func() string {
-		v, n := binary.Uvarint(b)
+		v, n := uvarintString(b)
 		if n <= 0 || v > uint64(len(b)-n) {
 			bad = true
 			return ""
 		}
-		out := string(b[n : n+int(v)])
+		out := b[n : n+int(v)]
 		b = b[n+int(v):]
 		return out
 	}
@@ -132,9 +166,12 @@ func decodeHeld(s string) (*schemas.RuntimeEvent, error) {
 			bad = true
 			return 0
 		}
-		v := math.Float64frombits(binary.BigEndian.Uint64(b))
+		var u uint64
+		for i := range 8 {
+			u = u<<8 | uint64(b[i])
+		}
 		b = b[8:]
-		return v
+		return math.Float64frombits(u)
 	}
 	ev.EventID, ev.TraceID, ev.SpanID, ev.ParentSpanID, ev.EventType, ev.ArtifactID = str(), str(), str(), str(), schemas.EventType(str()), str()
 	if bad || len(b) == 0 {
@@ -161,8 +198,38 @@ func decodeHeld(s string) (*schemas.RuntimeEvent, error) {
 
 var errShortState = errors.New("truncated run state")
 
-// decodeRunBinary decodes encodeRun's format.
-func decodeRunBinary(b []byte) (*runState, error) {
+// uvarintString is binary.Uvarint of the bytes of s.
+func uvarintString(s string) (uint64, int) {
+	var x uint64
+	var shift uint
+	for i := 0; i < len(s); i++ {
+		if i == binary.MaxVarintLen64 {
+			return 0, -(i + 1) // overflow
+		}
+		c := s[i]
+		if c < 0x80 {
+			if i == binary.MaxVarintLen64-1 && c > 1 {
+				return 0, -(i + 1) // overflow
+			}
+			return x | uint64(c)<<shift, i + 1
+		}
+		x |= uint64(c&0x7f) << shift
+		shift += 7
+	}
+	return 0, 0
+}
+
+// provMagic starts the run's provenance, the field after the input;
+// flowMagic the run's stateflow version, after the provenance if any.
+const (
+	provMagic  = 0x50
+	flowMagic  = 0x46
+	agentMagic = 0x41
+)
+
+// decodeRunBinary decodes encodeRun's format; a stateflow version equal to
+// intern is not copied.
+func decodeRunBinary(b []byte, intern string) (*runState, error) {
 	if len(b) == 0 || b[0] != runMagic {
 		return nil, errors.New("not a binary run state")
 	}
@@ -192,6 +259,10 @@ func decodeRunBinary(b []byte) (*runState, error) {
 		b = b[n:]
 		return v
 	}
+	// Every string field is a substring of one copy of the state: one
+	// allocation instead of one per field (the fields live as long as
+	// the run's state does anyway).
+	all := string(b)
 	str := func() string {
 		n := uv()
 		if err != nil {
@@ -201,7 +272,8 @@ func decodeRunBinary(b []byte) (*runState, error) {
 			err = errShortState
 			return ""
 		}
-		s := string(b[:n])
+		at := len(all) - len(b)
+		s := all[at : at+int(n)]
 		b = b[n:]
 		return s
 	}
@@ -236,6 +308,48 @@ func decodeRunBinary(b []byte) (*runState, error) {
 		if r.Early, herr = decodeHeld(ej); herr != nil {
 			return nil, fmt.Errorf("held verdict: %w", herr)
 		}
+	}
+	if err == nil && len(b) > 0 {
+		r.Input = str()
+	}
+	if err == nil && len(b) > 0 && b[0] == provMagic {
+		b = b[1:]
+		p := &schemas.Provenance{Issuer: str(), Subject: str()}
+		if at := sv(); at != 0 {
+			p.VerifiedAt = fromMs(at)
+		}
+		if n := uv(); err == nil && n > 0 {
+			if n > uint64(len(b)) {
+				return nil, errShortState
+			}
+			p.Claims = make(map[string]string, n)
+			for range n {
+				k := str()
+				p.Claims[k] = str()
+			}
+		}
+		r.Prov = p
+	}
+	if err == nil && len(b) > 0 && b[0] == flowMagic {
+		b = b[1:]
+		if n := uv(); err == nil {
+			if n > uint64(len(b)) {
+				return nil, errShortState
+			}
+			if string(b[:n]) == intern {
+				r.Flow = intern // the current version: no copy
+			} else {
+				r.Flow = string(b[:n])
+			}
+			b = b[n:]
+		}
+	}
+	if err == nil && len(b) > 0 {
+		if b[0] != agentMagic {
+			return nil, errors.New("unknown trailing field")
+		}
+		b = b[1:]
+		r.Agent = str()
 	}
 	if err != nil {
 		return nil, err

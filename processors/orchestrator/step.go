@@ -2,7 +2,7 @@ package orchestrator
 
 import (
 	"fmt"
-	"strings"
+	"time"
 
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/schemas"
@@ -33,11 +33,14 @@ func (s *step) event(typ schemas.EventType, parent string) *schemas.RuntimeEvent
 		Attempt:       r.Attempt,
 		Priority:      r.Priority,
 		Tenant:        r.Tenant,
+		// The run's stateflow version: it finishes under the one it
+		// started with.
+		StateflowVersion: r.Flow,
 	}
 }
 
 func (s *step) emit(ev *schemas.RuntimeEvent) {
-	s.out = append(s.out, pipeline.Output{Topic: s.o.layout.Control(), Key: []byte(s.r.Trace), Value: ev, Version: s.r.Version})
+	s.out = append(s.out, pipeline.Output{Topic: s.o.control, Key: []byte(s.r.Trace), Value: ev, Version: s.r.Version})
 }
 
 // enter moves the run on trigger on, emitting the target state's event; an
@@ -45,12 +48,21 @@ func (s *step) emit(ev *schemas.RuntimeEvent) {
 // event, if any.
 func (s *step) enter(on Trigger, cause *schemas.RuntimeEvent) *schemas.RuntimeEvent {
 	r := s.r
-	to, ok := s.o.flow.Next(r.State, on)
+	// The hot path reads one field: CEL runs only for an edge with guards.
+	ed := s.f.edge(r.State, on)
+	var to State
+	ok := ed != nil
+	if ok {
+		to, ok = ed.to, ed.hasTo
+		if len(ed.guarded) > 0 {
+			to, ok = ed.resolve(s.Guard())
+		}
+	}
 	if !ok {
 		s.illegal(cause, on)
 		return nil
 	}
-	spec, _ := s.o.flow.Spec(to)
+	spec, _ := s.f.Spec(to)
 	r.State = to
 	r.Deadline = 0
 	if spec.Timeout > 0 {
@@ -63,9 +75,19 @@ func (s *step) enter(on Trigger, cause *schemas.RuntimeEvent) *schemas.RuntimeEv
 	ev := s.event(spec.Event, parent)
 	r.Span = ev.SpanID
 	switch {
+	case to == StateReceived:
+		ev.Provenance = r.Prov
 	case to == StateDispatched:
 		r.Dispatch = ev.SpanID
 		ev.Attributes = r.Attrs
+		if r.Agent != "" {
+			// A fallback agent runs the intent: the dispatch names it as
+			// its kind (a field of both contract versions), and the data
+			// plane's agents router runs that agent.
+			ev.Intent = r.Agent
+		}
+		ev.Input = r.Input
+		ev.Provenance = r.Prov
 	case spec.Terminal:
 		// Keep a small record of the ended run for deduplication and to
 		// refuse late events, until the retention passes (then Fire
@@ -74,7 +96,8 @@ func (s *step) enter(on Trigger, cause *schemas.RuntimeEvent) *schemas.RuntimeEv
 		if s.o.retention > 0 {
 			r.Deadline = ms(s.now.Add(s.o.retention))
 		}
-		r.Dispatch, r.Delivered, r.Attrs, r.Early = "", "", nil, nil
+		r.Dispatch, r.Delivered, r.Attrs, r.Early, r.Input = "", "", nil, nil, ""
+		r.Prov = nil
 		if cause != nil && cause.Error != nil {
 			ev.Error = cause.Error
 		}
@@ -91,6 +114,13 @@ func (s *step) enter(on Trigger, cause *schemas.RuntimeEvent) *schemas.RuntimeEv
 	return ev
 }
 
+// Guard is the run as an entry's guard sees it.
+func (s *step) Guard() Guard {
+	r := s.r
+	return Guard{Kind: r.Kind, Agent: r.agent(), Route: r.Route, Actor: r.Actor, Tenant: r.Tenant, Contract: r.Version.String(), State: string(r.State),
+		ErrorKind: s.errKind, Attempt: int64(r.Attempt), Priority: int64(r.Priority), InputSize: int64(len(r.Input)), Provenance: r.Prov}
+}
+
 // admit dispatches the run (an arbitration slot held, or none needed).
 func (s *step) admit() { s.enter(OnAdmit, nil) }
 
@@ -99,20 +129,26 @@ func (s *step) admit() { s.enter(OnAdmit, nil) }
 // (failed, or the state's fallback on a timeout).
 func (s *step) failOrRetry(kind, text string, on Trigger, cause *schemas.RuntimeEvent) {
 	r := s.r
-	spec, ok := s.o.flow.Spec(r.State)
+	s.errKind = kind
+	spec, ok := s.f.Spec(r.State)
 	next := r.Attempt + 1
 	if !ok || spec.Retry == nil || !spec.Retry.Allows(next, kind) {
+		if s.degrade(kind, text, cause) {
+			return
+		}
 		if ev := s.enter(on, cause); ev != nil && ev.Error == nil {
 			msg := kind + ": " + text
 			ev.Error = &msg
 		}
 		return
 	}
-	if _, ok := s.o.flow.Next(r.State, OnRetry); !ok {
+	if _, ok := s.f.Next(r.State, OnRetry); !ok {
 		s.illegal(cause, OnRetry)
 		return
 	}
-	delay := spec.Retry.Backoff(next)
+	// The backoff, or the delay the outside system asked for if longer.
+	// Full jitter seeded by the run, so a replay schedules the same delays.
+	delay := max(spec.Retry.Jittered(next, r.Trace), retryAfter(cause))
 	parent := r.Span
 	if cause != nil {
 		parent = cause.SpanID
@@ -131,6 +167,44 @@ func (s *step) failOrRetry(kind, text string, on Trigger, cause *schemas.Runtime
 		r.Attempt = next
 		s.enter(OnRetry, nil)
 	}
+}
+
+// degrade re-runs the intent on the fallback agent of the run's agent, if
+// it has one and the stateflow enters a state on OnFallback from the run's
+// state (its guard, if any, holding): run.fallback (from, to, why), then
+// the state's event (run.dispatch) with the new agent, attempts counted
+// afresh. It reports whether the run degraded.
+func (s *step) degrade(kind, text string, cause *schemas.RuntimeEvent) bool {
+	r := s.r
+	if len(s.o.fallbacks) == 0 {
+		return false
+	}
+	from := r.agent()
+	to, ok := s.o.fallbacks[from]
+	if !ok {
+		return false
+	}
+	ed := s.f.edge(r.State, OnFallback)
+	if ed == nil {
+		return false
+	}
+	if _, ok := ed.resolve(s.Guard()); !ok {
+		return false
+	}
+	parent := r.Span
+	if cause != nil {
+		parent = cause.SpanID
+	}
+	ev := s.event(thread.RunFallback, parent)
+	ev.Attributes = map[string]string{thread.AttrFallbackFrom: from, thread.AttrFallbackTo: to}
+	why := fmt.Sprintf("%s: attempt %d of %s on agent %s failed (%s); degrading to agent %s", kind, r.Attempt, r.State, from, text, to)
+	ev.Error = &why
+	s.emit(ev)
+	r.Agent = to
+	r.Attempt = 0
+	r.Dispatch, r.Early = "", nil
+	r.Deadline, r.RetryAt = 0, 0
+	return s.enter(OnFallback, nil) != nil
 }
 
 // illegal records a refused transition; the run's state is unchanged.
@@ -160,25 +234,26 @@ func (s *step) stale(cause *schemas.RuntimeEvent, why string) {
 func (s *step) toLedger(typ schemas.EventType) {
 	r := s.r
 	ev := &schemas.RuntimeEvent{
-		EventID:       thread.ID(r.Trace, "arb", string(typ)),
-		TraceID:       r.Trace,
-		SpanID:        thread.SpanID(r.Trace, "arb", string(typ)),
-		ParentSpanID:  r.Span,
-		Actor:         r.Actor,
-		Intent:        r.Kind,
-		SchemaVersion: schemas.V2,
-		Timestamp:     s.now,
-		RunStarted:    fromMs(r.Started),
-		Phase:         schemas.PhaseControl,
-		EventType:     typ,
-		State:         string(r.State),
-		Route:         r.Route,
-		Attempt:       r.Attempt,
-		Priority:      r.Priority,
-		Tenant:        r.Tenant,
-		Attributes:    map[string]string{"run_version": r.Version.String()},
+		EventID:          thread.ID(r.Trace, "arb", string(typ)),
+		TraceID:          r.Trace,
+		SpanID:           thread.SpanID(r.Trace, "arb", string(typ)),
+		ParentSpanID:     r.Span,
+		Actor:            r.Actor,
+		Intent:           r.Kind,
+		SchemaVersion:    schemas.V2,
+		Timestamp:        s.now,
+		RunStarted:       fromMs(r.Started),
+		Phase:            schemas.PhaseControl,
+		EventType:        typ,
+		State:            string(r.State),
+		Route:            r.Route,
+		Attempt:          r.Attempt,
+		Priority:         r.Priority,
+		Tenant:           r.Tenant,
+		Attributes:       map[string]string{"run_version": r.Version.String()},
+		StateflowVersion: r.Flow,
 	}
-	s.out = append(s.out, pipeline.Output{Topic: s.o.layout.Control(), Key: thread.ActorKey(r.Actor), Value: ev, Version: schemas.V2})
+	s.out = append(s.out, pipeline.Output{Topic: s.o.control, Key: thread.ActorKey(r.Actor), Value: ev, Version: schemas.V2})
 }
 
 func (s *step) result() (pipeline.Result, error) {
@@ -197,11 +272,18 @@ func errorKind(ev *schemas.RuntimeEvent) string {
 	if ev.Error == nil || *ev.Error == "" {
 		return "unknown"
 	}
-	k, _, ok := strings.Cut(*ev.Error, ": ")
-	if !ok {
-		return "unknown"
-	}
+	k, _, _ := thread.ParseCallError(*ev.Error)
 	return k
+}
+
+// retryAfter is the delay the outside system asked for before a retry of
+// the failed call ev reports (Retry-After), 0 for none.
+func retryAfter(ev *schemas.RuntimeEvent) time.Duration {
+	if ev == nil || ev.Error == nil {
+		return 0
+	}
+	_, d, _ := thread.ParseCallError(*ev.Error)
+	return d
 }
 
 func errorText(ev *schemas.RuntimeEvent) string {

@@ -77,9 +77,33 @@ func (s *simThread) consumers() []consumer {
 			return res.Outputs
 		}
 	}
+	// The dataplane runs each call after its dispatch commits and commits
+	// the result with its state deleted (pipeline.Async); here the call
+	// runs at once and the state lives for the moment of the call.
+	dataplane := func(in pipeline.Input) []pipeline.Output {
+		ctx := context.Background()
+		res, err := s.dp.Handle(ctx, nil, in)
+		if err != nil {
+			s.t.Fatalf("dataplane on %s: %v", in.Topic, err)
+		}
+		outs := res.Outputs
+		if !res.StateChanged || s.dp.Pending(res.State) == "" {
+			return outs
+		}
+		done, err := s.dp.Complete(ctx, in.Key, res.State, s.dp.Work(ctx, in.Key, res.State))
+		if err != nil {
+			s.t.Fatalf("dataplane completing %s: %v", in.Key, err)
+		}
+		for _, o := range done.Outputs {
+			if o.Raw == nil { // the artifact's content is not an event
+				outs = append(outs, o)
+			}
+		}
+		return outs
+	}
 	return []consumer{
 		{"orchestrator", s.h.o.Topics(), orch},
-		{"dataplane", s.dp.Topics(), stateless(s.dp)},
+		{"dataplane", s.dp.Topics(), dataplane},
 		{"gates", s.gr.Topics(), stateless(s.gr)},
 	}
 }

@@ -46,14 +46,19 @@ func TestRetryPolicyBackoff(t *testing.T) {
 }
 
 // TestRetryScheduleThenFallback: a data plane that always fails is retried
-// per policy, with the backoff as each timer, then the run fails.
+// per policy, each timer the backoff with full jitter seeded by the trace id
+// (so the same run draws the same delays), then the run fails.
 func TestRetryScheduleThenFallback(t *testing.T) {
 	t.Parallel()
 	pol := orchestrator.RetryPolicy{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 3, MaximumInterval: 500 * time.Millisecond, MaximumAttempts: 4}
 	h := newHarness(t, orchestrator.WithStateflow(orchestrator.MustStateflow(orchestrator.DefaultStates(pol, 10*time.Second, 10*time.Second))))
 	d := last(h.must(h.intent(newIntent("tr", "a", "answer"))), thread.RunDispatch)
-	wantDelays := []time.Duration{100 * time.Millisecond, 300 * time.Millisecond, 500 * time.Millisecond}
-	for i, delay := range wantDelays {
+	ceilings := []time.Duration{100 * time.Millisecond, 300 * time.Millisecond, 500 * time.Millisecond}
+	for i, ceil := range ceilings {
+		delay := pol.Jittered(int32(i+1), "tr")
+		if delay <= time.Millisecond || delay > ceil || pol.Jittered(int32(i+1), "tr") != delay {
+			t.Fatalf("jittered delay %d = %s, want in (1ms, %s] and stable", i+1, delay, ceil)
+		}
 		h.must(h.data(reply(d, thread.DataplaneStarted, 0)))
 		evs := h.must(h.data(reply(d, thread.DataplaneFailed, 0)))
 		if len(evs) != 1 || evs[0].EventType != thread.RunRetryScheduled || evs[0].Attempt != int32(i+1) {
@@ -146,7 +151,8 @@ func TestTimeouts(t *testing.T) {
 			t.Fatalf("executing timeout fired in gating: %v", types(evs))
 		}
 		h.clk.Add(600 * time.Millisecond)
-		if evs := h.fire("tr"); !slices.Equal(types(evs), []schemas.EventType{thread.RunTimedOut}) {
+		// Gating waits again for a gate that could not decide yet.
+		if evs := h.fire("tr"); !slices.Equal(types(evs), []schemas.EventType{thread.RunRetryScheduled}) {
 			t.Fatalf("gating timeout: %v", types(evs))
 		}
 	})

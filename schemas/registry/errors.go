@@ -46,6 +46,7 @@ var (
 	ErrOperationTimeout           = &Error{http.StatusInternalServerError, 50002, "Operation timed out"}
 	ErrRequestForwardingFailed    = &Error{http.StatusInternalServerError, 50003, "Error while forwarding the request to the primary"}
 	errUnauthorized               = &Error{http.StatusUnauthorized, 401, "Unauthorized"}
+	errAuthUnavailable            = &Error{http.StatusServiceUnavailable, 503, "Service Unavailable"}
 	errNotFound                   = &Error{http.StatusNotFound, 404, "HTTP 404 Not Found"}
 	errMethodNotAllowed           = &Error{http.StatusMethodNotAllowed, 405, "HTTP 405 Method Not Allowed"}
 	errUnsupportedMediaType       = &Error{http.StatusUnsupportedMediaType, 415, "HTTP 415 Unsupported Media Type"}

@@ -26,6 +26,7 @@ type config struct {
 	log          *slog.Logger
 	reg          prometheus.Registerer
 	user, pass   string
+	writeAuth    func(ctx context.Context, token string) error
 	maxBody      int64
 	replication  int16
 	defaultLevel Level
@@ -57,6 +58,18 @@ func WithBasicAuth(user, pass string) Opt {
 	return func(c *config) { c.user, c.pass = user, pass }
 }
 
+// WithWriteAuth requires a bearer token that check accepts on every request
+// that changes the registry: registering a schema, deleting a subject or a
+// version, setting or deleting a compatibility level. Reads, and the POSTs
+// that only read (looking a schema up under a subject, testing
+// compatibility), stay open. A refused token is answered 401; an error
+// whose Temporary() is true (the issuer is unreachable) 503.
+// The in-process transport (InProcess) is not checked. Exclusive with
+// WithBasicAuth. Default: none.
+func WithWriteAuth(check func(ctx context.Context, token string) error) Opt {
+	return func(c *config) { c.writeAuth = check }
+}
+
 // WithMaxBodyBytes caps request bodies. Default 4 MiB.
 func WithMaxBodyBytes(n int64) Opt { return func(c *config) { c.maxBody = n } }
 
@@ -82,6 +95,9 @@ func (c *config) validate() error {
 	}
 	if (c.user == "") != (c.pass == "") {
 		errs = append(errs, errors.New("registry: basic auth needs both a username and a password"))
+	}
+	if c.user != "" && c.writeAuth != nil {
+		errs = append(errs, errors.New("registry: basic auth and bearer write auth exclude each other (a request carries one Authorization header)"))
 	}
 	if c.maxBody <= 0 {
 		errs = append(errs, fmt.Errorf("registry: max body %d must be positive", c.maxBody))

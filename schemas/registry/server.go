@@ -10,6 +10,7 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sort"
 	"strconv"
@@ -26,7 +27,62 @@ const ContentType = "application/vnd.schemaregistry.v1+json"
 
 // Handler serves the Confluent Schema Registry REST API. Requests that
 // arrive before the registry is Ready wait for it (bounded).
-func (r *Registry) Handler() http.Handler {
+func (r *Registry) Handler() http.Handler { return r.handler(true) }
+
+// InProcess is a transport that serves requests in this process with the
+// registry's handler, past the write authentication of WithWriteAuth (not
+// past basic auth): for the process that runs the registry to register
+// its own contracts without a token. Give it to a client as
+// &http.Client{Transport: reg.InProcess()}; the URL's host is ignored.
+func (r *Registry) InProcess() http.RoundTripper {
+	return inProcess{r.handler(false)}
+}
+
+type inProcess struct{ h http.Handler }
+
+func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, req)
+	resp := rec.Result()
+	resp.Request = req
+	return resp, nil
+}
+
+// IsWrite reports whether a request changes the registry: POST of a
+// subject's versions, any PUT or DELETE. The other POSTs only read.
+func IsWrite(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return false
+	case http.MethodPost:
+		p := strings.TrimSuffix(req.URL.Path, "/")
+		return strings.HasPrefix(p, "/subjects/") && strings.HasSuffix(p, "/versions")
+	}
+	return true
+}
+
+// authorizeWrite checks the bearer token of a write.
+func (r *Registry) authorizeWrite(req *http.Request) *Error {
+	scheme, token, _ := strings.Cut(req.Header.Get("Authorization"), " ")
+	if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		return errf(errUnauthorized, "a bearer token is required to change the registry: Authorization: Bearer <token>")
+	}
+	if err := r.cfg.writeAuth(req.Context(), strings.TrimSpace(token)); err != nil {
+		var tmp interface{ Temporary() bool }
+		if errors.As(err, &tmp) && tmp.Temporary() {
+			return errf(errAuthUnavailable, "the token issuer is unreachable; try again")
+		}
+		code := "invalid"
+		var coded interface{ Code() string }
+		if errors.As(err, &coded) {
+			code = coded.Code()
+		}
+		return errf(errUnauthorized, "the bearer token was refused: %s", code)
+	}
+	return nil
+}
+
+func (r *Registry) handler(guardWrites bool) http.Handler {
 	mux := http.NewServeMux()
 	route := func(pattern string, methods map[string]func(http.ResponseWriter, *http.Request) error) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, req *http.Request) {
@@ -82,6 +138,13 @@ func (r *Registry) Handler() http.Handler {
 			if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(r.cfg.user)) != 1 || subtle.ConstantTimeCompare([]byte(p), []byte(r.cfg.pass)) != 1 {
 				rec.Header().Set("WWW-Authenticate", `Basic realm="schema-registry"`)
 				writeErr(rec, errUnauthorized)
+				return
+			}
+		}
+		if guardWrites && r.cfg.writeAuth != nil && IsWrite(req) {
+			if e := r.authorizeWrite(req); e != nil {
+				rec.Header().Set("WWW-Authenticate", `Bearer realm="schema-registry"`)
+				writeErr(rec, e)
 				return
 			}
 		}

@@ -2,6 +2,7 @@ package thread
 
 import (
 	"slices"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -32,6 +33,88 @@ type GoldenPath struct {
 	runs     *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	checks   *prometheus.CounterVec
+
+	// The children of the vectors, looked up once per label set: the
+	// labels are bounded, and WithLabelValues checks, hashes and looks
+	// up its labels under a lock on every call (observe runs for every
+	// committed event). Indexed by hopIndex, outcomeIndex, the gate's
+	// index in gates (len(gates): "other"), versionIndex, routeIndex.
+	hopEvents  [len(goldenHops)][3][3]child[prometheus.Counter]
+	hopLatency [len(goldenHops)][3][3]child[prometheus.Observer]
+	runsC      [len(outcomes)][3][3]child[prometheus.Counter]
+	durationH  [len(outcomes)][3][3]child[prometheus.Observer]
+	checksC    [][3][3][2]child[prometheus.Counter]
+}
+
+// child is a metric vector's child for one label set, made on first use.
+type child[T any] struct{ p atomic.Pointer[T] }
+
+func (c *child[T]) get(make func() T) T {
+	if m := c.p.Load(); m != nil {
+		return *m
+	}
+	m := make() // racing makers get the same child from the vector
+	c.p.Store(&m)
+	return m
+}
+
+// goldenHops and outcomes are GoldenHops and Outcomes as arrays, for the
+// sizes of GoldenPath's tables.
+var (
+	goldenHops = [...]schemas.EventType{IntentReceived, DataplaneDispatched, ArtifactDelivered, GatePassed, GateFailed}
+	outcomes   = [...]string{OutcomeCompleted, OutcomeRejected, OutcomeFailed, OutcomeTimedOut}
+)
+
+func hopIndex(t schemas.EventType) (int, bool) {
+	switch t {
+	case IntentReceived:
+		return 0, true
+	case DataplaneDispatched:
+		return 1, true
+	case ArtifactDelivered:
+		return 2, true
+	case GatePassed:
+		return 3, true
+	case GateFailed:
+		return 4, true
+	}
+	return 0, false
+}
+
+func outcomeIndex(t schemas.EventType) (int, bool) {
+	switch t {
+	case RunCompleted:
+		return 0, true
+	case RunRejected:
+		return 1, true
+	case RunFailed:
+		return 2, true
+	case RunTimedOut:
+		return 3, true
+	}
+	return 0, false
+}
+
+// versionIndex indexes versionLabel's labels: V1, V2, unknown.
+func versionIndex(v schemas.ContractVersion) int {
+	switch v {
+	case schemas.V1:
+		return 0
+	case schemas.V2:
+		return 1
+	}
+	return 2
+}
+
+// routeIndex indexes RouteLabel's labels: baseline, canary, other.
+func routeIndex(r string) int {
+	switch RouteLabel(r) {
+	case RouteBaseline:
+		return 0
+	case RouteCanary:
+		return 1
+	}
+	return 2
 }
 
 // NewGoldenPath registers the golden-path metrics on reg (nil: not
@@ -40,7 +123,8 @@ type GoldenPath struct {
 // collectors already there, so several processors may each call it.
 func NewGoldenPath(reg prometheus.Registerer, gates ...string) (*GoldenPath, error) {
 	g := &GoldenPath{
-		gates: slices.Clone(gates),
+		gates:   slices.Clone(gates),
+		checksC: make([][3][3][2]child[prometheus.Counter], len(gates)+1),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spine_golden_path_events_total",
 			Help: "Committed golden-path events per hop (intent.received, dataplane.dispatched, artifact.delivered, gate.passed, gate.failed).",
@@ -93,35 +177,52 @@ func (g *GoldenPath) Committed(events []*schemas.RuntimeEvent) {
 }
 
 func (g *GoldenPath) observe(ev *schemas.RuntimeEvent) {
-	cv := versionLabel(ev.SchemaVersion)
-	route := RouteLabel(ev.Route)
+	vi, ri := versionIndex(ev.SchemaVersion), routeIndex(ev.Route)
+	labels := func() (cv, route string) { return versionLabel(ev.SchemaVersion), RouteLabel(ev.Route) }
 	var since float64
 	hasSince := !ev.RunStarted.IsZero() && !ev.Timestamp.IsZero()
 	if hasSince {
 		since = max(ev.Timestamp.Sub(ev.RunStarted).Seconds(), 0)
 	}
-	if IsGoldenHop(ev.EventType) {
-		g.events.WithLabelValues(string(ev.EventType), cv, route).Inc()
+	if h, ok := hopIndex(ev.EventType); ok {
+		g.hopEvents[h][vi][ri].get(func() prometheus.Counter {
+			cv, route := labels()
+			return g.events.WithLabelValues(string(ev.EventType), cv, route)
+		}).Inc()
 		if hasSince {
-			g.latency.WithLabelValues(string(ev.EventType), cv, route).Observe(since)
+			g.hopLatency[h][vi][ri].get(func() prometheus.Observer {
+				cv, route := labels()
+				return g.latency.WithLabelValues(string(ev.EventType), cv, route)
+			}).Observe(since)
 		}
 	}
-	if outcome, ok := Outcome(ev.EventType); ok {
-		g.runs.WithLabelValues(cv, route, outcome).Inc()
+	if o, ok := outcomeIndex(ev.EventType); ok {
+		g.runsC[o][vi][ri].get(func() prometheus.Counter {
+			cv, route := labels()
+			return g.runs.WithLabelValues(cv, route, outcomes[o])
+		}).Inc()
 		if hasSince {
-			g.duration.WithLabelValues(cv, route, outcome).Observe(since)
+			g.durationH[o][vi][ri].get(func() prometheus.Observer {
+				cv, route := labels()
+				return g.duration.WithLabelValues(cv, route, outcomes[o])
+			}).Observe(since)
 		}
 	}
 	if ev.EventType == GatePassed || ev.EventType == GateFailed {
-		name := "other"
-		if ev.Gate != nil && slices.Contains(g.gates, ev.Gate.Name) {
-			name = ev.Gate.Name
+		gi, name := len(g.gates), "other"
+		if ev.Gate != nil {
+			if i := slices.Index(g.gates, ev.Gate.Name); i >= 0 {
+				gi, name = i, ev.Gate.Name
+			}
 		}
-		outcome := "passed"
+		oi, outcome := 0, "passed"
 		if ev.EventType == GateFailed {
-			outcome = "failed"
+			oi, outcome = 1, "failed"
 		}
-		g.checks.WithLabelValues(name, cv, route, outcome).Inc()
+		g.checksC[gi][vi][ri][oi].get(func() prometheus.Counter {
+			cv, route := labels()
+			return g.checks.WithLabelValues(name, cv, route, outcome)
+		}).Inc()
 	}
 }
 

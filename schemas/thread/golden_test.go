@@ -67,3 +67,60 @@ func TestGoldenPathCounts(t *testing.T) {
 		t.Errorf("hop latency observations %d, want 7", n)
 	}
 }
+
+// TestGoldenPathCountsAgain: the second event of a label set counts on the
+// child looked up for the first, and each label set keeps its own.
+func TestGoldenPathCountsAgain(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	g, err := thread.NewGoldenPath(reg, "schema")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1_800_000_000, 0)
+	for i := range 3 {
+		for _, v := range []schemas.ContractVersion{schemas.V1, schemas.V2, 9} {
+			for _, route := range []string{"", "canary", "elsewhere"} {
+				g.Committed([]*schemas.RuntimeEvent{
+					{EventType: thread.GatePassed, SchemaVersion: v, Route: route, RunStarted: t0, Timestamp: t0.Add(time.Duration(i) * time.Millisecond),
+						Gate: &schemas.GateOutcome{Name: "schema"}},
+					{EventType: thread.RunTimedOut, SchemaVersion: v, Route: route, RunStarted: t0, Timestamp: t0.Add(time.Second)},
+				})
+			}
+		}
+	}
+	for _, cv := range []string{"V1", "V2", "unknown"} {
+		for _, route := range []string{"baseline", "canary", "other"} {
+			for name, labels := range map[string][]string{
+				"spine_golden_path_events_total": {"gate.passed", cv, route},
+				"spine_gate_checks_total":        {"schema", cv, route, "passed"},
+				"spine_runs_total":               {cv, route, "timed_out"},
+			} {
+				if got := spinetest.MetricValue(t, reg, name, labels...); got != 3 {
+					t.Errorf("%s%v = %v, want 3", name, labels, got)
+				}
+			}
+		}
+	}
+	if n := spinetest.HistogramCount(t, reg, "spine_run_duration_seconds"); n != 27 {
+		t.Errorf("run duration observations %d, want 27", n)
+	}
+}
+
+func BenchmarkGoldenPathObserve(b *testing.B) {
+	g, err := thread.NewGoldenPath(prometheus.NewRegistry(), "schema", "performance")
+	if err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Unix(1_800_000_000, 0)
+	evs := []*schemas.RuntimeEvent{
+		{EventType: thread.IntentReceived, SchemaVersion: schemas.V2, Route: "baseline", RunStarted: t0, Timestamp: t0},
+		{EventType: thread.RunRouted, SchemaVersion: schemas.V2, Route: "baseline", RunStarted: t0, Timestamp: t0},
+		{EventType: thread.GatePassed, SchemaVersion: schemas.V1, RunStarted: t0, Timestamp: t0, Gate: &schemas.GateOutcome{Name: "performance"}},
+		{EventType: thread.RunCompleted, SchemaVersion: schemas.V1, RunStarted: t0, Timestamp: t0.Add(time.Millisecond)},
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		g.Committed(evs)
+	}
+}

@@ -14,12 +14,15 @@ const (
 	RunDelivered      schemas.EventType = "run.delivered"
 	RunGating         schemas.EventType = "run.gating"
 	RunRetryScheduled schemas.EventType = "run.retry_scheduled"
-	RunCompleted      schemas.EventType = "run.completed"
-	RunRejected       schemas.EventType = "run.rejected"
-	RunFailed         schemas.EventType = "run.failed"
-	RunTimedOut       schemas.EventType = "run.timed_out"
-	RunIllegal        schemas.EventType = "run.illegal_transition"
-	RunStale          schemas.EventType = "run.stale_event"
+	// RunFallback: the run degrades to a fallback agent (attributes
+	// fallback_from, fallback_to; error: why).
+	RunFallback  schemas.EventType = "run.fallback"
+	RunCompleted schemas.EventType = "run.completed"
+	RunRejected  schemas.EventType = "run.rejected"
+	RunFailed    schemas.EventType = "run.failed"
+	RunTimedOut  schemas.EventType = "run.timed_out"
+	RunIllegal   schemas.EventType = "run.illegal_transition"
+	RunStale     schemas.EventType = "run.stale_event"
 
 	// Arbitration messages on spine.control, keyed by ActorKey, between a
 	// run and its actor's ledger (see package orchestrator).
@@ -51,12 +54,18 @@ const (
 // EventTypes lists every event type of the thread.
 var EventTypes = []schemas.EventType{
 	IntentReceived, RunRouted, RunQueued, RunDequeued, RunDispatch, RunExecuting, RunDelivered, RunGating,
-	RunRetryScheduled, RunCompleted, RunRejected, RunFailed, RunTimedOut, RunIllegal, RunStale,
+	RunRetryScheduled, RunFallback, RunCompleted, RunRejected, RunFailed, RunTimedOut, RunIllegal, RunStale,
 	ArbitrationAcquire, ArbitrationRelease, ArbitrationGrant, ArbitrationQueued,
 	DataplaneDispatched, DataplaneStarted, ArtifactDelivered, DataplaneFailed,
 	GatePassed, GateFailed, GateVerdict,
 	CanaryStep, CanaryPromote, CanaryHold, CanaryRollback, CanaryInconclusive,
 }
+
+// The attributes of run.fallback (v2; its error says the same in words).
+const (
+	AttrFallbackFrom = "fallback_from"
+	AttrFallbackTo   = "fallback_to"
+)
 
 // GoldenHops are the hops of the golden path, in path order; a gate check
 // passes or fails.
@@ -137,6 +146,10 @@ const (
 	// CanaryAnalyzer is the canary analyzer (not a loop processor: it runs
 	// under a leader election).
 	CanaryAnalyzer = "canary"
+	// Drift is the drift monitor: it keeps each intent kind and route's
+	// reference and current windows of artifact metrics (see
+	// processors/drift).
+	Drift = "drift"
 )
 
 // Processors lists the loop processors in the order `spine up` starts them.
@@ -144,7 +157,7 @@ var Processors = []string{Orchestrator, Dataplane, Gatekeeper, Projections}
 
 // StatefulProcessors are the processors that keep a compacted state
 // changelog (spine.state.<name>).
-var StatefulProcessors = []string{Orchestrator, Dataplane, Gatekeeper}
+var StatefulProcessors = []string{Orchestrator, Dataplane, Gatekeeper, Drift}
 
 // The projections: each is one compacted topic spine.proj.<name>.
 const (
@@ -168,4 +181,9 @@ const (
 	TopicGatePrefix  = "gate."
 	TopicStatePrefix = "spine.state."
 	TopicProjPrefix  = "spine.proj."
+	// TopicDriftSamples carries one metric sample per delivered artifact,
+	// keyed by DriftKey; TopicDriftStatus is the compacted current drift
+	// status of each kind and route, keyed the same.
+	TopicDriftSamples = "spine.drift.samples"
+	TopicDriftStatus  = "spine.drift.status"
 )

@@ -25,10 +25,11 @@ func (s *Stack) buildAnalyzer(kafka []kgo.Opt, env Env) ([]func(context.Context)
 	if err != nil {
 		return nil, nil, err
 	}
-	// The synthetic executor without sleep only reports its latency; the
-	// analysis then compares what it reports.
+	// The synthetic executor without sleep only reports its latency, and
+	// the agents' router reports each call's duration; the analysis then
+	// compares what executors report.
 	src := canary.LatencyEndToEnd
-	if !s.Config.Synthetic.Sleep {
+	if executorLatency(s.Config) {
 		src = canary.LatencyExecutor
 	}
 	evidence := canary.EvidenceSourceFunc(func(ctx context.Context, since time.Time) (gates.CanaryEvidence, error) {
@@ -57,20 +58,28 @@ func (s *Stack) buildAnalyzer(kafka []kgo.Opt, env Env) ([]func(context.Context)
 // change: value, who, why, when, revision) and its history.
 func FlagsHandler(f *canary.Rollouts) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		body := struct {
-			Rollout canary.Rollout        `json:"v2_rollout"`
-			Current *pipeline.FlagChange  `json:"current,omitempty"`
-			History []pipeline.FlagChange `json:"history"`
-		}{Rollout: f.Rollout(), History: f.History(canary.FlagV2Rollout)}
-		if c, ok := f.Get(canary.FlagV2Rollout); ok {
-			body.Current = &c
-		}
-		if body.History == nil {
-			body.History = []pipeline.FlagChange{}
-		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(body)
+		_ = json.NewEncoder(w).Encode(flagsView(f))
 	})
+}
+
+// FlagsView is the body of GET /v1/flags and the dashboard's "flags"
+// panel.
+type FlagsView struct {
+	Rollout canary.Rollout        `json:"v2_rollout"`
+	Current *pipeline.FlagChange  `json:"current,omitempty"`
+	History []pipeline.FlagChange `json:"history"`
+}
+
+func flagsView(f *canary.Rollouts) FlagsView {
+	body := FlagsView{Rollout: f.Rollout(), History: f.History(canary.FlagV2Rollout)}
+	if c, ok := f.Get(canary.FlagV2Rollout); ok {
+		body.Current = &c
+	}
+	if body.History == nil {
+		body.History = []pipeline.FlagChange{}
+	}
+	return body
 }
 
 // AnalysesHandler serves GET /v1/canary/analyses: the analyses this

@@ -2,6 +2,8 @@ package stack_test
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -31,6 +33,9 @@ func TestLoadConfigReportsEveryProblemAtOnce(t *testing.T) {
 		"SPINE_SYNTHETIC_FAILURE_RATE": "2",
 		"SPINE_CANARY_LATENCY_MEAN":    "fast",
 		"SPINE_LATENCY_BUDGETS":        "summarize",
+		"SPINE_OIDC_ISSUER":            "http://id.example.com",
+		"SPINE_OIDC_SKEW":              "5m",
+		"SPINE_INGRESS_RATE":           "-1",
 	}
 	_, err := stack.LoadConfigFrom(t.Context(), envconfig.MapLookuper(env))
 	var ce *pipeline.ConfigError
@@ -64,11 +69,30 @@ func TestLoadConfigComponentDefaults(t *testing.T) {
 	}
 	if cfg.Partitions != 6 || cfg.Orchestrator.ExecTimeout != 30*time.Second || cfg.Orchestrator.RetryMaxAttempts != 3 ||
 		cfg.Synthetic.LatencyMean != 50*time.Millisecond || cfg.Synthetic.CanaryFailureRate != -1 ||
-		cfg.Performance.LatencyBudget != 2*time.Second || cfg.Projections.ViewMaxRuns != 100000 {
+		cfg.Performance.LatencyBudget != 2*time.Second || cfg.Projections.ViewMaxRuns != 100000 || cfg.Dataplane.Concurrency != 64 {
 		t.Errorf("defaults: %+v", cfg)
+	}
+	if cfg.OIDC.Enabled() || cfg.OIDC.Skew != time.Minute || cfg.OIDC.MaxTokenBytes != 8192 || cfg.OIDC.HTTPClient != nil || cfg.OIDC.Logger != nil ||
+		cfg.Ingress.MaxBodyBytes != 1114112 || cfg.Ingress.Rate != 50 || cfg.Ingress.ReadTimeout != 10*time.Second {
+		t.Errorf("OIDC and ingress defaults: %+v %+v", cfg.OIDC, cfg.Ingress)
 	}
 	if got := strings.Join(cfg.Orchestrator.Kinds(), ","); got != "summarize,classify,extract,answer,tool_call" {
 		t.Errorf("intent kinds %s", got)
+	}
+}
+
+// SPINE_DATAPLANE_CONCURRENCY must be at least 1.
+func TestLoadConfigDataplaneConcurrency(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"0", "-3"} {
+		_, err := stack.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{"SPINE_DATAPLANE_CONCURRENCY": v}))
+		if err == nil || !strings.Contains(err.Error(), "SPINE_DATAPLANE_CONCURRENCY") {
+			t.Errorf("SPINE_DATAPLANE_CONCURRENCY=%s: %v", v, err)
+		}
+	}
+	cfg, err := stack.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{"SPINE_DATAPLANE_CONCURRENCY": "8"}))
+	if err != nil || cfg.Dataplane.Concurrency != 8 {
+		t.Fatalf("SPINE_DATAPLANE_CONCURRENCY=8: %v", err)
 	}
 }
 
@@ -76,7 +100,7 @@ func TestLoadConfigComponentDefaults(t *testing.T) {
 func TestEnvVarsListsEveryComponent(t *testing.T) {
 	t.Parallel()
 	vars := stack.EnvVars()
-	for _, v := range []string{"KAFKA_BROKERS", "KAFKA_BOOTSTRAP_SERVERS", "SPINE_EXEC_TIMEOUT", "SPINE_SYNTHETIC_SLEEP", "SPINE_LATENCY_BUDGETS", "SPINE_VIEW_MAX_RUNS", "OTEL_SERVICE_NAME"} {
+	for _, v := range []string{"KAFKA_BROKERS", "KAFKA_BOOTSTRAP_SERVERS", "SPINE_EXEC_TIMEOUT", "SPINE_SYNTHETIC_SLEEP", "SPINE_LATENCY_BUDGETS", "SPINE_VIEW_MAX_RUNS", "OTEL_SERVICE_NAME", "SPINE_OIDC_ISSUER", "SPINE_OIDC_AUDIENCE", "SPINE_INGRESS_MAX_BODY_BYTES", "SPINE_AGENTS", "SPINE_DATAPLANE_CONCURRENCY"} {
 		if !slices.Contains(vars, v) {
 			t.Errorf("EnvVars misses %s", v)
 		}
@@ -87,5 +111,63 @@ func TestEnvVarsListsEveryComponent(t *testing.T) {
 			t.Errorf("%s listed twice", v)
 		}
 		seen[v] = true
+	}
+}
+
+// SPINE_POLICY is compiled with the rest of the config: every problem of
+// the file, with its line, among the other config errors.
+func TestLoadConfigPolicy(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("version: 1\ndefault: maybe\nrules:\n  - name: x\n    stage: admission\n    effect: deny\n    when: \"intent.nope\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := stack.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{"SPINE_POLICY": bad, "SPINE_PARTITIONS": "many"}))
+	var ce *pipeline.ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("want *ConfigError, got %v", err)
+	}
+	for _, want := range []string{"SPINE_PARTITIONS", "SPINE_POLICY " + bad + ": line 2: default \"maybe\"", "line 7: rule x: when: column 18: undefined field 'nope'"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q:\n%v", want, err)
+		}
+	}
+	if _, err := stack.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{"SPINE_POLICY": filepath.Join(dir, "none.yaml")})); err == nil ||
+		!strings.Contains(err.Error(), "SPINE_POLICY") {
+		t.Fatalf("missing policy file: %v", err)
+	}
+	good := filepath.Join(dir, "good.yaml")
+	if err := os.WriteFile(good, []byte("version: 1\ndefault: allow\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := stack.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{"SPINE_POLICY": good}))
+	if err != nil || cfg.Policy.Path != good {
+		t.Fatalf("valid policy: %v", err)
+	}
+	if !slices.Contains(stack.EnvVars(), "SPINE_POLICY") {
+		t.Error("EnvVars does not list SPINE_POLICY")
+	}
+}
+
+// SPINE_STATEFLOW names a stateflow file validated at start: a bad one is
+// refused with its line; per-kind run deadlines parse as kind:duration.
+func TestLoadConfigStateflow(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "flow.yaml")
+	if err := os.WriteFile(bad, []byte("version: 1\nstates:\n  - state: received\n    event: intent.received\n    entries: [{from: [none], on: nope}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := stack.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{"SPINE_STATEFLOW": bad}))
+	if err == nil || !strings.Contains(err.Error(), "SPINE_STATEFLOW") || !strings.Contains(err.Error(), bad+":5:") || !strings.Contains(err.Error(), `unknown trigger "nope"`) {
+		t.Fatalf("bad stateflow file: %v", err)
+	}
+	cfg, err := stack.LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{"SPINE_RUN_DEADLINE_KINDS": "tool_call:2m,summarize:45s"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Orchestrator.RunDeadlineKinds; got["tool_call"] != 2*time.Minute || got["summarize"] != 45*time.Second || cfg.Orchestrator.RunDeadline != 10*time.Minute {
+		t.Fatalf("deadlines: %v, default %s", got, cfg.Orchestrator.RunDeadline)
 	}
 }

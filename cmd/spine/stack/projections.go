@@ -13,16 +13,17 @@ import (
 // newProjectionsRunner builds the projections processor: it folds the
 // thread into the spine.proj.* topics under the transactional id of
 // instance.
-func newProjectionsRunner(cfg *Config, kafka []kgo.Opt, layout pipeline.Layout, codec pipeline.Codec, instance string, log *slog.Logger, reg prometheus.Registerer) (*projections.Runner, error) {
+func newProjectionsRunner(cfg *Config, kafka []kgo.Opt, layout pipeline.Layout, codec pipeline.Codec, instance string, live *projections.Live, log *slog.Logger, reg prometheus.Registerer) (*projections.Runner, error) {
 	return projections.NewRunner(projections.RunnerConfig{
 		Kafka:              append(kafka, clientID(cfg, projections.ProcessorName)),
 		Layout:             layout,
 		Codec:              codec,
-		TransactionalID:    layout.Group(projections.ProcessorName) + "-" + instance,
+		InstanceID:         instance,
 		TransactionTimeout: cfg.TransactionTimeout,
 		MaxPollRecords:     cfg.BatchMaxRecords,
 		SessionTimeout:     cfg.GroupSessionTimeout,
 		StaticMembership:   cfg.StaticMembership,
+		Live:               live,
 		Logger:             log,
 		Registerer:         reg,
 	})
@@ -36,4 +37,18 @@ func newProjectionsStore(cfg *Config, kafka []kgo.Opt, log *slog.Logger) (*proje
 		Logger:  log,
 		MaxRuns: cfg.Projections.ViewMaxRuns,
 	})
+}
+
+// dashboardOpts gives the dashboard what the rest of the stack serves: the
+// live view, the dead letters, the canary flag with its history and the
+// policy in force, when this process has them.
+func (s *Stack) dashboardOpts() []projections.APIOpt {
+	opts := []projections.APIOpt{projections.WithLive(s.Live), projections.WithDeadLetters(s.DeadLetters)}
+	if f := s.Flags; f != nil {
+		opts = append(opts, projections.WithPanel("flags", func() any { return flagsView(f) }))
+	}
+	if p := s.Policy; p != nil {
+		opts = append(opts, projections.WithPanel("policy", func() any { return NewPolicyView(p.Path(), p.Current()) }))
+	}
+	return opts
 }

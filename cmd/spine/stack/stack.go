@@ -13,6 +13,8 @@ package stack
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -24,10 +26,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/spinerun/spine/adapters/ingress"
+	"github.com/spinerun/spine/adapters/oidc"
+	"github.com/spinerun/spine/adapters/postgres"
+	"github.com/spinerun/spine/gates"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/processors/canary"
+	"github.com/spinerun/spine/processors/dataplane"
+	"github.com/spinerun/spine/processors/drift"
 	"github.com/spinerun/spine/processors/orchestrator"
 	"github.com/spinerun/spine/projections"
 	"github.com/spinerun/spine/schemas"
@@ -41,14 +50,18 @@ const (
 	Gates        = thread.Gatekeeper
 	Projections  = thread.Projections
 	Canary       = "canary"
+	Ingress      = "ingress"
+	Drift        = thread.Drift
 )
 
 // Parts are every part, in the order Build makes and Run starts them.
-var Parts = []string{Orchestrator, Dataplane, Gates, Projections, Canary}
+// Building every part (no names) makes PGSink only when SPINE_PG_URL is set.
+var Parts = []string{Orchestrator, Dataplane, Gates, Drift, Projections, Canary, Ingress, PGSink}
 
 // ThreadProcessors are the parts that are processors of the thread on the
-// transactional loop.
-var ThreadProcessors = []string{Orchestrator, Dataplane, Gates}
+// transactional loop. The drift monitor is one unless SPINE_DRIFT_MODE is
+// off.
+var ThreadProcessors = []string{Orchestrator, Dataplane, Gates, Drift}
 
 // Env is what the stack runs on, given by its caller.
 type Env struct {
@@ -65,6 +78,14 @@ type Env struct {
 	// Router, when set, routes new runs instead of the flag-backed canary
 	// router (tests pin a route).
 	Router orchestrator.Router
+	// Verifier, when set, is the process's OIDC verifier (made by the
+	// caller because its registry uses it too); else the stack makes one
+	// when SPINE_OIDC_ISSUER is set.
+	Verifier *oidc.Verifier
+	// Tracer, when set, gets a span per committed event of the thread
+	// processors (pipeline.TraceHops) and per executor call; it must be
+	// made by pipeline.NewTracerProvider (see Tracing). Nil: no tracing.
+	Tracer trace.TracerProvider
 }
 
 // Stack is every part Build made; a part not asked for is nil.
@@ -81,10 +102,31 @@ type Stack struct {
 	// Store is the read side of the projections (the projections' API and
 	// the canary analyzer's evidence).
 	Store *projections.Store
+	// Live is the dashboard's per-second view of what the projections
+	// processor commits; DeadLetters the tail of the DLQ it shows (with
+	// the projections).
+	Live        *projections.Live
+	DeadLetters *projections.DeadLetters
+	// DriftStatus is the view of spine.drift.status the gates' drift check
+	// reads (with the gates, unless SPINE_DRIFT_MODE is off).
+	DriftStatus *drift.Statuses
+	// Executor is the dataplane's executor (when the dataplane is asked
+	// for): the synthetic executor, or the agents file's executors routed
+	// by kind and route (Config.AgentsFile).
+	Executor dataplane.Executor
 	// Processors are the thread processors asked for, in Parts order.
 	Processors  []*pipeline.Processor
 	Projections *projections.Runner
 	Analyzer    *canary.Analyzer
+	// Policy is the policy file SPINE_POLICY names, nil when unset: the
+	// orchestrator and the gates read the version in force, Run reloads it.
+	Policy *gates.PolicyFile
+	// Ingress serves POST /v1/intents; Verifier, when SPINE_OIDC_ISSUER is
+	// set, verifies its callers' tokens.
+	Ingress  *ingress.Handler
+	Verifier *oidc.Verifier
+	// Sink is the PostgreSQL sink (package adapters/postgres).
+	Sink *postgres.Sink
 	// Routes are the HTTP routes of the parts: the projections API and
 	// dashboard, /v1/flags, /v1/canary/analyses. The caller adds /metrics
 	// and /healthz.
@@ -98,7 +140,8 @@ type Stack struct {
 
 // Build makes the parts named (none: every part) and what they depend on.
 func Build(env Env, parts ...string) (*Stack, error) {
-	if len(parts) == 0 {
+	all := len(parts) == 0
+	if all {
 		parts = Parts
 	}
 	for _, p := range parts {
@@ -138,7 +181,8 @@ func Build(env Env, parts ...string) (*Stack, error) {
 
 	// 2. The flag store and the canary router.
 	s.Router = env.Router
-	if wants(Canary) || (wants(Orchestrator) && s.Router == nil) {
+	// The projections' dashboard shows the flag's history too.
+	if wants(Canary, Projections) || (wants(Orchestrator) && s.Router == nil) {
 		s.Flags = canary.NewRollouts(kafka, s.Layout, pipeline.WithFlagsLogger(env.Log), pipeline.WithFlagsRegisterer(env.Metrics))
 		s.runs = append(s.runs, s.Flags.Run)
 		s.Routes.Handle("GET /v1/flags", FlagsHandler(s.Flags))
@@ -155,32 +199,90 @@ func Build(env Env, parts ...string) (*Stack, error) {
 		s.runs = append(s.runs, s.Store.Run)
 	}
 
-	// 4. The thread processors, sharing the codec and golden-path metrics.
+	// 4. The dataplane's executors, from the agents file (SPINE_AGENTS) or
+	// the synthetic one; those that hold a connection run beside the rest.
+	s.Routes.Handle("GET /v1/agents", AgentsHandler(cfg))
+	s.Routes.Handle("GET /v1/stateflow", StateflowHandler(cfg))
+	if wants(Dataplane) {
+		x, err := newExecutors(cfg, env.Log)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.Executor = x.exec
+		s.runs = append(s.runs, x.runs...)
+		s.closers = append(s.closers, x.close)
+	}
+
+	// 5. The policy (the orchestrator judges admission, the gates
+	// artifacts) and the thread processors, sharing the codec and
+	// golden-path metrics.
+	if wants(Orchestrator, Gates) && cfg.Policy.Path != "" {
+		if s.Policy, err = cfg.Policy.Load(env.Log); err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.runs = append(s.runs, s.Policy.Run)
+		s.Routes.Handle("GET /v1/policy", PolicyHandler(s.Policy))
+	}
+
+	// The drift status view the gates' drift check reads (enforce mode).
+	if wants(Gates) && cfg.Drift.Mode == gates.DriftEnforce {
+		s.DriftStatus = drift.NewStatuses(append(slices.Clone(kafka), clientID(cfg, "drift-status")), s.Layout, env.Log)
+		s.runs = append(s.runs, s.DriftStatus.Run)
+	}
+
+	var driftStatus gates.DriftStatuses
+	if s.DriftStatus != nil {
+		driftStatus = s.DriftStatus
+	}
+
 	for _, name := range ThreadProcessors {
-		if !wants(name) {
+		if !wants(name) || (name == Drift && cfg.Drift.Mode == gates.DriftOff) {
 			continue
 		}
-		p, err := newThreadProcessor(cfg, name, threadDeps{
+		deps := threadDeps{
 			brokers: env.Brokers, codec: s.Codec, log: env.Log, reg: env.Metrics,
-			golden: s.Golden, router: s.Router, instance: env.Instance,
-		})
+			golden: s.Golden, router: s.Router, instance: env.Instance, policy: s.Policy, exec: s.Executor,
+			drift: driftStatus, tracer: env.Tracer,
+		}
+		if name == Gates {
+			arts := projections.NewArtifacts(kafka, s.Layout)
+			deps.artifacts = func(ctx context.Context, id string) ([]byte, error) {
+				a, err := arts.Get(ctx, id)
+				return a.Content, err
+			}
+		}
+		if name == Orchestrator {
+			if deps.verifier, err = s.verifier(env); err != nil {
+				s.Close()
+				return nil, err
+			}
+		}
+		p, err := newThreadProcessor(cfg, name, deps)
 		if err != nil {
+			s.Close()
 			return nil, err
 		}
 		s.Processors = append(s.Processors, p)
 		s.runs = append(s.runs, p.Run)
 	}
 
-	// 5. The projections processor, its API and dashboard.
+	// 6. The projections processor, its API and dashboard (fed live by
+	// the processor, with the DLQ's tail, the flags and the policy).
 	if wants(Projections) {
-		if s.Projections, err = newProjectionsRunner(cfg, kafka, s.Layout, s.Codec, instanceID(cfg, env.Instance), env.Log, env.Metrics); err != nil {
+		s.Live = projections.NewLive()
+		if s.Projections, err = newProjectionsRunner(cfg, kafka, s.Layout, s.Codec, instanceID(cfg, env.Instance), s.Live, env.Log, env.Metrics); err != nil {
 			return nil, err
 		}
-		s.runs = append(s.runs, s.Projections.Run)
-		projections.NewAPI(s.Store).Mount(s.Routes)
+		s.DeadLetters = projections.NewDeadLetters(append(slices.Clone(kafka), clientID(cfg, "dead-letters")), s.Layout, env.Log)
+		api := projections.NewAPI(s.Store, s.dashboardOpts()...)
+		api.Mount(s.Routes)
+		s.runs = append(s.runs, s.Projections.Run, s.DeadLetters.Run, api.Run)
+		projections.NewArtifacts(kafka, s.Layout).Mount(s.Routes, env.Log)
 	}
 
-	// 6. The canary analyzer, reading the projections store.
+	// 7. The canary analyzer, reading the projections store.
 	if wants(Canary) {
 		runs, closer, err := s.buildAnalyzer(kafka, env)
 		if err != nil {
@@ -189,6 +291,25 @@ func Build(env Env, parts ...string) (*Stack, error) {
 		s.runs = append(s.runs, runs...)
 		s.closers = append(s.closers, closer)
 		s.Routes.Handle("GET /v1/canary/analyses", AnalysesHandler(s.Analyzer))
+	}
+
+	// 7. The HTTP ingress, with the verifier when an issuer is set.
+	if wants(Ingress) {
+		run, closer, err := s.buildIngress(kafka, env)
+		if err != nil {
+			return nil, err
+		}
+		s.runs = append(s.runs, run)
+		s.closers = append(s.closers, closer)
+	}
+
+	// 8. The PostgreSQL sink: asked for by name, or with every part when
+	// a database is configured.
+	if wants(PGSink) && (!all || cfg.Postgres.Enabled()) {
+		if s.Sink, err = newPGSink(cfg, kafka, s.Layout, s.Codec, instanceID(cfg, env.Instance), env.Log, env.Metrics); err != nil {
+			return nil, err
+		}
+		s.runs = append(s.runs, s.Sink.Run)
 	}
 	return s, nil
 }
@@ -211,11 +332,32 @@ func (s *Stack) Close() {
 }
 
 // RegistryClient returns a schema registry client on url with the
-// configured basic auth and a bounded timeout.
+// configured basic auth or bearer token, the CA of SCHEMA_REGISTRY_CA_FILE
+// trusted besides the system's, and a bounded timeout.
 func RegistryClient(cfg *pipeline.Config, url string) (*sr.Client, error) {
-	opts := []sr.ClientOpt{sr.URLs(url), sr.HTTPClient(&http.Client{Timeout: 15 * time.Second})}
-	if cfg.RegistryUsername != "" {
+	hc := &http.Client{Timeout: 15 * time.Second}
+	if cfg.RegistryCAFile != "" {
+		pem, err := os.ReadFile(cfg.RegistryCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read SCHEMA_REGISTRY_CA_FILE: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("SCHEMA_REGISTRY_CA_FILE %s holds no PEM certificate", cfg.RegistryCAFile)
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+		hc.Transport = tr
+	}
+	opts := []sr.ClientOpt{sr.URLs(url), sr.HTTPClient(hc)}
+	switch {
+	case cfg.RegistryUsername != "":
 		opts = append(opts, sr.BasicAuth(cfg.RegistryUsername, cfg.RegistryPassword))
+	case cfg.RegistryBearerToken != "":
+		opts = append(opts, sr.BearerToken(cfg.RegistryBearerToken))
 	}
 	cl, err := sr.NewClient(opts...)
 	if err != nil {

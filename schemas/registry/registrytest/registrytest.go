@@ -4,6 +4,7 @@ package registrytest
 
 import (
 	"context"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -41,4 +42,15 @@ func Start(tb testing.TB, opts ...registry.Opt) *registry.Registry {
 		tb.Fatal("registry not ready within 60s")
 	}
 	return reg
+}
+
+// Serve is Start with the registry served over HTTP until the test ends;
+// it returns the registry and its URL (what a child process or an sr
+// client is given).
+func Serve(tb testing.TB, opts ...registry.Opt) (*registry.Registry, string) {
+	tb.Helper()
+	reg := Start(tb, opts...)
+	srv := httptest.NewServer(reg.Handler())
+	tb.Cleanup(srv.Close)
+	return reg, srv.URL
 }

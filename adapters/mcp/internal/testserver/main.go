@@ -2,7 +2,8 @@
 // adapter's tests. It serves over stdio by default, or over streamable HTTP
 // with -http addr. Its tools: echo (the text of its arguments), structured
 // (StructuredContent), fail (IsError "boom"), hang (blocks until the call's
-// ctx ends) and crash (the process exits with status 3; with
+// ctx ends), meta (the traceparent of the request's _meta, or nothing) and
+// crash (the process exits with status 3; with
 // {"survive":true} it answers "alive <pid>" instead, so a test can tell a
 // restarted process from the first).
 package main
@@ -51,6 +52,10 @@ func newServer() *mcp.Server {
 			Content:           []mcp.Content{&mcp.TextContent{Text: "see structured content"}},
 			StructuredContent: map[string]any{"ok": true, "args": args},
 		}, nil
+	})
+	tool("meta", func(_ context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		tp, _ := req.Params.Meta["traceparent"].(string)
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "traceparent=" + tp}}}, nil
 	})
 	tool("fail", func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: "boom"}}}, nil

@@ -1,0 +1,194 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/schemas"
+)
+
+// The projector's tests need no broker: every source partition is marked
+// restored (as if the projection topics were empty), so HandleBatch never
+// reads them.
+
+func newTestProjector(t *testing.T) *projector {
+	t.Helper()
+	cfg := RunnerConfig{Kafka: []kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")}, Layout: pipeline.Layout{Prefix: "x.", Partitions: testPartitions},
+		Window: DefaultWindow, Retain: time.Hour, SweepEvery: time.Hour}
+	r := newProjector(cfg, slog.New(slog.DiscardHandler))
+	t.Cleanup(r.close)
+	markRestored(r)
+	return r
+}
+
+func markRestored(r *projector) {
+	for _, logical := range r.logical {
+		for p := range int32(testPartitions) {
+			r.restored[Source{Topic: logical, Partition: p}] = true
+		}
+	}
+}
+
+func inputsOf(l pipeline.Layout, recs []rec) []pipeline.Input {
+	out := make([]pipeline.Input, len(recs))
+	for i, r := range recs {
+		out[i] = pipeline.Input{Topic: pipeline.Topic(l.Prefix + r.src.Topic), Partition: r.src.Partition, Key: []byte(r.ev.TraceID),
+			Value: r.ev, Version: r.ev.SchemaVersion}
+	}
+	return out
+}
+
+func counterValue(t *testing.T, c interface{ Write(*dto.Metric) error }) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// Each batch writes every cell it changed once, encoded, on the cell's
+// source partition of its projection topic; the last value written of each
+// cell is the fold of the whole thread.
+func TestProjectorWritesEachChangedCellOnce(t *testing.T) {
+	t.Parallel()
+	r := newTestProjector(t)
+	recs := interleave(5, synth(6, 40, "canary", schemas.V2, 4))
+	want := encodeAll(t, foldAll(Folder{Window: DefaultWindow}, recs))
+	last := map[string][]byte{}
+	for i := 0; i < len(recs); i += 97 {
+		out, err := r.HandleBatch(t.Context(), inputsOf(r.layout, recs[i:min(i+97, len(recs))]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, o := range out {
+			k, err := ParseKey(string(o.Key))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if seen[string(o.Key)] {
+				t.Errorf("cell %s written twice in one batch", o.Key)
+			}
+			seen[string(o.Key)] = true
+			if o.Topic != r.layout.Projection(k.Projection) || o.Partition != k.Source.Partition {
+				t.Errorf("cell %s on %s[%d], want %s[%d]", o.Key, o.Topic, o.Partition, r.layout.Projection(k.Projection), k.Source.Partition)
+			}
+			last[string(o.Key)] = o.Value
+		}
+		r.Committed(pipeline.BatchCommit{Inputs: len(out)})
+	}
+	if len(last) != len(want) {
+		t.Fatalf("%d cells written, want %d", len(last), len(want))
+	}
+	for k, b := range want {
+		if string(last[k]) != string(b) {
+			t.Errorf("cell %s: last written %s, want %s", k, last[k], b)
+		}
+	}
+	if got := counterValue(t, r.metrics.records.WithLabelValues("folded")); got != float64(len(recs)) {
+		t.Errorf("folded %v, want %d", got, len(recs))
+	}
+}
+
+// An aborted transaction drops the cells (they may hold its folds) and
+// every source is restored again; one that aborted before the batch was
+// handed over (decoding failed) changes nothing and counts as retried.
+func TestProjectorSettles(t *testing.T) {
+	t.Parallel()
+	r := newTestProjector(t)
+	recs := interleave(7, synth(8, 10, "baseline", schemas.V1, 0))
+	if _, err := r.HandleBatch(t.Context(), inputsOf(r.layout, recs)); err != nil {
+		t.Fatal(err)
+	}
+	r.Committed(pipeline.BatchCommit{})
+	if len(r.cells) == 0 {
+		t.Fatal("no cells after a committed batch")
+	}
+	r.Aborted()
+	if len(r.cells) == 0 || len(r.restored) == 0 {
+		t.Fatal("an abort before any batch was handed over dropped the cells")
+	}
+	if got := counterValue(t, r.metrics.txns.WithLabelValues("retried")); got != 1 {
+		t.Errorf("retried %v, want 1", got)
+	}
+	if _, err := r.HandleBatch(t.Context(), inputsOf(r.layout, recs[:3])); err != nil {
+		t.Fatal(err)
+	}
+	r.Aborted()
+	if len(r.cells) != 0 || len(r.restored) != 0 {
+		t.Errorf("after an aborted batch: %d cells, %d sources restored; want none", len(r.cells), len(r.restored))
+	}
+	if got := counterValue(t, r.metrics.txns.WithLabelValues("aborted")); got != 1 {
+		t.Errorf("aborted %v, want 1", got)
+	}
+}
+
+// Revoked partitions' sources are forgotten before the next batch; nil
+// forgets every source.
+func TestProjectorRevoked(t *testing.T) {
+	t.Parallel()
+	r := newTestProjector(t)
+	recs := interleave(9, synth(10, 30, "baseline", schemas.V1, 0))
+	if _, err := r.HandleBatch(t.Context(), inputsOf(r.layout, recs)); err != nil {
+		t.Fatal(err)
+	}
+	r.Committed(pipeline.BatchCommit{})
+	r.Revoked([]int32{1})
+	var keep []rec
+	for _, x := range recs {
+		if x.src.Partition != 1 {
+			keep = append(keep, x)
+			break
+		}
+	}
+	if _, err := r.HandleBatch(t.Context(), inputsOf(r.layout, keep)); err != nil {
+		t.Fatal(err)
+	}
+	r.Committed(pipeline.BatchCommit{})
+	for s := range r.restored {
+		if s.Partition == 1 {
+			t.Errorf("source %s still restored after partition 1 was revoked", s)
+		}
+	}
+	for k := range r.cells {
+		if kk, _ := ParseKey(k); kk.Source.Partition == 1 {
+			t.Errorf("cell %s of revoked partition 1 still in memory", k)
+		}
+	}
+	if len(r.cells) == 0 {
+		t.Fatal("the other partitions' cells were dropped too")
+	}
+	r.Revoked(nil)
+	r.applyDrops()
+	if len(r.cells) != 0 || len(r.restored) != 0 {
+		t.Errorf("after Revoked(nil): %d cells, %d sources restored; want none", len(r.cells), len(r.restored))
+	}
+}
+
+type intentCodec struct{}
+
+func (intentCodec) Decode(context.Context, pipeline.Topic, []byte) (any, schemas.ContractVersion, error) {
+	return &schemas.Intent{}, schemas.V1, nil
+}
+
+func (intentCodec) Encode(context.Context, pipeline.Topic, schemas.ContractVersion, any) ([]byte, error) {
+	return nil, errors.New("not used")
+}
+
+// A thread record that decodes to anything but a RuntimeEvent is poison,
+// which the loop dead-letters with code unexpected_record_type.
+func TestEventCodecRejectsOtherValues(t *testing.T) {
+	t.Parallel()
+	_, _, err := eventCodec{intentCodec{}}.Decode(t.Context(), "spine.control", []byte{0})
+	if code := pipeline.CodeOf(err); code != "unexpected_record_type" {
+		t.Fatalf("code %q (%v), want unexpected_record_type", code, err)
+	}
+}
