@@ -81,13 +81,14 @@ func (p *Processor) revokeAll() {
 // it ended. It returns an error only when the session is unusable.
 func (p *Processor) transactBatch(ctx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record) error {
 	// A batch that was handled commits even when ctx ends (two-step
-	// shutdown). Its records are sent when it ends, so the handler's time
-	// does not count against the transaction timeout. The handler itself
-	// stops with ctx: nothing of the batch is on the broker yet, so an
-	// abort loses nothing, while a handler waiting on I/O (a restore
-	// behind a crashed predecessor's open transaction) would hold a
-	// stopping process for up to BatchHandleTimeout.
-	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), BatchHandleTimeout+p.cfg.txnTimeout+5*time.Second)
+	// shutdown), within half the shutdown timeout. Its records are sent
+	// when it ends, so the handler's time does not count against the
+	// transaction timeout. The handler itself stops with ctx: nothing of
+	// the batch is on the broker yet, so an abort loses nothing, while a
+	// handler waiting on I/O (a restore behind a crashed predecessor's open
+	// transaction) would hold a stopping process for up to
+	// BatchHandleTimeout.
+	tctx, cancel := p.finishing(ctx, BatchHandleTimeout+p.cfg.txnTimeout+5*time.Second)
 	defer cancel()
 	start := time.Now()
 	if err := sess.Begin(); err != nil {

@@ -362,3 +362,81 @@ func TestBatchProcessorStopsAWaitingHandler(t *testing.T) {
 		t.Errorf("%d table records visible from the aborted batch", len(recs))
 	}
 }
+
+// TestStopBoundedWhenTheBrokerIsGone stops a processor whose transaction
+// in flight cannot end, its broker gone: Run returns within about the
+// shutdown timeout (half of it for the transaction, then the close), not
+// after the transaction's own bound. Both loops: one record handler, one
+// batch handler.
+func TestStopBoundedWhenTheBrokerIsGone(t *testing.T) {
+	t.Parallel()
+	const shutdown = 2 * time.Second
+	for _, kind := range []string{"record", "batch"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			// A broker of its own, closed under the loop.
+			emb := pipeline.NewEmbedded(pipeline.EmbeddedConfig{})
+			if err := emb.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(emb.Close)
+			e := newEnvOn(t, emb.Addrs(), 1)
+			e.produce(t, e.layout.Intents(), msgs("g", 3, ""), func(int) string { return "k" })
+			entered, release := make(chan struct{}, 1), make(chan struct{})
+			wait := func() {
+				select {
+				case entered <- struct{}{}:
+				default:
+				}
+				<-release
+			}
+			opts := append(e.baseOpts(t),
+				pipeline.WithShutdownTimeout(shutdown),
+				// Unbounded by the shutdown, ending the transaction
+				// would wait out this (and the batch timeout) and more.
+				pipeline.WithTransactionTimeout(20*time.Second),
+			)
+			var p *pipeline.Processor
+			var err error
+			switch kind {
+			case "record": // named orchestrator: its state topic exists
+				p, err = pipeline.NewProcessor("orchestrator", pipeline.HandlerFunc(func(_ context.Context, _ []byte, in pipeline.Input) (pipeline.Result, error) {
+					wait()
+					return pipeline.Result{Outputs: []pipeline.Output{{Topic: e.layout.Control(), Key: in.Key, Value: in.Value, Version: in.Version}}}, nil
+				}), opts...)
+			default:
+				p, err = pipeline.NewBatchProcessor("gone", pipeline.BatchHandlerFunc(func(_ context.Context, batch []pipeline.Input) ([]pipeline.Record, error) {
+					wait()
+					return []pipeline.Record{{Topic: e.layout.Projection("runs"), Key: []byte("k"), Value: []byte("v")}}, nil
+				}), opts...)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- p.Run(ctx) }()
+			select {
+			case <-entered:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the handler was never called")
+			}
+			emb.Close()
+			stopped := time.Now()
+			cancel()
+			close(release) // the handler is done: the transaction must end now
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+				if took := time.Since(stopped); took > 4*shutdown {
+					t.Errorf("Run returned %s after its context ended, want about 1.5× the shutdown timeout %s", took.Round(time.Millisecond), shutdown)
+				}
+			case <-time.After(time.Minute):
+				t.Fatal("Run still running a minute after its context ended")
+			}
+		})
+	}
+}

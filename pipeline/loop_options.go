@@ -119,8 +119,9 @@ func WithTransactionTimeout(d time.Duration) ProcessorOpt {
 	return func(c *processorConfig) { c.txnTimeout = d }
 }
 
-// WithShutdownTimeout bounds leaving the group and closing the client
-// after the last transaction ended. Default 10s.
+// WithShutdownTimeout bounds a clean stop: the transaction in flight when
+// Run's context ends gets half of it to commit (else it is aborted), and
+// leaving the group and closing the client get all of it. Default 10s.
 func WithShutdownTimeout(d time.Duration) ProcessorOpt {
 	return func(c *processorConfig) { c.shutdownTimeout = d }
 }
