@@ -15,6 +15,7 @@ package loadtest
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -155,13 +156,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	// The test's runs have W3C trace ids (32 hex digits, so their records
-	// carry a traceparent): the test's id, 8 random hex digits, then the
-	// run's number. The collector knows its runs by that prefix.
+	// The test's runs have trace ids as Spine mints them (thread.TraceIDAt:
+	// 32 hex digits, so their records carry a traceparent, and the time
+	// first, so spine trace starts at the run): the time, the test's id (8
+	// random hex digits), then the run's number. The collector knows its
+	// runs by the test's id.
 	var idb [4]byte
 	_, _ = rand.Read(idb[:])
 	id := hex.EncodeToString(idb[:])
-	prefix := id
 	chainPrefix := "lt-" + id + "-"
 	st := &state{runs: map[string]*run{}, done: map[string]int64{}, routes: map[string]*RouteReport{}, lat: map[string]*projections.Histogram{}, execLat: map[string]*projections.Histogram{}}
 
@@ -209,7 +211,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	collDone := make(chan struct{})
 	go func() {
 		defer close(collDone)
-		collect(cctx, cfg, coll, st, prefix)
+		collect(cctx, cfg, coll, st, id)
 	}()
 	defer func() { stopColl(); <-collDone }()
 
@@ -256,7 +258,7 @@ sending:
 			}
 			due := int64(now.Sub(sendStart).Seconds() * cfg.Rate)
 			for ; n < due; n++ {
-				trace := fmt.Sprintf("%s%024x", prefix, n)
+				trace := traceID(now, idb, n)
 				it := &schemas.Intent{
 					IntentID: trace, TraceID: trace, Actor: "actor-" + strconv.FormatInt(n%int64(cfg.Actors), 10),
 					Kind: cfg.Kind, Input: "load test " + id, SchemaVersion: schemas.V2, Timestamp: now.UTC(),
@@ -409,7 +411,8 @@ func newCollector(ctx context.Context, cfg Config, topics []pipeline.Topic) (*kg
 }
 
 // collect folds thread records into st until ctx ends.
-func collect(ctx context.Context, cfg Config, cl *kgo.Client, st *state, prefix string) {
+func collect(ctx context.Context, cfg Config, cl *kgo.Client, st *state, id string) {
+	ours := func(trace string) bool { return len(trace) == 32 && trace[8:16] == id }
 	canaryTopic := string(cfg.Layout.Gate("canary"))
 	dlq := string(cfg.Layout.DLQ())
 	for {
@@ -422,7 +425,7 @@ func collect(ctx context.Context, cfg Config, cl *kgo.Client, st *state, prefix 
 		})
 		fs.EachRecord(func(r *kgo.Record) {
 			if r.Topic == dlq {
-				if strings.HasPrefix(string(r.Key), prefix) {
+				if ours(string(r.Key)) {
 					st.mu.Lock()
 					st.dlq++
 					st.mu.Unlock()
@@ -443,7 +446,7 @@ func collect(ctx context.Context, cfg Config, cl *kgo.Client, st *state, prefix 
 				st.mu.Unlock()
 				return
 			}
-			if !strings.HasPrefix(ev.TraceID, prefix) {
+			if !ours(ev.TraceID) {
 				return
 			}
 			fold(st, ev)
@@ -568,3 +571,11 @@ func report(cfg Config, st *state, start time.Time) {
 }
 
 func pct(bp int) string { return strconv.FormatFloat(float64(bp)/100, 'f', -1, 64) + "%" }
+
+// traceID is the trace id of the load test id's run n, asked for at now.
+func traceID(now time.Time, id [4]byte, n int64) string {
+	var rest [12]byte
+	copy(rest[:4], id[:])
+	binary.BigEndian.PutUint64(rest[4:], uint64(n))
+	return thread.TraceIDAt(now, rest)
+}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // Producer produces encoded records and reports where they landed once
@@ -372,7 +373,7 @@ func (h *Handler) intent(req *Request, prov *schemas.Provenance) *schemas.Intent
 		Priority: req.Priority, Tenant: req.Tenant, DeadlineMs: req.DeadlineMs, Attributes: req.Attributes,
 	}
 	if in.TraceID == "" {
-		in.TraceID = newID()
+		in.TraceID = thread.NewTraceID(in.Timestamp)
 	}
 	if in.Actor == "" {
 		in.Actor = "http"
@@ -427,7 +428,7 @@ func remoteHost(addr string) string {
 	return addr
 }
 
-// newID returns a random 128-bit id in hex, as `spine produce` does.
+// newID returns a random 128-bit id in hex (an intent id).
 func newID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])

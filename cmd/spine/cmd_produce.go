@@ -18,6 +18,7 @@ import (
 	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/schemas"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 type produceFlags struct {
@@ -170,7 +171,7 @@ func intentSource(stdin io.Reader, f produceFlags, v schemas.ContractVersion) (f
 	mk := func(input, trace string) *schemas.Intent {
 		in := &schemas.Intent{IntentID: newID(), TraceID: trace, Actor: f.actor, Kind: f.kind, Input: input, SchemaVersion: v, Timestamp: time.Now().UTC()}
 		if in.TraceID == "" {
-			in.TraceID = newID()
+			in.TraceID = thread.NewTraceID(in.Timestamp)
 		}
 		if v == schemas.V2 {
 			in.Priority, in.Tenant = f.priority, f.tenant
@@ -220,7 +221,7 @@ func intentSource(stdin io.Reader, f produceFlags, v schemas.ContractVersion) (f
 				return nil, usageError{fmt.Errorf("stdin line %d: not a JSON intent: %w", line, err)}
 			}
 			if in.TraceID == "" {
-				in.TraceID = newID()
+				in.TraceID = thread.NewTraceID(time.Now())
 			}
 			if in.IntentID == "" {
 				in.IntentID = newID()
@@ -243,7 +244,7 @@ func intentSource(stdin io.Reader, f produceFlags, v schemas.ContractVersion) (f
 	}, nil
 }
 
-// newID returns a random 128-bit id in hex, like a W3C trace id.
+// newID returns a random 128-bit id in hex (an intent id).
 func newID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])

@@ -18,6 +18,7 @@ import (
 	"github.com/spinerun/spine/cmd/spine/stack"
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/pipeline/kafkatest"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // fullStack wires the whole stack as `spine up` does (registry, processors,
@@ -93,8 +94,16 @@ func TestCLIProduceConsumeTrace(t *testing.T) {
 	if n := strings.Count(out, "spine.intents/"); n != 8 {
 		t.Errorf("produce printed %d topic/partition@offset lines, want 8:\n%s", n, out)
 	}
-	// JSON lines on stdin, v1.
+	// Their trace ids are minted with the time first.
+	_, minted, _ := strings.Cut(strings.SplitN(out, "\n", 2)[0], "key=")
+	if at, ok := thread.TraceTime(minted, time.Now()); !ok || time.Since(at) > time.Minute {
+		t.Errorf("produce minted trace id %q, whose time is %s, %v", minted, at, ok)
+	}
+	// JSON lines on stdin, v1; the second's id has a time that is not
+	// its own (an hour ahead, by chance), the third's none.
+	stranger := thread.TraceIDAt(time.Now().Add(30*time.Minute), [12]byte{11: 1})
 	stdin := `{"actor":"alice","kind":"classify","input":"is this spam?","trace_id":"trace-cli-1"}
+{"actor":"bob","kind":"summarize","input":"a long text","trace_id":"` + stranger + `"}
 {"actor":"bob","kind":"summarize","input":"a long text"}
 `
 	if code, _, stderr = run(stdin, "produce"); code != exitOK {
@@ -108,7 +117,7 @@ func TestCLIProduceConsumeTrace(t *testing.T) {
 	// Every run ends with a verdict on gate.verdict, read with 'gate.*'.
 	deadline := time.Now().Add(60 * time.Second)
 	verdicts := map[string]bool{}
-	for len(verdicts) < 10 && time.Now().Before(deadline) {
+	for len(verdicts) < 11 && time.Now().Before(deadline) {
 		code, out, stderr = run("", "consume", "gate.*", "-o", "start", "-n", "30")
 		if code != exitOK {
 			t.Fatalf("consume: exit %d: %s", code, stderr)
@@ -132,12 +141,12 @@ func TestCLIProduceConsumeTrace(t *testing.T) {
 				verdicts[r.Key] = true
 			}
 		}
-		if len(verdicts) < 10 {
+		if len(verdicts) < 11 {
 			time.Sleep(500 * time.Millisecond)
 		}
 	}
-	if len(verdicts) != 10 {
-		t.Fatalf("saw verdicts for %d runs, want 10", len(verdicts))
+	if len(verdicts) != 11 {
+		t.Fatalf("saw verdicts for %d runs, want 11", len(verdicts))
 	}
 	if !verdicts["trace-cli-1"] {
 		t.Fatal("no verdict for trace-cli-1")
@@ -210,6 +219,29 @@ func TestCLIProduceConsumeTrace(t *testing.T) {
 	}
 	t.Logf("trace: %s", stderr)
 	t.Logf("trace --scan: %s", scanErr)
+	// Without the view, a minted id's time is where the read starts; an id
+	// whose time is not its own is read again from the start.
+	const noView = "http://127.0.0.1:1"
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		code, out, stderr = run("", "trace", "--api", noView, minted)
+		if code == exitOK && strings.Contains(out, "run.completed") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("trace %s never showed run.completed: exit %d:\n%s\n%s", minted, code, stderr, out)
+		}
+	}
+	if !strings.Contains(stderr, "run window from the time in the trace id") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("trace %s without the view did not read from its id's time:\n%s", minted, stderr)
+	}
+	_, scanOut, _ = run("", "trace", "--scan", minted)
+	if strings.Count(scanOut, "\n") != strings.Count(out, "\n") {
+		t.Errorf("trace --scan %s found other records than the read from its id's time:\n%s\n%s", minted, scanOut, out)
+	}
+	code, out, stderr = run("", "trace", "--api", noView, stranger)
+	if code != exitOK || !strings.Contains(out, "intent.received") || !strings.Contains(stderr, "nothing of the run from the time in its id") {
+		t.Errorf("trace %s (an id whose time is not its own): exit %d:\n%s\n%s", stranger, code, stderr, out)
+	}
 	if code, _, stderr = run("", "trace", "no-such-trace"); code != exitError || !strings.Contains(stderr, "no record of trace") {
 		t.Errorf("unknown trace: exit %d, %q", code, stderr)
 	}

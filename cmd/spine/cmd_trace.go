@@ -27,9 +27,12 @@ only what the run can be in: on every thread topic (intents, control,
 dataplane, gate.*) and the DLQ, the one partition its trace id hashes to (the
 producers' murmur2), from the offset of the run's start to that of its end.
 The start and end come from the projections view (GET /v1/runs/{id} on --api,
-default SPINE_HTTP_ADDR); without the view, each partition is read from its
-start and the read stops once the run's terminal event is behind it. What was
-read is said on stderr.`,
+default SPINE_HTTP_ADDR). A run the view does not hold (it keeps the latest
+SPINE_VIEW_MAX_RUNS) is read from the time in its trace id: ids Spine mints
+(spine produce, HTTP ingress, the load test) start with the Unix time in
+seconds, as AWS X-Ray's do. Otherwise, each partition is read from its start.
+Without an end, the read stops once the run's terminal event is behind it.
+What was read is said on stderr.`,
 		Example: `  spine trace 4bf92f3577b34da6a3ce929d0e0e4736
   spine trace 4bf92f3577b34da6a3ce929d0e0e4736 -f json`,
 		Args: cobra.ExactArgs(1),
@@ -71,13 +74,25 @@ func runTrace(ctx context.Context, a *app, cfg *stack.Config, traceID, format, a
 	}
 	win := runWindow{Source: "--scan"}
 	if api != "" {
-		win = lookupRun(ctx, api, traceID)
+		if win = lookupRun(ctx, api, traceID); win.From.IsZero() {
+			win = idWindow(traceID, time.Now(), win.Source)
+		}
 	}
-	outs, read, err := readRun(ctx, opts, topics, string(layout.Intents()), traceID, win, func(r *kgo.Record) consumedRecord { return decodeRecord(ctx, codec, r) })
+	decode := func(r *kgo.Record) consumedRecord { return decodeRecord(ctx, codec, r) }
+	outs, read, err := readRun(ctx, opts, topics, string(layout.Intents()), traceID, win, decode)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(a.stderr, read)
+	if len(outs) == 0 && win.Lookback > 0 {
+		// The id's first digits were a time by chance (an id Spine did
+		// not mint): read from the start.
+		win = runWindow{Source: "nothing of the run from the time in its id"}
+		if outs, read, err = readRun(ctx, opts, topics, string(layout.Intents()), traceID, win, decode); err != nil {
+			return err
+		}
+		fmt.Fprintln(a.stderr, read)
+	}
 	if len(outs) == 0 {
 		return fmt.Errorf("no record of trace %s on %d thread topics (check the id, SPINE_TOPIC_PREFIX and KAFKA_BROKERS)", traceID, len(topics))
 	}

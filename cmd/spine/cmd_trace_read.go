@@ -32,8 +32,24 @@ const (
 // and, once it ended, when. The zero runWindow knows nothing.
 type runWindow struct {
 	From, To time.Time
+	// Lookback is how much further back than From the intents partition
+	// is read (0: traceIntentLookback, for a window of the view).
+	Lookback time.Duration
 	// Source says where the window came from, for the read's report.
 	Source string
+}
+
+// idWindow is the window a trace id of Spine's minting gives (its time
+// first, see thread.TraceTime): from that second, to the run's terminal
+// event. The intent was stamped when the id was minted or just after, so
+// the intents partition needs only the slack. No window (zero) for another
+// kind of id; why is in the zero window's Source, after because.
+func idWindow(traceID string, now time.Time, because string) runWindow {
+	at, ok := thread.TraceTime(traceID, now)
+	if !ok {
+		return runWindow{Source: because}
+	}
+	return runWindow{From: at, Lookback: traceSlack, Source: "the time in the trace id, " + at.Format(time.RFC3339) + " (" + because + ")"}
 }
 
 // lookupRun asks the projections API at api for the run's window; a view
@@ -163,7 +179,11 @@ func readRun(ctx context.Context, opts []kgo.Opt, topics []string, intents, trac
 	var fromRun, fromIntent, stopAfter kadm.ListedOffsets
 	if !win.From.IsZero() {
 		if fromRun, err = after(win.From.Add(-traceSlack)); err == nil {
-			fromIntent, err = after(win.From.Add(-traceIntentLookback))
+			lookback := win.Lookback
+			if lookback <= 0 {
+				lookback = traceIntentLookback
+			}
+			fromIntent, err = after(win.From.Add(-lookback))
 		}
 		if err == nil && !win.To.IsZero() {
 			stopAfter, err = after(win.To.Add(traceSlack))

@@ -16,7 +16,11 @@ set -euo pipefail
 dir=${1:?usage: measure.sh DIR [ID...]}
 shift
 ids=("$@")
-[ ${#ids[@]} -gt 0 ] || ids=(m-0050000 m-0500000 m-0999990)
+# Default: the ids gen wrote to DIR/trace-ids (an early, a middle and a late
+# run), else those of its fmt form m-%07d.
+if [ ${#ids[@]} -eq 0 ]; then
+  if [ -s "$dir/trace-ids" ]; then mapfile -t ids <"$dir/trace-ids"; else ids=(m-0050000 m-0500000 m-0999990); fi
+fi
 spine=${SPINE:-bin/spine}
 export SPINE_DATA_DIR=$dir
 export SPINE_EMBEDDED_MEMORY=${SPINE_EMBEDDED_MEMORY:-16GiB}

@@ -19,6 +19,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -49,7 +50,7 @@ func main() {
 	span := flag.Duration("span", 24*time.Hour, "the runs are spread evenly over this span, ending now")
 	partitions := flag.Int("partitions", 6, "SPINE_PARTITIONS of the stack")
 	prefix := flag.String("prefix", os.Getenv("SPINE_TOPIC_PREFIX"), "SPINE_TOPIC_PREFIX of the stack")
-	format := flag.String("trace", "m-%07d", "trace id of run i (a fmt format)")
+	format := flag.String("trace", "minted", `trace id of run i: "minted" (as Spine mints them, its time first; the ids of three runs, early, middle and late, are written to DIR/trace-ids) or a fmt format ("m-%07d")`)
 	flag.Parse()
 	if *dir == "" || *runs <= 0 {
 		flag.Usage()
@@ -161,11 +162,21 @@ func run(ctx context.Context, dir string, n int, span time.Duration, l pipeline.
 	began := time.Now()
 	start := began.Add(-span)
 	step := span / time.Duration(n)
+	if format == "minted" {
+		var ids strings.Builder
+		for _, j := range []int{n / 20, n / 2, max(0, n-10)} {
+			fmt.Fprintln(&ids, traceID(format, j, start.Add(time.Duration(j)*step).Truncate(time.Millisecond)))
+		}
+		if err := os.WriteFile(dir+"/trace-ids", []byte(ids.String()), 0o644); err != nil {
+			return err
+		}
+	}
 	const chunk = 10000
 	for i := 0; i < n; i += chunk {
 		rs := make([]*threadgen.Run, 0, chunk)
 		for j := i; j < min(i+chunk, n); j++ {
-			rs = append(rs, threadgen.Golden(l, fmt.Sprintf(format, j), start.Add(time.Duration(j)*step).Truncate(time.Millisecond)))
+			at := start.Add(time.Duration(j) * step).Truncate(time.Millisecond)
+			rs = append(rs, threadgen.Golden(l, traceID(format, j, at), at))
 		}
 		if err := w.Write(ctx, rs, true, fold); err != nil {
 			return err
@@ -216,4 +227,15 @@ func commitGroups(ctx context.Context, adm *kadm.Client, written []string) error
 		fmt.Fprintf(os.Stderr, "group %s: offsets of %d topics moved to their ends\n", g, len(topics))
 	}
 	return errors.Join(errs...)
+}
+
+// traceID is the trace id of run j at time at: minted as Spine mints them
+// (thread.TraceIDAt, j in the random part), or format of j.
+func traceID(format string, j int, at time.Time) string {
+	if format != "minted" {
+		return fmt.Sprintf(format, j)
+	}
+	var rest [12]byte
+	binary.BigEndian.PutUint64(rest[4:], uint64(j))
+	return thread.TraceIDAt(at, rest)
 }
