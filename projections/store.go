@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -107,8 +108,38 @@ func (s *Store) Run(ctx context.Context) error {
 	for _, n := range thread.ProjectionNames {
 		topics = append(topics, string(s.cfg.Layout.Projection(n)))
 	}
+	// Ready once caught up with the ends as of the start.
+	admCl, err := kgo.NewClient(s.cfg.Kafka...)
+	if err != nil {
+		return fmt.Errorf("projections store: client: %w", err)
+	}
+	ends, starts, err := endOffsets(ctx, kadm.NewClient(admCl), topics, nil)
+	admCl.Close()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("projections store: %w", err)
+	}
+	runsTopic := string(s.cfg.Layout.Projection(thread.ProjRuns))
+	tail := s.runsTail(len(ends[runsTopic]))
+	from := map[string]map[int32]kgo.Offset{runsTopic: {}}
+	skipped := int64(0)
+	for p, end := range ends[runsTopic] {
+		start := starts[runsTopic][p]
+		if tail > 0 && end-tail > start {
+			skipped += end - tail - start
+			start = end - tail
+			starts[runsTopic][p] = start
+		}
+		from[runsTopic][p] = kgo.NewOffset().At(start)
+	}
+	if skipped > 0 {
+		s.log.Info("the projections view reads the tail of the runs topic only: it keeps the latest runs (SPINE_VIEW_MAX_RUNS)", "max_runs", s.cfg.MaxRuns, "records_per_partition", tail, "records_skipped", skipped)
+	}
 	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, s.cfg.Kafka...),
-		kgo.ConsumeTopics(topics...),
+		kgo.ConsumeTopics(slices.DeleteFunc(slices.Clone(topics), func(t string) bool { return t == runsTopic })...),
+		kgo.ConsumePartitions(from),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(),
@@ -118,14 +149,6 @@ func (s *Store) Run(ctx context.Context) error {
 		return fmt.Errorf("projections store: client: %w", err)
 	}
 	defer cl.Close()
-	// Ready once caught up with the ends as of the start.
-	ends, starts, err := endOffsets(ctx, kadm.NewClient(cl), topics, nil)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("projections store: %w", err)
-	}
 	behind := map[string]map[int32]int64{}
 	for t, ps := range ends {
 		for p, o := range ps {
@@ -171,6 +194,23 @@ func (s *Store) Run(ctx context.Context) error {
 		s.last = time.Now()
 		s.mu.Unlock()
 	}
+}
+
+// runsTail is how many records at the end of each of the runs topic's
+// partitions the view reads at start (0: all of them). The view keeps the
+// MaxRuns most recently updated runs, and a run is one record per source
+// topic that wrote of it (compaction keeps each part's last): the tail
+// holds MaxRuns runs of every source topic's part and half as many again,
+// so the runs it cuts at its start, older, leave the view as the newer
+// ones come in. What stays is what a read of the whole topic keeps, but
+// for a run that lasted longer than the tail spans (a part written before
+// it): the view shows that run without that part.
+func (s *Store) runsTail(partitions int) int64 {
+	if s.cfg.MaxRuns <= 0 || partitions <= 0 {
+		return 0
+	}
+	perRun := int64(len(SourceTopics(s.cfg.Layout)))
+	return (int64(s.cfg.MaxRuns)*perRun*3/2 + int64(partitions) - 1) / int64(partitions)
 }
 
 // apply applies one projection record; s.mu is held.

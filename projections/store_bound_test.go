@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/spinerun/spine/internal/spinetest"
 	"github.com/spinerun/spine/schemas/thread"
 )
 
@@ -70,5 +72,61 @@ func TestStoreKeepsTheMostRecentRuns(t *testing.T) {
 
 	if _, err := NewStore(StoreConfig{Kafka: []kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")}, MaxRuns: -1}); err == nil {
 		t.Error("MaxRuns -1 accepted")
+	}
+}
+
+// TestStoreReadsTheTailOfTheRuns: with MaxRuns, a starting view reads only
+// the tail of each partition of the runs topic, and holds the same latest
+// runs, each whole, as a read of the whole topic would.
+func TestStoreReadsTheTailOfTheRuns(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const maxRuns = 3
+	probe, err := NewStore(StoreConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, MaxRuns: maxRuns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail := probe.runsTail(testPartitions)
+	if tail <= 0 {
+		t.Fatalf("runsTail = %d", tail)
+	}
+	// Runs of two parts each, all on partition 0: more than twice the tail.
+	runs := int(tail) + 10
+	topic := string(e.layout.Projection(thread.ProjRuns))
+	var recs []*kgo.Record
+	for i := range runs {
+		trace := fmt.Sprintf("r%04d", i)
+		for _, src := range []string{"spine.control", "spine.dataplane"} {
+			b, err := EncodeCell(&RunPart{TraceID: trace, LastEvent: "x"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			k := Key{Projection: thread.ProjRuns, Source: Source{Topic: src, Partition: 0}, TraceID: trace}
+			recs = append(recs, &kgo.Record{Topic: topic, Partition: 0, Key: []byte(k.String()), Value: b})
+		}
+	}
+	if err := e.cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewStore(StoreConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, MaxRuns: maxRuns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spinetest.Start(t, "store", s.Run)
+	deadline := time.Now().Add(30 * time.Second)
+	for !s.Status().Ready {
+		if time.Now().After(deadline) {
+			t.Fatalf("the view was not ready within 30s: %+v", s.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := s.Status(); st.Records != tail || st.Runs != maxRuns {
+		t.Errorf("status %+v: want the tail's %d records of %d applied, %d runs", st, tail, len(recs), maxRuns)
+	}
+	for i := runs - maxRuns; i < runs; i++ {
+		r, err := s.RunStatus(fmt.Sprintf("r%04d", i))
+		if err != nil || len(r.Sources) != 2 {
+			t.Errorf("run r%04d: %v, %v: want it whole", i, r.Sources, err)
+		}
 	}
 }
