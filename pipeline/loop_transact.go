@@ -50,6 +50,12 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 		return fmt.Errorf("begin transaction: %w", err)
 	}
 	b := &batch{ov: p.store.newOverlay(), dlq: map[string]int{}, fired: due, completed: done}
+	if len(p.cfg.observers) > 0 {
+		// Room for two outputs a record, most handlers' most: the batch's
+		// outputs are kept only for the observers, and growing the slice
+		// record by record cost more than any other allocation of the loop.
+		b.outputs = make([]Output, 0, 2*len(recs)+len(done))
+	}
 	var buffered atomic.Int64
 	promise := func(r *kgo.Record, err error) {
 		if err != nil {
@@ -332,7 +338,9 @@ func (p *Processor) stage(ctx context.Context, b *batch, part int32, key []byte,
 	for _, r := range recs {
 		produce(r)
 	}
-	b.outputs = append(b.outputs, res.Outputs...)
+	if len(p.cfg.observers) > 0 {
+		b.outputs = append(b.outputs, res.Outputs...)
+	}
 	return nil
 }
 
