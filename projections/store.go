@@ -298,8 +298,8 @@ func (s *Store) RunStatus(trace string) (Run, error) {
 	r, ok := MergeRun(parts)
 	if !ok {
 		if evicted > 0 {
-			return Run{}, fmt.Errorf("%w (the view keeps the %d most recently updated runs, SPINE_VIEW_MAX_RUNS; older ones are on the compacted runs topic)",
-				errRunNotFound(trace), s.cfg.MaxRuns)
+			return Run{}, fmt.Errorf("%w (the view keeps the %d most recently updated runs, SPINE_VIEW_MAX_RUNS; spine trace %s reads an older run from the thread)",
+				errRunNotFound(trace), s.cfg.MaxRuns, trace)
 		}
 		return Run{}, errRunNotFound(trace)
 	}
