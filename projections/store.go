@@ -48,6 +48,7 @@ type Store struct {
 	runs    map[string]*viewRun // by trace id
 	recent  list.List           // trace ids, most recently updated first
 	evicted int64               // runs dropped for MaxRuns
+	skipped int64               // records of the runs topic not read at start (runsTail)
 	aggs    Cells               // aggregate cells by key
 	ready   bool
 	last    time.Time // when the last record was applied
@@ -134,6 +135,9 @@ func (s *Store) Run(ctx context.Context) error {
 		}
 		from[runsTopic][p] = kgo.NewOffset().At(start)
 	}
+	s.mu.Lock()
+	s.skipped = skipped
+	s.mu.Unlock()
 	if skipped > 0 {
 		s.log.Info("the projections view reads the tail of the runs topic only: it keeps the latest runs (SPINE_VIEW_MAX_RUNS)", "max_runs", s.cfg.MaxRuns, "records_per_partition", tail, "records_skipped", skipped)
 	}
@@ -284,7 +288,7 @@ func (s *Store) RunStatus(trace string) (Run, error) {
 	if r := s.runs[trace]; r != nil {
 		raw = r.parts
 	}
-	evicted := s.evicted
+	evicted := s.evicted + s.skipped
 	parts := make(map[string]*RunPart, len(raw))
 	for topic, b := range raw {
 		c, err := decodeCell(thread.ProjRuns, b)

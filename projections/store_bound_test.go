@@ -123,6 +123,10 @@ func TestStoreReadsTheTailOfTheRuns(t *testing.T) {
 	if st := s.Status(); st.Records != tail || st.Runs != maxRuns {
 		t.Errorf("status %+v: want the tail's %d records of %d applied, %d runs", st, tail, len(recs), maxRuns)
 	}
+	// A run before the tail was never read: the answer says where it is.
+	if _, err := s.RunStatus("r0000"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "spine trace r0000") {
+		t.Errorf("run r0000, before the tail: %v, want not found naming spine trace", err)
+	}
 	for i := runs - maxRuns; i < runs; i++ {
 		r, err := s.RunStatus(fmt.Sprintf("r%04d", i))
 		if err != nil || len(r.Sources) != 2 {
