@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unique"
 
 	"github.com/spinerun/spine/internal/textclip"
 	"github.com/spinerun/spine/schemas"
@@ -84,10 +85,28 @@ func (f Folder) window(t time.Time) time.Time {
 	return t.Truncate(w).UTC()
 }
 
+// A cell outlives the event folded into it, whose strings are cut out of
+// the record they were decoded from: a string kept as it is pins that
+// whole record (every event of a run, for a run in memory). So a cell
+// keeps its strings as kept (the few values of a kind: one shared copy of
+// each, unique.Make) or owned (a run's own: a copy) makes them.
+
+// kept is s clipped to n bytes of valid UTF-8, canonical: one copy of each
+// distinct value, which pins no record.
+func kept(s string, n int) string {
+	if s == "" {
+		return ""
+	}
+	return unique.Make(textclip.Clip(s, n)).Value()
+}
+
+// owned is s clipped to n bytes of valid UTF-8, in a copy of its own.
+func owned(s string, n int) string { return strings.Clone(textclip.Clip(s, n)) }
+
 // routeOf returns the event's route, "baseline" when a v1 event has none.
 func routeOf(ev *schemas.RuntimeEvent) string {
 	if r := strings.TrimSpace(ev.Route); r != "" {
-		return textclip.Clip(r, 32)
+		return kept(r, 32)
 	}
 	return "baseline"
 }
@@ -211,7 +230,7 @@ func (f Folder) Fold(cells Cells, src Source, ev *schemas.RuntimeEvent, writer s
 	if k := plan.Runs; k != "" {
 		p, _ := cells[k].(*RunPart)
 		if p == nil {
-			p = &RunPart{TraceID: ev.TraceID}
+			p = &RunPart{TraceID: strings.Clone(ev.TraceID)}
 			cells[k] = p
 		}
 		foldRun(p, src, ev, ver, route)
@@ -225,7 +244,7 @@ func (f Folder) Fold(cells Cells, src Source, ev *schemas.RuntimeEvent, writer s
 			cells[k] = g
 		}
 		lat, hasLat := latencyMs(ev)
-		et := textclip.Clip(string(ev.EventType), 64)
+		et := kept(string(ev.EventType), 64)
 		if _, ok := g.Events[et]; ok || len(g.Events) < maxEventKind {
 			if g.Events == nil {
 				g.Events = map[string]int64{}
@@ -247,7 +266,7 @@ func (f Folder) Fold(cells Cells, src Source, ev *schemas.RuntimeEvent, writer s
 			c = &GatesCell{}
 			cells[k] = c
 		}
-		name := textclip.Clip(ev.Gate.Name, 64)
+		name := kept(ev.Gate.Name, 64)
 		if name == "" {
 			name = strings.TrimPrefix(src.Topic, thread.TopicGatePrefix)
 		}
@@ -327,29 +346,31 @@ func addStat(m map[string]*Stat, name string, lat int64, hasLat bool) map[string
 func foldRun(p *RunPart, src Source, ev *schemas.RuntimeEvent, ver, route string) {
 	p.Events++
 	set := func(dst *string, v string) {
-		if v != "" {
-			*dst = textclip.Clip(v, maxFieldLen)
+		if v != "" && *dst != v {
+			*dst = kept(v, maxFieldLen)
 		}
 	}
 	set(&p.Actor, ev.Actor)
 	set(&p.Intent, ev.Intent)
 	set(&p.Tenant, ev.Tenant)
-	set(&p.ArtifactID, ev.ArtifactID)
+	if ev.ArtifactID != "" && p.ArtifactID != ev.ArtifactID {
+		p.ArtifactID = owned(ev.ArtifactID, maxFieldLen)
+	}
 	p.Route, p.Version = route, ver
 	if _, ok := latencyMs(ev); ok && p.RunStarted.IsZero() {
 		p.RunStarted = ms(ev.RunStarted)
 	}
 	at := ms(ev.Timestamp)
-	et := textclip.Clip(string(ev.EventType), 64)
+	et := kept(string(ev.EventType), 64)
 	p.LastEvent, p.LastAt = et, at
 	if ev.Phase == schemas.PhaseControl || src.Topic == thread.TopicControl {
-		p.State = textclip.Clip(ev.State, 64)
+		p.State = kept(ev.State, 64)
 	}
 	if ev.Attempt > p.Attempt {
 		p.Attempt = ev.Attempt
 	}
 	if ev.Error != nil {
-		p.Error = textclip.Clip(*ev.Error, maxFieldLen)
+		p.Error = owned(*ev.Error, maxFieldLen)
 	}
 	if _, ok := p.Hops[et]; !ok && len(p.Hops) < maxRunHops {
 		if p.Hops == nil {
@@ -368,12 +389,12 @@ func foldRun(p *RunPart, src Source, ev *schemas.RuntimeEvent, ver, route string
 		p.Score = &s
 	}
 	if g := ev.Gate; g != nil {
-		name := textclip.Clip(g.Name, 64)
+		name := kept(g.Name, 64)
 		if _, ok := p.Gates[name]; ok || len(p.Gates) < maxRunGates {
 			if p.Gates == nil {
 				p.Gates = map[string]GateResult{}
 			}
-			p.Gates[name] = GateResult{Passed: g.Passed, Reason: textclip.Clip(g.Reason, maxFieldLen), Measured: finite(g.Measured), Threshold: finite(g.Threshold), At: at}
+			p.Gates[name] = GateResult{Passed: g.Passed, Reason: owned(g.Reason, maxFieldLen), Measured: finite(g.Measured), Threshold: finite(g.Threshold), At: at}
 		}
 	}
 }
