@@ -36,7 +36,10 @@
 // still change: finished runs and windows older than RunnerConfig.Retain
 // are evicted, and an event for an evicted cell restores its source
 // partition first (Folder.Plan names the cells an event touches), so
-// eviction never changes a cell. Undecodable records go to spine.dlq in the
+// eviction never changes a cell. Which cells it evicted it remembers for
+// RunnerConfig.ForgetEvicted of event time; past that, an event of a run
+// older than what it forgot, for a cell not in memory, restores the
+// source too, so this memory is bounded as well. Undecodable records go to spine.dlq in the
 // same transaction, through the loop's dead-letter writer; a registry
 // outage is retried, never dead-lettered.
 // Store is a view that reads the projection topics into memory; API serves

@@ -106,8 +106,18 @@ func (e *env) produceTB(t testing.TB, runs []runSpec) int {
 
 func (e *env) runner(t *testing.T) *Runner {
 	t.Helper()
-	r, err := NewRunner(RunnerConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec, TransactionTimeout: 5 * time.Second,
-		SweepEvery: time.Nanosecond, Retain: time.Nanosecond}) // evict all they can, all the time
+	return e.runnerWith(t, nil)
+}
+
+// runnerWith is runner with its config changed by change (nil: none).
+func (e *env) runnerWith(t *testing.T, change func(*RunnerConfig)) *Runner {
+	t.Helper()
+	cfg := RunnerConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Layout: e.layout, Codec: e.codec, TransactionTimeout: 5 * time.Second,
+		SweepEvery: time.Nanosecond, Retain: time.Nanosecond} // evict all they can, all the time
+	if change != nil {
+		change(&cfg)
+	}
+	r, err := NewRunner(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -544,13 +554,31 @@ func TestReplayWhileMoving(t *testing.T) {
 
 // Finished runs and old windows leave the runner's memory, and an event
 // for one of them (a stale result, a late gate) is still folded exactly:
-// its source partition is restored first.
+// its source partition is restored first. Also when the runner has
+// forgotten which keys it evicted (ForgetEvicted): the run started before
+// what it forgot.
 func TestProjectionsLateEventsAfterEviction(t *testing.T) {
 	t.Parallel()
+	t.Run("remembered", func(t *testing.T) {
+		t.Parallel()
+		lateEventsAfterEviction(t, 400, nil) // ~15s of runs: two windows
+	})
+	t.Run("forgotten", func(t *testing.T) {
+		t.Parallel()
+		// ~33s of runs: four windows, so each source drops a generation.
+		// Small batches, so each source sweeps as its windows move on.
+		r := lateEventsAfterEviction(t, 900, func(c *RunnerConfig) { c.ForgetEvicted, c.MaxPollRecords = time.Nanosecond, 100 })
+		if counterValue(t, r.metrics.forgotten) == 0 {
+			t.Fatal("no eviction was forgotten; the test proves nothing")
+		}
+	})
+}
+
+func lateEventsAfterEviction(t *testing.T, n int, change func(*RunnerConfig)) *Runner {
 	e := newEnv(t)
-	runs := synth(91, 400, "baseline", schemas.V1, 8) // ~15s of runs: two windows
+	runs := synth(91, n, "baseline", schemas.V1, 8)
 	e.produce(t, runs)
-	r := e.runner(t)
+	r := e.runnerWith(t, change)
 	spinetest.Start(t, "runner", r.Run)
 	store, srv := e.view(t)
 	waitTerminals(t, srv.URL, int64(len(runs)))
@@ -601,4 +629,5 @@ func TestProjectionsLateEventsAfterEviction(t *testing.T) {
 		t.Fatal("nothing was evicted")
 	}
 	replayEqual(t, e, "replay after late events")
+	return r
 }

@@ -54,9 +54,10 @@ type projector struct {
 	restored map[Source]bool
 	// evicted holds hashes of the keys swept from memory, by source; an
 	// event for one of them pins the key and re-restores its source.
-	evicted   map[Source]map[uint64]struct{}
-	pinned    map[string]bool
-	lastSweep time.Time
+	evicted       map[Source]*evictions
+	forgetEvicted time.Duration
+	pinned        map[string]bool
+	lastSweep     time.Time
 	// The transaction in flight: whether HandleBatch was called in it and
 	// began folding, what it folded and the cells it wrote.
 	called, folding bool
@@ -78,19 +79,20 @@ var (
 
 func newProjector(cfg RunnerConfig, log *slog.Logger) *projector {
 	r := &projector{
-		kafka:      cfg.Kafka,
-		layout:     cfg.Layout,
-		retain:     cfg.Retain,
-		sweepEvery: cfg.SweepEvery,
-		log:        log,
-		folder:     Folder{Window: cfg.Window},
-		metrics:    newRunnerMetrics(cfg.Registerer),
-		live:       cfg.Live,
-		logical:    map[string]string{},
-		cells:      Cells{},
-		restored:   map[Source]bool{},
-		evicted:    map[Source]map[uint64]struct{}{},
-		pinned:     map[string]bool{},
+		kafka:         cfg.Kafka,
+		layout:        cfg.Layout,
+		retain:        cfg.Retain,
+		sweepEvery:    cfg.SweepEvery,
+		log:           log,
+		folder:        Folder{Window: cfg.Window},
+		metrics:       newRunnerMetrics(cfg.Registerer),
+		live:          cfg.Live,
+		logical:       map[string]string{},
+		cells:         Cells{},
+		restored:      map[Source]bool{},
+		evicted:       map[Source]*evictions{},
+		forgetEvicted: cfg.ForgetEvicted,
+		pinned:        map[string]bool{},
 	}
 	for _, t := range SourceTopics(cfg.Layout) {
 		r.logical[string(t)] = strings.TrimPrefix(string(t), cfg.Layout.Prefix)
@@ -133,7 +135,7 @@ func (r *projector) applyDrops() {
 func (r *projector) resetAll() {
 	r.cells = Cells{}
 	r.restored = map[Source]bool{}
-	r.evicted = map[Source]map[uint64]struct{}{}
+	r.evicted = map[Source]*evictions{}
 	r.metrics.resident.Set(0)
 }
 
@@ -150,6 +152,47 @@ func (r *projector) forget(s Source) {
 	}
 }
 
+// evictions is what a source's cells evicted: the hashes of their keys in
+// two generations of about forget of event time each. When a generation
+// is dropped, horizon moves to the start of the one kept: what was evicted
+// before it is forgotten, so a key not in memory of a run that started
+// before it may have been evicted.
+type evictions struct {
+	cur, old map[uint64]struct{}
+	since    time.Time // the source's newest window when cur began
+	horizon  time.Time
+}
+
+func (e *evictions) has(h uint64) bool {
+	_, ok := e.cur[h]
+	if !ok {
+		_, ok = e.old[h]
+	}
+	return ok
+}
+
+func (e *evictions) remove(h uint64) {
+	delete(e.cur, h)
+	delete(e.old, h)
+}
+
+// rotate drops the old generation once cur spans forget of the source's
+// event time (newest, its newest window), and returns how many keys it
+// forgot.
+func (e *evictions) rotate(newest time.Time, forget time.Duration) (forgot int) {
+	switch {
+	case newest.IsZero():
+	case e.since.IsZero():
+		e.since = newest
+	case newest.Sub(e.since) >= forget:
+		if e.old != nil {
+			e.horizon, forgot = e.since, len(e.old)
+		}
+		e.old, e.cur, e.since = e.cur, map[uint64]struct{}{}, newest
+	}
+	return forgot
+}
+
 func keyHash(k string) uint64 {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(k))
@@ -158,18 +201,47 @@ func keyHash(k string) uint64 {
 
 func (r *projector) evict(s Source, k string) {
 	delete(r.cells, k)
-	m := r.evicted[s]
-	if m == nil {
-		m = map[uint64]struct{}{}
-		r.evicted[s] = m
+	e := r.evicted[s]
+	if e == nil {
+		e = &evictions{cur: map[uint64]struct{}{}}
+		r.evicted[s] = e
 	}
-	m[keyHash(k)] = struct{}{}
+	e.cur[keyHash(k)] = struct{}{}
 	r.metrics.evictions.Inc()
 }
 
-func (r *projector) wasEvicted(s Source, k string) bool {
-	_, ok := r.evicted[s][keyHash(k)]
-	return ok
+// unevict forgets that k of s was evicted (it is in memory again, or gone).
+func (r *projector) unevict(s Source, k string) {
+	if e := r.evicted[s]; e != nil {
+		e.remove(keyHash(k))
+	}
+}
+
+// runStart is when ev's run started (its own time if it does not say).
+func runStart(ev *schemas.RuntimeEvent) time.Time {
+	if ev.RunStarted.IsZero() {
+		return ev.Timestamp
+	}
+	return ev.RunStarted
+}
+
+// wasEvicted reports whether k of s, for an event of a run started at
+// started, may be on the topic and not in memory: its eviction is
+// remembered, or it is not in memory and the run started before the
+// evictions s forgot.
+func (r *projector) wasEvicted(s Source, k string, started time.Time) bool {
+	e := r.evicted[s]
+	if e == nil {
+		return false
+	}
+	if e.has(keyHash(k)) {
+		return true
+	}
+	if e.horizon.IsZero() || !started.Before(e.horizon) {
+		return false
+	}
+	_, in := r.cells[k]
+	return !in
 }
 
 // runFinished reports whether a run's part on topic expects no more
@@ -222,6 +294,9 @@ func (r *projector) sweep(now time.Time) {
 			r.evict(kk.Source, k)
 		}
 	}
+	for s, e := range r.evicted {
+		r.metrics.forgotten.Add(float64(e.rotate(newest[s], r.forgetEvicted)))
+	}
 	r.metrics.resident.Set(float64(len(r.cells)))
 }
 
@@ -258,7 +333,7 @@ func (r *projector) HandleBatch(ctx context.Context, batch []pipeline.Input) ([]
 			continue
 		}
 		for _, k := range r.folder.Plan(it.src, it.ev, it.writer).Keys() {
-			if r.wasEvicted(it.src, k) {
+			if r.wasEvicted(it.src, k, runStart(it.ev)) {
 				again[it.src] = true
 				r.metrics.pinned.Inc()
 			}
@@ -417,9 +492,7 @@ func (r *projector) restore(ctx context.Context, need map[int32][]Source) error 
 		key := string(rec.Key)
 		if rec.Value == nil {
 			delete(r.cells, key)
-			if m := r.evicted[s]; m != nil {
-				delete(m, keyHash(key))
-			}
+			r.unevict(s, key)
 			return nil
 		}
 		c, err := decodeCell(k.Projection, rec.Value)
@@ -433,9 +506,7 @@ func (r *projector) restore(ctx context.Context, need map[int32][]Source) error 
 			r.evict(s, key)
 			return nil
 		}
-		if m := r.evicted[s]; m != nil {
-			delete(m, keyHash(key))
-		}
+		r.unevict(s, key)
 		r.cells[key] = c
 		loaded++
 		return nil
@@ -477,6 +548,7 @@ func (c eventCodec) Decode(ctx context.Context, topic pipeline.Topic, b []byte) 
 type runnerMetrics struct {
 	resident       prometheus.Gauge
 	evictions      prometheus.Counter
+	forgotten      prometheus.Counter
 	pinned         prometheus.Counter
 	records        *prometheus.CounterVec
 	txns           *prometheus.CounterVec
@@ -492,6 +564,9 @@ func newRunnerMetrics(reg prometheus.Registerer) *runnerMetrics {
 		}),
 		evictions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "spine_projection_cells_evicted_total", Help: "Finished runs and old windows swept from the runner's memory (they stay on the topics).",
+		}),
+		forgotten: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "spine_projection_evictions_forgotten_total", Help: "Evicted keys the runner stopped remembering (ForgetEvicted of event time after their eviction); a late event for one restores its source all the same.",
 		}),
 		pinned: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "spine_projection_late_events_total", Help: "Events for evicted cells, each of which restored its source partition first.",
@@ -515,7 +590,7 @@ func newRunnerMetrics(reg prometheus.Registerer) *runnerMetrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.resident, m.evictions, m.pinned, m.records, m.txns, m.cells, m.txnSeconds, m.restoreSeconds)
+		reg.MustRegister(m.resident, m.evictions, m.forgotten, m.pinned, m.records, m.txns, m.cells, m.txnSeconds, m.restoreSeconds)
 	}
 	return m
 }

@@ -192,3 +192,59 @@ func TestEventCodecRejectsOtherValues(t *testing.T) {
 		t.Fatalf("code %q (%v), want unexpected_record_type", code, err)
 	}
 }
+
+// The memory of evictions keeps two generations of about ForgetEvicted of
+// event time; dropping one moves the horizon to the start of the one kept.
+func TestEvictionsForgetByGeneration(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	const forget = 10 * time.Minute
+	e := &evictions{cur: map[uint64]struct{}{1: {}}}
+	e.rotate(time.Time{}, forget) // no window yet: nothing happens
+	if !e.since.IsZero() || !e.has(1) {
+		t.Fatalf("rotate without a time changed %+v", e)
+	}
+	e.rotate(t0, forget)
+	e.rotate(t0.Add(forget-time.Second), forget)
+	if !e.has(1) || !e.horizon.IsZero() {
+		t.Fatalf("rotated before forget passed: %+v", e)
+	}
+	e.rotate(t0.Add(forget), forget) // 1 moves to old; nothing forgotten yet
+	e.cur[2] = struct{}{}
+	if !e.has(1) || !e.has(2) || !e.horizon.IsZero() {
+		t.Fatalf("first rotation: %+v", e)
+	}
+	e.rotate(t0.Add(2*forget), forget) // 1 forgotten: it was evicted before t0+forget
+	if e.has(1) || !e.has(2) || !e.horizon.Equal(t0.Add(forget)) {
+		t.Fatalf("second rotation: %+v, want 1 forgotten and the horizon at %s", e, t0.Add(forget))
+	}
+	e.remove(2)
+	if e.has(2) {
+		t.Fatal("remove kept 2")
+	}
+}
+
+// A key not in memory counts as evicted when its run started before what
+// the source forgot, and only then.
+func TestWasEvictedPastTheHorizon(t *testing.T) {
+	r := newTestProjector(t)
+	s := Source{Topic: "spine.control", Partition: 0}
+	t0 := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	if r.wasEvicted(s, "k", t0) {
+		t.Fatal("a source that never evicted says k was")
+	}
+	r.evict(s, "gone")
+	if !r.wasEvicted(s, "gone", t0) || r.wasEvicted(s, "new", t0) {
+		t.Fatal("remembered evictions wrong")
+	}
+	r.evicted[s].horizon = t0
+	if !r.wasEvicted(s, "old", t0.Add(-time.Second)) {
+		t.Error("a key of a run before the horizon, not in memory, is not taken as evicted")
+	}
+	if r.wasEvicted(s, "young", t0) {
+		t.Error("a key of a run at the horizon is taken as evicted")
+	}
+	r.cells["here"] = &RunPart{TraceID: "here"}
+	if r.wasEvicted(s, "here", t0.Add(-time.Second)) {
+		t.Error("a key in memory is taken as evicted")
+	}
+}

@@ -59,6 +59,12 @@ type RunnerConfig struct {
 	// source partition from the projection topics first, so eviction
 	// bounds memory without changing any cell.
 	Retain time.Duration
+	// ForgetEvicted is how long (in event time) the runner remembers which
+	// keys it evicted. Default 30m. Past it, an event of a run that started
+	// before the evictions it forgot, for a key not in memory, restores its
+	// source as an evicted one's does: forgetting costs restores, never a
+	// wrong cell, and the memory of evictions stays bounded.
+	ForgetEvicted time.Duration
 	// SweepEvery is how often (at most) the runner evicts. Default 10s.
 	SweepEvery time.Duration
 	// Live, when set, is given every event of each committed batch (the
@@ -129,6 +135,9 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	}
 	if cfg.SweepEvery <= 0 {
 		cfg.SweepEvery = 10 * time.Second
+	}
+	if cfg.ForgetEvicted <= 0 {
+		cfg.ForgetEvicted = 30 * time.Minute
 	}
 	log := cfg.Logger
 	if log == nil {
