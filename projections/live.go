@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/spinerun/spine/internal/textclip"
 	"github.com/spinerun/spine/schemas"
 	"github.com/spinerun/spine/schemas/thread"
 )
@@ -66,7 +65,8 @@ type Live struct {
 	secs     map[int64]*liveSecond
 	newest   int64
 	runs     map[string]*liveRun
-	order    []string // trace ids, oldest first
+	order    []string // trace ids, oldest first from next
+	next     int
 	analyses []CanaryAnalysis
 	drift    []DriftWindow
 	policy   map[string]PolicySeen
@@ -243,8 +243,8 @@ func (l *Live) second(sec int64) *liveSecond {
 }
 
 func gateView(g *schemas.GateOutcome) *GateView {
-	return &GateView{Name: textclip.Clip(g.Name, 64), Passed: g.Passed, Reason: textclip.Clip(g.Reason, maxFieldLen), Rule: textclip.Clip(g.Rule, 128),
-		PolicyVersion: textclip.Clip(g.PolicyVersion, 128), Measured: finite(g.Measured), Threshold: finite(g.Threshold), Evidence: clipMap(g.Evidence)}
+	return &GateView{Name: owned(g.Name, 64), Passed: g.Passed, Reason: owned(g.Reason, maxFieldLen), Rule: owned(g.Rule, 128),
+		PolicyVersion: owned(g.PolicyVersion, 128), Measured: finite(g.Measured), Threshold: finite(g.Threshold), Evidence: clipMap(g.Evidence)}
 }
 
 func clipMap(m map[string]string) map[string]string {
@@ -256,7 +256,7 @@ func clipMap(m map[string]string) map[string]string {
 		if len(out) == 64 {
 			break
 		}
-		out[textclip.Clip(k, 128)] = textclip.Clip(m[k], maxFieldLen)
+		out[owned(k, 128)] = owned(m[k], maxFieldLen)
 	}
 	return out
 }
@@ -284,7 +284,7 @@ func (l *Live) fold(src Source, ev *schemas.RuntimeEvent, writer schemas.Contrac
 	if thread.IsDriftTrace(ev.TraceID) {
 		if ev.Gate != nil {
 			g := gateView(ev.Gate)
-			l.drift = appendRing(l.drift, DriftWindow{At: at, TraceID: textclip.Clip(ev.TraceID, maxFieldLen), Passed: g.Passed, Reason: g.Reason,
+			l.drift = appendRing(l.drift, DriftWindow{At: at, TraceID: owned(ev.TraceID, maxFieldLen), Passed: g.Passed, Reason: g.Reason,
 				Rule: g.Rule, Measured: g.Measured, Threshold: g.Threshold, Evidence: g.Evidence}, liveDriftWindows)
 			if b != nil {
 				countGate(b.gates, thread.DriftWindowStat, ev.Gate)
@@ -315,15 +315,15 @@ func (l *Live) fold(src Source, ev *schemas.RuntimeEvent, writer schemas.Contrac
 		}
 	}
 	if g := ev.Gate; g != nil && (ev.Phase == schemas.PhaseGate || strings.HasPrefix(src.Topic, thread.TopicGatePrefix)) {
-		name := textclip.Clip(g.Name, 64)
+		name := owned(g.Name, 64)
 		if b != nil {
 			countGate(b.gates, name, g)
 		}
 		if g.PolicyVersion != "" {
-			l.policy[name] = PolicySeen{Version: textclip.Clip(g.PolicyVersion, 128), At: at}
+			l.policy[name] = PolicySeen{Version: owned(g.PolicyVersion, 128), At: at}
 		}
 		if !g.Passed && et != thread.GateVerdict {
-			l.examples["gate|"+name+"|"+NormalizeReason(g.Reason)] = ev.TraceID
+			l.examples["gate|"+name+"|"+NormalizeReason(g.Reason)] = owned(ev.TraceID, maxFieldLen)
 		}
 	}
 	if ev.TraceID == "" {
@@ -337,14 +337,14 @@ func (l *Live) fold(src Source, ev *schemas.RuntimeEvent, writer schemas.Contrac
 	}
 	r.group = Group{Version: ver, Route: route}
 	if len(r.events) < liveRunEvents {
-		re := RunEvent{At: at, Topic: src.Topic, Partition: src.Partition, EventType: textclip.Clip(string(et), 64), Phase: string(ev.Phase),
-			State: textclip.Clip(ev.State, 64), Actor: textclip.Clip(ev.Actor, 128), Route: route, Version: ver, Attempt: ev.Attempt,
-			SpanID: textclip.Clip(ev.SpanID, 64), ParentSpanID: textclip.Clip(ev.ParentSpanID, 64), ArtifactID: textclip.Clip(ev.ArtifactID, 128)}
+		re := RunEvent{At: at, Topic: src.Topic, Partition: src.Partition, EventType: owned(string(et), 64), Phase: string(ev.Phase),
+			State: owned(ev.State, 64), Actor: owned(ev.Actor, 128), Route: route, Version: ver, Attempt: ev.Attempt,
+			SpanID: owned(ev.SpanID, 64), ParentSpanID: owned(ev.ParentSpanID, 64), ArtifactID: owned(ev.ArtifactID, 128)}
 		if ev.Error != nil {
-			re.Error = textclip.Clip(*ev.Error, maxFieldLen)
+			re.Error = owned(*ev.Error, maxFieldLen)
 		}
 		if a := ev.Artifact; a != nil {
-			re.Artifact = &ArtifactView{ContentType: textclip.Clip(a.ContentType, 128), SizeBytes: a.SizeBytes, Score: finite(a.Score), LatencyMs: a.LatencyMs}
+			re.Artifact = &ArtifactView{ContentType: owned(a.ContentType, 128), SizeBytes: a.SizeBytes, Score: finite(a.Score), LatencyMs: a.LatencyMs}
 		}
 		if ev.Gate != nil {
 			re.Gate = gateView(ev.Gate)
@@ -361,7 +361,7 @@ func (l *Live) fold(src Source, ev *schemas.RuntimeEvent, writer schemas.Contrac
 		}
 	}
 	if g := ev.Gate; g != nil && !g.Passed && et != thread.GateVerdict {
-		r.lastFail = textclip.Clip(g.Name, 64) + ": " + g.Reason
+		r.lastFail = owned(g.Name, 64) + ": " + g.Reason
 	}
 	if o, ok := thread.Outcome(et); ok && r.outcome == "" {
 		r.outcome, r.end = o, at
@@ -385,7 +385,7 @@ func (l *Live) fold(src Source, ev *schemas.RuntimeEvent, writer schemas.Contrac
 			if b != nil && addDrop(b, reached, reason, 1) {
 				r.dropAt, r.dropStage, r.dropReason = at.Unix(), reached, reason
 			}
-			l.examples["drop|"+strconv.Itoa(reached)+"|"+reason] = ev.TraceID
+			l.examples["drop|"+strconv.Itoa(reached)+"|"+reason] = owned(ev.TraceID, maxFieldLen)
 		}
 	}
 	if len(l.examples) > liveExamples {
@@ -456,15 +456,16 @@ func (l *Live) run(trace string) *liveRun {
 	if r := l.runs[trace]; r != nil {
 		return r
 	}
-	r := &liveRun{trace: textclip.Clip(trace, maxFieldLen)}
-	l.runs[trace] = r
-	l.order = append(l.order, trace)
-	if len(l.order) > liveMaxRuns {
-		drop := len(l.order) - liveMaxRuns
-		for _, t := range l.order[:drop] {
-			delete(l.runs, t)
-		}
-		l.order = append(l.order[:0:0], l.order[drop:]...)
+	key := strings.Clone(trace) // not the event's: that pins its record
+	r := &liveRun{trace: owned(trace, maxFieldLen)}
+	l.runs[key] = r
+	// order is a ring of liveMaxRuns once full: next is the oldest.
+	if len(l.order) < liveMaxRuns {
+		l.order = append(l.order, key)
+	} else {
+		delete(l.runs, l.order[l.next])
+		l.order[l.next] = key
+		l.next = (l.next + 1) % liveMaxRuns
 	}
 	return r
 }
@@ -478,13 +479,13 @@ func appendRing[T any](s []T, v T, n int) []T {
 }
 
 func (l *Live) foldAnalysis(ev *schemas.RuntimeEvent, at time.Time) {
-	a := CanaryAnalysis{At: at, TraceID: textclip.Clip(ev.TraceID, maxFieldLen), Action: strings.TrimPrefix(string(ev.EventType), "canary.")}
+	a := CanaryAnalysis{At: at, TraceID: owned(ev.TraceID, maxFieldLen), Action: owned(strings.TrimPrefix(string(ev.EventType), "canary."), 64)}
 	attr := ev.Attributes
 	a.WeightBefore, _ = strconv.Atoi(attr["weight_before_bp"])
 	a.WeightAfter, _ = strconv.Atoi(attr["weight_after_bp"])
-	a.PhaseBefore, a.PhaseAfter = textclip.Clip(attr["phase_before"], 32), textclip.Clip(attr["phase_after"], 32)
+	a.PhaseBefore, a.PhaseAfter = owned(attr["phase_before"], 32), owned(attr["phase_after"], 32)
 	if ev.Gate != nil {
-		a.Passed, a.Reason = ev.Gate.Passed, textclip.Clip(ev.Gate.Reason, maxFieldLen)
+		a.Passed, a.Reason = ev.Gate.Passed, owned(ev.Gate.Reason, maxFieldLen)
 	}
 	a.Evidence = clipMap(attr)
 	l.analyses = appendRing(l.analyses, a, liveAnalyses)
@@ -761,8 +762,8 @@ func (l *Live) snapshot(n, now int64) *LiveSnapshot {
 		}
 		s.Compare = append(s.Compare, *rc)
 	}
-	for i := len(l.order) - 1; i >= 0 && len(s.Recent) < liveRecentRuns; i-- {
-		r := l.runs[l.order[i]]
+	for j := len(l.order) - 1; j >= 0 && len(s.Recent) < liveRecentRuns; j-- {
+		r := l.runs[l.order[(l.next+j)%len(l.order)]]
 		rs := RunSummary{TraceID: r.trace, Route: r.group.Route, Version: r.group.Version, Started: r.started, Outcome: r.outcome, Events: len(r.events)}
 		if r.outcome != "" && !r.started.IsZero() {
 			rs.DurationMs = r.end.Sub(r.started).Milliseconds()

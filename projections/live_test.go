@@ -352,3 +352,31 @@ func TestLiveIgnoresFutureStamps(t *testing.T) {
 		t.Fatalf("after a future stamp: received %d, span to %v", s.Totals["intent.received"], s.To)
 	}
 }
+
+// Live keeps the events of the latest liveMaxRuns runs: the oldest leave
+// as new ones come, and the recent runs are listed newest first.
+func TestLiveKeepsTheLatestRuns(t *testing.T) {
+	t.Parallel()
+	l := newLive(func() time.Time { return t0.Add(time.Hour) })
+	const extra = 10
+	runs := synth(83, liveMaxRuns+extra, "baseline", schemas.V1, 0)
+	for _, r := range runs {
+		e := r.events()[0]
+		l.Observe(e.src, e.ev, schemas.V1)
+	}
+	for i, r := range runs {
+		_, ok := l.RunEvents(r.trace)
+		if want := i >= extra; ok != want {
+			t.Fatalf("run %d of %d: kept %v, want %v", i, len(runs), ok, want)
+		}
+	}
+	s := l.Snapshot(time.Hour)
+	if len(s.Recent) == 0 || s.Recent[0].TraceID != runs[len(runs)-1].trace {
+		t.Fatalf("recent runs do not start with the newest %s: %+v", runs[len(runs)-1].trace, s.Recent[:min(3, len(s.Recent))])
+	}
+	for i := 1; i < len(s.Recent); i++ {
+		if want := runs[len(runs)-1-i].trace; s.Recent[i].TraceID != want {
+			t.Fatalf("recent run %d is %s, want %s", i, s.Recent[i].TraceID, want)
+		}
+	}
+}
