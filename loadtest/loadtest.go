@@ -102,18 +102,14 @@ type Config struct {
 }
 
 // run is what the collector knows about one run.
-type run struct {
-	sent    time.Time
-	route   string
-	outcome string
-	latMs   int64
-	doneAt  time.Time
-}
 
 // state is the collector's view, guarded by mu.
 type state struct {
-	mu        sync.Mutex
-	runs      map[string]*run
+	mu sync.Mutex
+	// pending are the runs sent that have no outcome yet: a run leaves
+	// when its outcome is counted, so the collector's memory is the runs
+	// in flight, not every run ever sent.
+	pending   map[string]struct{}
 	sent      int64
 	done      map[string]int64 // by route
 	events    int64            // thread records of this test's runs
@@ -127,9 +123,13 @@ type state struct {
 	dlq       int64
 }
 
+// route returns the report of route name, making it the first time. Its
+// keys are copies: an event's strings pin the record they were cut from.
 func (s *state) route(name string) *RouteReport {
 	r := s.routes[name]
 	if r == nil {
+		name = strings.Clone(name)
+		s.done[name] += 0
 		r = &RouteReport{Outcomes: map[string]int64{}, Gates: map[string]*GateRate{}}
 		s.routes[name] = r
 		s.lat[name] = &projections.Histogram{}
@@ -165,7 +165,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	_, _ = rand.Read(idb[:])
 	id := hex.EncodeToString(idb[:])
 	chainPrefix := "lt-" + id + "-"
-	st := &state{runs: map[string]*run{}, done: map[string]int64{}, routes: map[string]*RouteReport{}, lat: map[string]*projections.Histogram{}, execLat: map[string]*projections.Histogram{}}
+	st := &state{pending: map[string]struct{}{}, done: map[string]int64{}, routes: map[string]*RouteReport{}, lat: map[string]*projections.Histogram{}, execLat: map[string]*projections.Histogram{}}
 
 	// 0. The raw franz-go chain, on the same broker, before the load: the
 	// stack is idle then, so the chain does not compete with the stack's
@@ -268,7 +268,7 @@ sending:
 					return nil, fmt.Errorf("loadtest: encode intent: %w", err)
 				}
 				st.mu.Lock()
-				st.runs[trace] = &run{sent: now}
+				st.pending[trace] = struct{}{}
 				st.sent++
 				if st.firstSent.IsZero() {
 					st.firstSent = now
@@ -459,16 +459,10 @@ func fold(st *state, ev *schemas.RuntimeEvent) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.events++
-	ru := st.runs[ev.TraceID]
-	if ru == nil {
-		return
-	}
+	_, pending := st.pending[ev.TraceID]
 	route := ev.Route
 	if route == "" {
 		route = thread.RouteBaseline
-	}
-	if ru.route == "" {
-		ru.route = route
 	}
 	rr := st.route(route)
 	switch ev.EventType {
@@ -487,7 +481,7 @@ func fold(st *state, ev *schemas.RuntimeEvent) {
 			gr := rr.Gates[g.Name]
 			if gr == nil {
 				gr = &GateRate{}
-				rr.Gates[g.Name] = gr
+				rr.Gates[strings.Clone(g.Name)] = gr
 			}
 			if g.Passed {
 				gr.Passed++
@@ -496,15 +490,13 @@ func fold(st *state, ev *schemas.RuntimeEvent) {
 			}
 		}
 	}
-	if o, ok := thread.Outcome(ev.EventType); ok && ru.outcome == "" {
-		ru.outcome = o
-		ru.doneAt = ev.Timestamp
+	if o, ok := thread.Outcome(ev.EventType); ok && pending {
+		delete(st.pending, ev.TraceID)
 		rr.Runs++
 		rr.Outcomes[o]++
 		st.done[route]++
 		if !ev.RunStarted.IsZero() {
-			ru.latMs = ev.Timestamp.Sub(ev.RunStarted).Milliseconds()
-			st.lat[route].Record(ru.latMs)
+			st.lat[route].Record(ev.Timestamp.Sub(ev.RunStarted).Milliseconds())
 		}
 		if now := time.Now(); now.After(st.lastDone) {
 			st.lastDone = now
