@@ -147,8 +147,8 @@ type Config struct {
 	Pprof bool `env:"SPINE_PPROF, default=false"`
 
 	// ShutdownTimeout is SPINE_SHUTDOWN_TIMEOUT, the bound on a clean
-	// shutdown: the transaction in flight gets half of it to commit, then
-	// leaving the group and closing the clients get all of it. Default 10s.
+	// shutdown: the transaction in flight gets it to commit, then leaving
+	// the group and closing the clients get it again. Default 10s.
 	ShutdownTimeout time.Duration `env:"SPINE_SHUTDOWN_TIMEOUT, default=10s"`
 	// InstanceID is SPINE_INSTANCE_ID, this instance's name among the
 	// instances of a processor: the transactional id is the processor's

@@ -411,15 +411,15 @@ func (p *Processor) close(sess *kgo.GroupTransactSession) {
 }
 
 // finishing returns the context a transaction in flight finishes in
-// (two-step shutdown): it outlives ctx, but ends after d, or half the
-// shutdown timeout after ctx ended, whichever comes first. A transaction
+// (two-step shutdown): it outlives ctx, but ends after d, or the shutdown
+// timeout after ctx ended, whichever comes first. A transaction
 // whose broker stopped answering (a restart, a partition) would otherwise
 // hold a stopping process for all of d; aborted instead, its records are
 // read again by the partitions' next owner.
 func (p *Processor) finishing(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d)
 	stop := context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(p.cfg.shutdownTimeout/2, cancel)
+		t := time.AfterFunc(p.cfg.shutdownTimeout, cancel)
 		context.AfterFunc(fctx, func() { t.Stop() })
 	})
 	return fctx, func() { stop(); cancel() }

@@ -81,7 +81,7 @@ func (p *Processor) revokeAll() {
 // it ended. It returns an error only when the session is unusable.
 func (p *Processor) transactBatch(ctx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record) error {
 	// A batch that was handled commits even when ctx ends (two-step
-	// shutdown), within half the shutdown timeout. Its records are sent
+	// shutdown), within the shutdown timeout. Its records are sent
 	// when it ends, so the handler's time does not count against the
 	// transaction timeout. The handler itself stops with ctx: nothing of
 	// the batch is on the broker yet, so an abort loses nothing, while a

@@ -120,8 +120,8 @@ func WithTransactionTimeout(d time.Duration) ProcessorOpt {
 }
 
 // WithShutdownTimeout bounds a clean stop: the transaction in flight when
-// Run's context ends gets half of it to commit (else it is aborted), and
-// leaving the group and closing the client get all of it. Default 10s.
+// Run's context ends gets it to commit (else it is aborted), and leaving
+// the group and closing the client get it again. Default 10s.
 func WithShutdownTimeout(d time.Duration) ProcessorOpt {
 	return func(c *processorConfig) { c.shutdownTimeout = d }
 }

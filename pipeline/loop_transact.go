@@ -40,7 +40,7 @@ func (e *errBlocked) Unwrap() error { return e.err }
 // error only when the session is unusable.
 func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, due map[int32][]timer, done []completion, read map[int32]map[string]int64) error {
 	// In-flight work finishes even when ctx ends (two-step shutdown); the
-	// transaction timeout bounds it, and half the shutdown timeout once ctx
+	// transaction timeout bounds it, and the shutdown timeout once ctx
 	// ended.
 	wctx, cancel := p.finishing(ctx, p.cfg.txnTimeout+5*time.Second)
 	defer cancel()

@@ -27,6 +27,7 @@ import (
 	"github.com/spinerun/spine/pipeline"
 	"github.com/spinerun/spine/processors/canary"
 	"github.com/spinerun/spine/projections"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // chromiumPath finds a Chromium binary (Debian's chromium package, or a
@@ -152,6 +153,25 @@ rules:
 	time.Sleep(5 * time.Second)
 	stopTraffic()
 	<-produced
+	// The newest run completed, to open in the run view: on a loaded
+	// broker the performance gate can reject every run of the last
+	// seconds, and the page lists only the newest.
+	for try := 1; ; try++ {
+		id := thread.NewTraceID(time.Now())
+		if code, _, stderr := run(t.Context(), "produce", "--input", "a run to open", "--trace-id", id, "-q"); code != exitOK {
+			t.Fatalf("produce: exit %d: %s", code, stderr)
+		}
+		var r struct {
+			Outcome string `json:"outcome"`
+		}
+		getJSONT(t, base+"/v1/runs/"+id+"?wait=30s", &r)
+		if r.Outcome == "completed" {
+			break
+		}
+		if try == 5 {
+			t.Fatalf("none of 5 runs produced one after another completed (the last: %q)", r.Outcome)
+		}
+	}
 
 	// The live view settles: every run received is finished, and its
 	// counts equal the projections' (the 10 s windows, all time).
