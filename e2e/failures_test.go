@@ -22,14 +22,30 @@ import (
 // always), flaky (503, then an answer), limited (429 with Retry-After: 1,
 // then an answer), slow (longer than the call's timeout), garbled
 // (malformed JSON), empty (no choices). It logs when each call came.
+//
+// Like an API that honours the Idempotency-Key header (Stripe's, the IETF
+// draft's), it answers a call whose key it has seen with the first
+// answer to that key, and counts it as that call again, not as a new one:
+// the dataplane runs a call at least once (a call whose result's
+// transaction aborts, or whose partition moves, runs again with the same
+// key), and the stateflow's retries come with new keys.
 type failingModel struct {
 	*httptest.Server
-	mu    sync.Mutex
-	calls map[string][]time.Time // input → when each call came
+	mu      sync.Mutex
+	calls   map[string][]time.Time // input → when each call with a new key came
+	keys    map[string]*keyedCall  // Idempotency-Key → its first call
+	repeats map[string]int         // input → calls with a key seen before
+}
+
+// keyedCall is the first call with an Idempotency-Key: which call of its
+// input it was, and its answer once it gave one.
+type keyedCall struct {
+	n      int
+	answer *httptest.ResponseRecorder
 }
 
 func newFailingModel(t *testing.T) *failingModel {
-	m := &failingModel{calls: map[string][]time.Time{}}
+	m := &failingModel{calls: map[string][]time.Time{}, keys: map[string]*keyedCall{}, repeats: map[string]int{}}
 	m.Server = httptest.NewServer(http.HandlerFunc(m.serve))
 	t.Cleanup(m.Close)
 	return m
@@ -44,10 +60,49 @@ func (m *failingModel) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	input := req.Messages[len(req.Messages)-1].Content
+	key := r.Header.Get("Idempotency-Key")
 	m.mu.Lock()
-	m.calls[input] = append(m.calls[input], time.Now())
-	n := len(m.calls[input])
+	first := m.keys[key]
+	var n int
+	switch {
+	case first != nil && first.answer != nil: // answered before: the same answer
+		m.repeats[input]++
+		m.mu.Unlock()
+		replay(w, first.answer)
+		return
+	case first != nil: // its first call is running, or was cut: run it again
+		m.repeats[input]++
+		n = first.n
+	default:
+		m.calls[input] = append(m.calls[input], time.Now())
+		n = len(m.calls[input])
+		first = &keyedCall{n: n}
+		if key != "" {
+			m.keys[key] = first
+		}
+	}
 	m.mu.Unlock()
+	rec := httptest.NewRecorder()
+	m.answer(rec, r, input, n)
+	if r.Context().Err() != nil {
+		return // the caller is gone: no answer to keep
+	}
+	m.mu.Lock()
+	first.answer = rec
+	m.mu.Unlock()
+	replay(w, rec)
+}
+
+func replay(w http.ResponseWriter, rec *httptest.ResponseRecorder) {
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
+}
+
+// answer writes the answer to the nth call (with a new key) of input.
+func (m *failingModel) answer(w http.ResponseWriter, r *http.Request, input string, n int) {
 	errorBody := func(code int, typ, msg string) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
@@ -97,10 +152,12 @@ func (m *failingModel) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (m *failingModel) callsOf(input string) []time.Time {
+// callsOf returns when each call of input with a new Idempotency-Key came,
+// and how many calls repeated a key.
+func (m *failingModel) callsOf(input string) ([]time.Time, int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return append([]time.Time(nil), m.calls[input]...)
+	return append([]time.Time(nil), m.calls[input]...), m.repeats[input]
 }
 
 // TestModelFailuresEndRight: through the whole thread, each way an
@@ -165,27 +222,44 @@ func TestModelFailuresEndRight(t *testing.T) {
 				if terminalTypes[e.ev.EventType] {
 					end = e.ev
 				}
-				if e.ev.EventType == thread.DataplaneFailed && e.ev.Error != nil {
+				// Each attempt that timed out, whether the call's own
+				// deadline cut it (dataplane.failed, kind timeout) or the
+				// orchestrator's timer for the state fired first (its
+				// result committed late), is retried by a
+				// run.retry_scheduled of kind timeout.
+				if e.ev.EventType == thread.RunRetryScheduled && e.ev.Error != nil {
 					if kind, _, _ := thread.ParseCallError(*e.ev.Error); kind == thread.ErrorTimeout {
 						timeouts++
 					}
 				}
 			}
-			// An attempt the deadline cut (a loaded machine can delay a
-			// dispatch until the call no longer fits SPINE_EXEC_TIMEOUT)
-			// is retried: one call more, as the thread records, up to the
-			// attempts allowed.
-			want := min(tc.calls+timeouts, 3)
-			if tc.word == "slow" || tc.word == "down" {
-				want = tc.calls
+			// An attempt that timed out (a loaded machine can delay a
+			// dispatch, or the commit of its result, past
+			// SPINE_EXEC_TIMEOUT) is retried: up to one call more, as the
+			// thread records, up to the attempts allowed (none more when
+			// the attempt that timed out had made its call and was to
+			// fail anyway).
+			lo, hi := tc.calls, min(tc.calls+timeouts, 3)
+			switch tc.word {
+			case "slow": // every attempt times out, each after its call
+				lo, hi = tc.calls, tc.calls
+			case "down": // every attempt fails: one that timed out may not have called
+				lo, hi = tc.calls-timeouts, tc.calls
 			}
-			calls := m.callsOf(tc.word + " " + trace)
+			calls, repeats := m.callsOf(tc.word + " " + trace)
+			if repeats > 0 || (timeouts > 0 && tc.word != "slow") {
+				t.Logf("%s: %d attempts timed out, %d calls repeated an Idempotency-Key (the dataplane ran a call again)", trace, timeouts, repeats)
+			}
 			switch {
 			case end == nil || end.EventType != tc.end:
 				t.Errorf("%s ended %v, want %s", trace, end, tc.end)
 				continue
-			case len(calls) != want:
-				t.Errorf("%s: %d calls to the model, want %d (%d of its attempts timed out)", trace, len(calls), want, timeouts)
+			case len(calls) < lo || len(calls) > hi:
+				want := fmt.Sprint(lo)
+				if hi > lo {
+					want = fmt.Sprintf("%d to %d", lo, hi)
+				}
+				t.Errorf("%s: %d calls to the model with a new Idempotency-Key, want %s (%d of its attempts timed out; %d calls repeated a key); its thread:\n%s", trace, len(calls), want, timeouts, repeats, threadOf(byTrace[trace]))
 			}
 			if tc.kind != "" {
 				kind := ""
@@ -201,4 +275,18 @@ func TestModelFailuresEndRight(t *testing.T) {
 			}
 		}
 	}
+}
+
+// threadOf lists a run's events a line each, with when each was written
+// and its error, for a failure's message.
+func threadOf(evs []event) string {
+	var b strings.Builder
+	for _, e := range evs {
+		fmt.Fprintf(&b, "  %s %s span=%s parent=%s", e.ev.Timestamp.Format("15:04:05.000"), e, e.ev.SpanID, e.ev.ParentSpanID)
+		if e.ev.Error != nil {
+			fmt.Fprintf(&b, " error=%q", *e.ev.Error)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
 }
