@@ -34,18 +34,23 @@ func (p partOffsets) total() int64 {
 // endOffsets lists the high watermarks and log start offsets of topics
 // (optionally only the given partitions). A listing that misses a topic is
 // retried (metadata can lag just after a topic is created); a topic that
-// stays missing is an error.
+// stays missing is an error. A listing that fails (no leader during an
+// election, a broker restarting) is retried for up to transientListing.
 func endOffsets(ctx context.Context, adm *kadm.Client, topics []string, only func(int32) bool) (end, start partOffsets, err error) {
-	for attempt := range 10 {
+	deadline := time.Now().Add(transientListing)
+	for attempt, missed := 0, 0; ; attempt++ {
 		if attempt > 0 {
 			select {
 			case <-ctx.Done():
 				return nil, nil, ctx.Err()
-			case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+			case <-time.After(min(time.Duration(attempt)*100*time.Millisecond, time.Second)):
 			}
 		}
 		end, start, err = listOffsets(ctx, adm, topics, only)
 		if err != nil {
+			if ctx.Err() != nil || time.Now().After(deadline) {
+				return nil, nil, err
+			}
 			continue
 		}
 		var missing []string
@@ -57,10 +62,15 @@ func endOffsets(ctx context.Context, adm *kadm.Client, topics []string, only fun
 		if len(missing) == 0 {
 			return end, start, nil
 		}
-		err = fmt.Errorf("no offsets listed for %v (do the topics exist? `spine up` creates them)", missing)
+		if missed++; missed == 10 {
+			return nil, nil, fmt.Errorf("no offsets listed for %v (do the topics exist? `spine up` creates them)", missing)
+		}
 	}
-	return nil, nil, err
 }
+
+// transientListing bounds how long endOffsets retries a listing that
+// fails: longer than a broker takes to restart or elect leaders.
+const transientListing = 30 * time.Second
 
 func listOffsets(ctx context.Context, adm *kadm.Client, topics []string, only func(int32) bool) (partOffsets, partOffsets, error) {
 	ends, err := adm.ListEndOffsets(ctx, topics...)

@@ -114,13 +114,17 @@ func (s *Store) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("projections store: client: %w", err)
 	}
-	ends, starts, err := endOffsets(ctx, kadm.NewClient(admCl), topics, nil)
+	var ends, starts partOffsets
+	for {
+		// A view waits for Kafka, however long: it is not ready meanwhile.
+		if ends, starts, err = endOffsets(ctx, kadm.NewClient(admCl), topics, nil); err == nil || ctx.Err() != nil {
+			break
+		}
+		s.log.Warn("projections view: cannot list the projection topics' offsets yet; retrying", "err", err)
+	}
 	admCl.Close()
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("projections store: %w", err)
+		return nil // ctx ended
 	}
 	runsTopic := string(s.cfg.Layout.Projection(thread.ProjRuns))
 	tail := s.runsTail(len(ends[runsTopic]))
