@@ -155,8 +155,11 @@ func TestVerifyStackUnderFailures(t *testing.T) {
 		// topic up to its end as listed at the start, so one transaction's
 		// records can be read on one topic and not yet on another. An
 		// anomaly then is checked again; once no run is in flight, it
-		// fails the test.
-		if code == exitError && (m == nil || !strings.Contains(m[2], "in_flight")) || time.Now().After(deadline) {
+		// fails the test. A lost terminal is checked again too: on a
+		// loaded machine the orchestrator can fire a state's timer later
+		// than verify's grace allows; a terminal truly lost stays lost
+		// until the deadline.
+		if code == exitError && (m == nil || !strings.Contains(m[2], "in_flight")) && !onlyLostTerminals(out) || time.Now().After(deadline) {
 			t.Fatalf("verify under failures: exit %d\n%s\n%s", code, out, stderr)
 		}
 	}
@@ -164,4 +167,25 @@ func TestVerifyStackUnderFailures(t *testing.T) {
 	if !strings.Contains(out, "failed=") && !strings.Contains(out, "timed_out=") {
 		t.Errorf("no run failed or timed out: the failures did not happen\n%s", out)
 	}
+}
+
+// onlyLostTerminals reports whether verify's table names anomalies of kind
+// lost_terminal and of no other kind.
+func onlyLostTerminals(out string) bool {
+	lost := false
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 || f[0] == "anomaly" {
+			continue
+		}
+		n, err := strconv.Atoi(f[1])
+		if err != nil || n == 0 {
+			continue
+		}
+		if f[0] != "lost_terminal" {
+			return false
+		}
+		lost = true
+	}
+	return lost
 }
