@@ -3,6 +3,8 @@ package pipeline
 import (
 	"context"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // BatchHandler is a processor whose effects are per batch, not per record:
@@ -46,13 +48,14 @@ func (f BatchHandlerFunc) HandleBatch(ctx context.Context, batch []Input) ([]Rec
 const BatchHandleTimeout = 30 * time.Second
 
 // Record is one encoded record a BatchHandler writes in its batch's
-// transaction, to exactly the partition it names (which must exist). A nil
-// Value is a tombstone.
+// transaction, to exactly the partition it names (which must exist), with
+// its Headers (nil: none). A nil Value is a tombstone.
 type Record struct {
 	Topic     Topic
 	Partition int32
 	Key       []byte
 	Value     []byte
+	Headers   []kgo.RecordHeader
 }
 
 // BatchCommit describes a committed transaction of a BatchHandler.

@@ -120,7 +120,7 @@ func (p *Processor) transactBatch(ctx context.Context, sess *kgo.GroupTransactSe
 		default:
 			handed = len(inputs)
 			for _, r := range out {
-				produce(&kgo.Record{Topic: string(r.Topic), Partition: r.Partition, Key: r.Key, Value: r.Value})
+				produce(&kgo.Record{Topic: string(r.Topic), Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers})
 			}
 		}
 	}

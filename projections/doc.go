@@ -33,10 +33,13 @@
 // (exactly once). It restores cells from those topics, not from the thread,
 // when it first sees a source partition (and again after an aborted
 // transaction or a rebalance). It keeps in memory only what can
-// still change: finished runs and windows older than RunnerConfig.Retain
-// are evicted, and an event for an evicted cell restores its source
-// partition first (Folder.Plan names the cells an event touches), so
-// eviction never changes a cell. Which cells it evicted it remembers for
+// still change: a finished run's parts are spilled at the next sweep (kept
+// as the bytes their last transaction wrote, a third of their decoded
+// size, for RunnerConfig.Retain of event time, so that a stale result
+// decodes its part back), windows older than Retain are evicted, and an
+// event for an evicted cell restores its source partition first
+// (Folder.Plan names the cells an event touches), so eviction never
+// changes a cell. Which cells it evicted it remembers for
 // RunnerConfig.ForgetEvicted of event time; past that, an event of a run
 // older than what it forgot, for a cell not in memory, restores the
 // source too, so this memory is bounded as well. Undecodable records go to spine.dlq in the

@@ -554,27 +554,37 @@ func TestReplayWhileMoving(t *testing.T) {
 
 // Finished runs and old windows leave the runner's memory, and an event
 // for one of them (a stale result, a late gate) is still folded exactly:
-// its source partition is restored first. Also when the runner has
-// forgotten which keys it evicted (ForgetEvicted): the run started before
-// what it forgot.
+// a finished run's part spilled within Retain is decoded back from its
+// encoding; past Retain its source partition is restored first. Also when
+// the runner has forgotten which keys it evicted (ForgetEvicted): the run
+// started before what it forgot.
 func TestProjectionsLateEventsAfterEviction(t *testing.T) {
 	t.Parallel()
+	t.Run("spilled", func(t *testing.T) {
+		t.Parallel()
+		// Retain spans the runs: the first run's parts are spilled, not
+		// dropped, when its late events come.
+		lateEventsAfterEviction(t, 400, func(c *RunnerConfig) { c.Retain = time.Hour }, true)
+	})
 	t.Run("remembered", func(t *testing.T) {
 		t.Parallel()
-		lateEventsAfterEviction(t, 400, nil) // ~15s of runs: two windows
+		lateEventsAfterEviction(t, 400, nil, false) // ~15s of runs: two windows
 	})
 	t.Run("forgotten", func(t *testing.T) {
 		t.Parallel()
 		// ~33s of runs: four windows, so each source drops a generation.
 		// Small batches, so each source sweeps as its windows move on.
-		r := lateEventsAfterEviction(t, 900, func(c *RunnerConfig) { c.ForgetEvicted, c.MaxPollRecords = time.Nanosecond, 100 })
+		r := lateEventsAfterEviction(t, 900, func(c *RunnerConfig) { c.ForgetEvicted, c.MaxPollRecords = time.Nanosecond, 100 }, false)
 		if counterValue(t, r.metrics.forgotten) == 0 {
 			t.Fatal("no eviction was forgotten; the test proves nothing")
 		}
 	})
 }
 
-func lateEventsAfterEviction(t *testing.T, n int, change func(*RunnerConfig)) *Runner {
+// lateEventsAfterEviction folds n runs, then two late events of the first
+// one, and checks them folded exactly: decoded back from the spill
+// (spilled) or after restoring the run's source (not spilled).
+func lateEventsAfterEviction(t *testing.T, n int, change func(*RunnerConfig), spilled bool) *Runner {
 	e := newEnv(t)
 	runs := synth(91, n, "baseline", schemas.V1, 8)
 	e.produce(t, runs)
@@ -621,12 +631,14 @@ func lateEventsAfterEviction(t *testing.T, n int, change func(*RunnerConfig)) *R
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	var m dto.Metric
-	if err := r.metrics.pinned.Write(&m); err != nil || m.GetCounter().GetValue() == 0 {
-		t.Fatal("the late events did not hit evicted cells; the test proves nothing")
-	}
-	if err := r.metrics.evictions.Write(&m); err != nil || m.GetCounter().GetValue() == 0 {
+	restores, unspilled := counterValue(t, r.metrics.pinned), counterValue(t, r.metrics.unspilled)
+	switch {
+	case counterValue(t, r.metrics.evictions) == 0:
 		t.Fatal("nothing was evicted")
+	case spilled && (unspilled == 0 || restores != 0):
+		t.Fatalf("late events for spilled parts: %v decoded back, %v restores; want some and none", unspilled, restores)
+	case !spilled && restores == 0:
+		t.Fatal("the late events did not hit evicted cells; the test proves nothing")
 	}
 	replayEqual(t, e, "replay after late events")
 	return r

@@ -56,8 +56,14 @@ type projector struct {
 	// event for one of them pins the key and re-restores its source.
 	evicted       map[Source]*evictions
 	forgetEvicted time.Duration
-	pinned        map[string]bool
-	lastSweep     time.Time
+	// spilled holds, by source, the encoded cells of finished runs the
+	// sweep took out of memory (the bytes their last transaction wrote),
+	// for retain of their source's event time: an event for one (a late or
+	// stale result) decodes it back instead of restoring its source.
+	spilled   map[Source]map[string]spill
+	encodeAt  []byte // the sweep's encoding buffer
+	pinned    map[string]bool
+	lastSweep time.Time
 	// The transaction in flight: whether HandleBatch was called in it and
 	// began folding, what it folded and the cells it wrote.
 	called, folding bool
@@ -92,6 +98,7 @@ func newProjector(cfg RunnerConfig, log *slog.Logger) *projector {
 		restored:      map[Source]bool{},
 		evicted:       map[Source]*evictions{},
 		forgetEvicted: cfg.ForgetEvicted,
+		spilled:       map[Source]map[string]spill{},
 		pinned:        map[string]bool{},
 	}
 	for _, t := range SourceTopics(cfg.Layout) {
@@ -136,7 +143,9 @@ func (r *projector) resetAll() {
 	r.cells = Cells{}
 	r.restored = map[Source]bool{}
 	r.evicted = map[Source]*evictions{}
+	r.spilled = map[Source]map[string]spill{}
 	r.metrics.resident.Set(0)
+	r.metrics.spilled.Set(0)
 }
 
 func (r *projector) forget(s Source) {
@@ -145,6 +154,8 @@ func (r *projector) forget(s Source) {
 	}
 	delete(r.restored, s)
 	delete(r.evicted, s)
+	r.metrics.spilled.Sub(float64(len(r.spilled[s])))
+	delete(r.spilled, s)
 	for k := range r.cells {
 		if ks, err := ParseKey(k); err == nil && ks.Source == s {
 			delete(r.cells, k)
@@ -217,6 +228,83 @@ func (r *projector) unevict(s Source, k string) {
 	}
 }
 
+// spill is a finished run's part taken out of memory by the sweep: its
+// encoding (as its last transaction wrote it) and its source's newest
+// window when it was taken, from which it stays for retain.
+type spill struct {
+	b  []byte
+	at time.Time
+}
+
+// spillRun takes the finished run part c (key k of source s) out of
+// memory, keeping its encoding, and reports whether it could (a part
+// appendCell cannot encode exactly stays in memory).
+func (r *projector) spillRun(s Source, k string, c Cell, newest time.Time) bool {
+	b, ok := appendCell(r.encodeAt[:0], c)
+	r.encodeAt = b[:0]
+	if !ok {
+		return false
+	}
+	m := r.spilled[s]
+	if m == nil {
+		m = map[string]spill{}
+		r.spilled[s] = m
+	}
+	m[k] = spill{b: slices.Clone(b), at: newest}
+	r.evict(s, k)
+	r.metrics.spilled.Inc()
+	return true
+}
+
+// unspill puts the spilled part k of s back in memory, if there is one,
+// and reports whether it did. A spill that does not decode (it cannot:
+// appendCell wrote it) is dropped, and k stays evicted: the source is
+// restored from the topic as for any evicted key.
+func (r *projector) unspill(s Source, k string) bool {
+	sp, ok := r.spilled[s][k]
+	if !ok {
+		return false
+	}
+	delete(r.spilled[s], k)
+	r.metrics.spilled.Dec()
+	c, err := decodeCell(thread.ProjRuns, sp.b)
+	if err != nil {
+		r.log.Error("dropping a spilled projection cell that does not decode", "key", k, "err", err)
+		return false
+	}
+	r.cells[k] = c
+	r.unevict(s, k)
+	r.metrics.unspilled.Inc()
+	return true
+}
+
+// HeaderRunFinished marks a spine.proj.runs record whose run part is
+// finished (runFinished): a restore leaves it on the topic without
+// decoding it.
+const HeaderRunFinished = "spine-run-finished"
+
+var finishedHeaders = []kgo.RecordHeader{{Key: HeaderRunFinished, Value: []byte("1")}}
+
+// CellHeaders returns the headers of the record of cell c of source src
+// (HeaderRunFinished for a finished run's part; nil for any other), for
+// whoever writes the projection topics as the runner does.
+func CellHeaders(src Source, c Cell) []kgo.RecordHeader {
+	if p, ok := c.(*RunPart); ok && runFinished(src.Topic, p) {
+		return finishedHeaders
+	}
+	return nil
+}
+
+// finishedRecord reports whether rec carries HeaderRunFinished.
+func finishedRecord(rec *kgo.Record) bool {
+	for _, h := range rec.Headers {
+		if h.Key == HeaderRunFinished {
+			return string(h.Value) == "1"
+		}
+	}
+	return false
+}
+
 // runStart is when ev's run started (its own time if it does not say).
 func runStart(ev *schemas.RuntimeEvent) time.Time {
 	if ev.RunStarted.IsZero() {
@@ -283,15 +371,26 @@ func (r *projector) sweep(now time.Time) {
 	}
 	for k, kk := range keys {
 		if kk.Projection == thread.ProjRuns {
-			// Finished, and quiet for retain of its source's event time,
-			// so stale results of a retried attempt mostly still find it.
-			if p, ok := r.cells[k].(*RunPart); ok && runFinished(kk.Source.Topic, p) && p.LastAt.Before(newest[kk.Source].Add(-r.retain)) {
-				r.evict(kk.Source, k)
+			// Finished: spilled, its encoding kept for retain of its
+			// source's event time, so that stale results of a retried
+			// attempt still find it without a restore.
+			if p, ok := r.cells[k].(*RunPart); ok && runFinished(kk.Source.Topic, p) {
+				if !r.spillRun(kk.Source, k, p, newest[kk.Source]) && p.LastAt.Before(newest[kk.Source].Add(-r.retain)) {
+					r.evict(kk.Source, k)
+				}
 			}
 			continue
 		}
 		if kk.Window.Before(newest[kk.Source].Add(-r.retain)) {
 			r.evict(kk.Source, k)
+		}
+	}
+	for s, m := range r.spilled {
+		for k, sp := range m {
+			if sp.at.Before(newest[s].Add(-r.retain)) {
+				delete(m, k) // evicted: on the topic only
+				r.metrics.spilled.Dec()
+			}
 		}
 	}
 	for s, e := range r.evicted {
@@ -327,12 +426,16 @@ func (r *projector) HandleBatch(ctx context.Context, batch []pipeline.Input) ([]
 	// partition be restored again, so the fold starts from the committed
 	// cell; and every cell the batch touches in a source about to be
 	// restored is pinned, so restoring loads it instead of evicting it.
+	// A spilled part comes back from its encoding instead.
 	again := map[Source]bool{}
 	for _, it := range items {
 		if !r.restored[it.src] {
 			continue
 		}
 		for _, k := range r.folder.Plan(it.src, it.ev, it.writer).Keys() {
+			if _, in := r.cells[k]; in || r.unspill(it.src, k) {
+				continue
+			}
 			if r.wasEvicted(it.src, k, runStart(it.ev)) {
 				again[it.src] = true
 				r.metrics.pinned.Inc()
@@ -367,10 +470,10 @@ func (r *projector) HandleBatch(ctx context.Context, batch []pipeline.Input) ([]
 	}
 
 	r.folding = true
-	changed := map[string]int32{} // key → projection partition
+	changed := map[string]Source{} // key → its source (its partition is the record's)
 	for _, it := range items {
 		for _, k := range r.folder.Fold(r.cells, it.src, it.ev, it.writer) {
-			changed[k] = it.src.Partition
+			changed[k] = it.src
 		}
 		r.folded++
 	}
@@ -385,12 +488,14 @@ func (r *projector) HandleBatch(ctx context.Context, batch []pipeline.Input) ([]
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, pipeline.Record{
+		rec := pipeline.Record{
 			Topic:     r.layout.Projection(c.Projection()),
-			Partition: changed[k],
+			Partition: changed[k].Partition,
 			Key:       []byte(k),
 			Value:     b,
-		})
+		}
+		rec.Headers = CellHeaders(changed[k], c)
+		out = append(out, rec)
 		r.written[c.Projection()]++
 	}
 	return out, nil
@@ -495,6 +600,13 @@ func (r *projector) restore(ctx context.Context, need map[int32][]Source) error 
 			r.unevict(s, key)
 			return nil
 		}
+		if !r.pinned[key] && finishedRecord(rec) {
+			// A finished run's part, as its header says: left on the
+			// topic without decoding it (most of a restart's restore).
+			delete(r.cells, key)
+			r.evict(s, key)
+			return nil
+		}
 		c, err := decodeCell(k.Projection, rec.Value)
 		if err != nil {
 			r.log.Error("skipping corrupt projection cell", "key", key, "err", err, "code", Code(err))
@@ -547,6 +659,8 @@ func (c eventCodec) Decode(ctx context.Context, topic pipeline.Topic, b []byte) 
 
 type runnerMetrics struct {
 	resident       prometheus.Gauge
+	spilled        prometheus.Gauge
+	unspilled      prometheus.Counter
 	evictions      prometheus.Counter
 	forgotten      prometheus.Counter
 	pinned         prometheus.Counter
@@ -561,6 +675,12 @@ func newRunnerMetrics(reg prometheus.Registerer) *runnerMetrics {
 	m := &runnerMetrics{
 		resident: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "spine_projection_cells_resident", Help: "Projection cells the runner holds in memory.",
+		}),
+		spilled: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spine_projection_cells_spilled", Help: "Finished runs' cells the runner keeps encoded, not decoded, for a late event (RunnerConfig.Retain of event time).",
+		}),
+		unspilled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "spine_projection_cells_unspilled_total", Help: "Events for a finished run's cell that found it spilled and decoded it back (no restore).",
 		}),
 		evictions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "spine_projection_cells_evicted_total", Help: "Finished runs and old windows swept from the runner's memory (they stay on the topics).",
@@ -590,7 +710,7 @@ func newRunnerMetrics(reg prometheus.Registerer) *runnerMetrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.resident, m.evictions, m.forgotten, m.pinned, m.records, m.txns, m.cells, m.txnSeconds, m.restoreSeconds)
+		reg.MustRegister(m.resident, m.spilled, m.unspilled, m.evictions, m.forgotten, m.pinned, m.records, m.txns, m.cells, m.txnSeconds, m.restoreSeconds)
 	}
 	return m
 }

@@ -248,3 +248,78 @@ func TestWasEvictedPastTheHorizon(t *testing.T) {
 		t.Error("a key in memory is taken as evicted")
 	}
 }
+
+// A finished run's parts leave memory at the next sweep, spilled as the
+// bytes their last transaction wrote (each such record marked
+// HeaderRunFinished, and only those); a late event for one decodes it back
+// without a restore, and every cell's last value written is still the fold
+// of the whole thread, late events included.
+func TestProjectorSpillsFinishedRuns(t *testing.T) {
+	t.Parallel()
+	r := newTestProjector(t)
+	r.sweepEvery = 0 // sweep at every commit
+	runs := synth(12, 60, "baseline", schemas.V1, 5)
+	recs := interleave(13, runs)
+	// Late events of the first run, after every run ended: a stale result
+	// and a refused transition.
+	first := runs[0]
+	for _, late := range []struct {
+		topic string
+		typ   schemas.EventType
+		phase schemas.Phase
+	}{{"spine.dataplane", "dataplane.failed", schemas.PhaseData}, {"spine.control", "run.illegal_transition", schemas.PhaseControl}} {
+		recs = append(recs, rec{src: Source{Topic: late.topic, Partition: partOf(first.trace)}, ev: &schemas.RuntimeEvent{
+			EventID: first.trace + "-late-" + string(late.typ), TraceID: first.trace, SpanID: "late", SchemaVersion: schemas.V1,
+			Timestamp: first.start.Add(time.Hour), RunStarted: first.start, Phase: late.phase, EventType: late.typ, State: "failed"}})
+	}
+	want := encodeAll(t, foldAll(Folder{Window: DefaultWindow}, recs))
+	last := map[string]pipeline.Record{}
+	for i := 0; i < len(recs); i += 50 {
+		out, err := r.HandleBatch(t.Context(), inputsOf(r.layout, recs[i:min(i+50, len(recs))]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range out {
+			last[string(o.Key)] = o
+		}
+		r.Committed(pipeline.BatchCommit{Inputs: len(out)})
+	}
+	for k, b := range want {
+		if string(last[k].Value) != string(b) {
+			t.Errorf("cell %s: last written %s, want %s", k, last[k].Value, b)
+		}
+	}
+	spilled := 0
+	for k, o := range last {
+		kk, err := ParseKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, isRun := DecodeCell(k, o.Value)
+		finished := isRun == nil && kk.Projection == "runs" && runFinished(kk.Source.Topic, p.(*RunPart))
+		marked := len(o.Headers) == 1 && o.Headers[0].Key == HeaderRunFinished && string(o.Headers[0].Value) == "1"
+		if marked != finished || (!finished && len(o.Headers) != 0) {
+			t.Errorf("cell %s (finished: %v) written with headers %v", k, finished, o.Headers)
+		}
+		sp, isSpilled := r.spilled[kk.Source][k]
+		_, inMemory := r.cells[k]
+		switch {
+		case finished && (inMemory || !isSpilled || string(sp.b) != string(o.Value)):
+			t.Errorf("finished %s: in memory %v, spilled %v (%s), want spilled as written", k, inMemory, isSpilled, sp.b)
+		case !finished && (!inMemory || isSpilled):
+			t.Errorf("unfinished %s: in memory %v, spilled %v", k, inMemory, isSpilled)
+		}
+		if isSpilled {
+			spilled++
+		}
+	}
+	if spilled == 0 {
+		t.Fatal("nothing spilled; the test proves nothing")
+	}
+	if got := counterValue(t, r.metrics.unspilled); got < 2 {
+		t.Errorf("%v spilled parts decoded back, want the 2 the late events hit at least", got)
+	}
+	if got := counterValue(t, r.metrics.pinned); got != 0 {
+		t.Errorf("%v restores for late events, want none (the parts were spilled)", got)
+	}
+}

@@ -52,12 +52,13 @@ type RunnerConfig struct {
 	MaxPollRecords int
 	// Retain is how far behind the newest window of its source partition
 	// an aggregate cell stays in memory; older ones are evicted. Default
-	// 2m. Finished runs (terminal on the control topic, delivered on the
-	// data plane, judged on a gate topic) quiet for as long are evicted
-	// too. An event for an
-	// evicted cell (a late or stale one) makes the runner restore that
-	// source partition from the projection topics first, so eviction
-	// bounds memory without changing any cell.
+	// 2m. A finished run's part (terminal on the control topic, delivered
+	// on the data plane, judged on a gate topic) leaves memory at the next
+	// sweep but stays spilled, encoded, for as long: an event for it
+	// decodes it back. An event for an evicted cell (a late or stale one,
+	// past Retain) makes the runner restore that source partition from the
+	// projection topics first, so eviction bounds memory without changing
+	// any cell.
 	Retain time.Duration
 	// ForgetEvicted is how long (in event time) the runner remembers which
 	// keys it evicted. Default 30m. Past it, an event of a run that started

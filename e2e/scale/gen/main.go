@@ -129,14 +129,14 @@ func run(ctx context.Context, dir string, n int, span time.Duration, l pipeline.
 	// cells as records; finished runs' cells and closed windows are then
 	// dropped from memory (they are on the topic).
 	fold := func(rs []*threadgen.Run) ([]*kgo.Record, error) {
-		changed := map[string]int32{}
+		changed := map[string]projections.Source{}
 		var last time.Time
 		for _, x := range rs {
 			topics, evs := x.Events(l)
 			for i, ev := range evs {
 				src := projections.Source{Topic: strings.TrimPrefix(string(topics[i]), l.Prefix), Partition: partOf(x.Trace, topics[i])}
 				for _, k := range folder.Fold(cells, src, ev, schemas.V1) {
-					changed[k] = src.Partition
+					changed[k] = src
 				}
 				last = ev.Timestamp
 			}
@@ -148,7 +148,8 @@ func run(ctx context.Context, dir string, n int, span time.Duration, l pipeline.
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, &kgo.Record{Topic: string(l.Projection(c.Projection())), Partition: changed[k], Key: []byte(k), Value: b, Timestamp: last})
+			out = append(out, &kgo.Record{Topic: string(l.Projection(c.Projection())), Partition: changed[k].Partition, Key: []byte(k), Value: b,
+				Headers: projections.CellHeaders(changed[k], c), Timestamp: last})
 		}
 		for k := range cells {
 			kk, err := projections.ParseKey(k)
