@@ -101,8 +101,6 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// run is what the collector knows about one run.
-
 // state is the collector's view, guarded by mu.
 type state struct {
 	mu sync.Mutex
@@ -129,7 +127,7 @@ func (s *state) route(name string) *RouteReport {
 	r := s.routes[name]
 	if r == nil {
 		name = strings.Clone(name)
-		s.done[name] += 0
+		s.done[name] = 0 // the copy is the key: later increments keep it
 		r = &RouteReport{Outcomes: map[string]int64{}, Gates: map[string]*GateRate{}}
 		s.routes[name] = r
 		s.lat[name] = &projections.Histogram{}

@@ -488,14 +488,13 @@ func (r *projector) HandleBatch(ctx context.Context, batch []pipeline.Input) ([]
 		if err != nil {
 			return nil, err
 		}
-		rec := pipeline.Record{
+		out = append(out, pipeline.Record{
 			Topic:     r.layout.Projection(c.Projection()),
 			Partition: changed[k].Partition,
 			Key:       []byte(k),
 			Value:     b,
-		}
-		rec.Headers = CellHeaders(changed[k], c)
-		out = append(out, rec)
+			Headers:   CellHeaders(changed[k], c),
+		})
 		r.written[c.Projection()]++
 	}
 	return out, nil
