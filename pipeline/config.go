@@ -81,6 +81,15 @@ type Config struct {
 	// and prints what each gets (also at GET /v1/stack). 0: no budget. An
 	// external cluster keeps its own settings. Default 1GiB.
 	EmbeddedMemory ByteSize `env:"SPINE_EMBEDDED_MEMORY, default=1GiB"`
+	// MemoryLimit is SPINE_MEMORY_LIMIT, the Go runtime's soft memory limit
+	// (runtime/debug.SetMemoryLimit) for a process that runs the embedded
+	// broker (`spine up`, `spine loadtest --embedded`): the garbage
+	// collector works harder near it instead of letting the heap grow to
+	// twice what is live. "auto" (default): 90 % of SPINE_EMBEDDED_MEMORY
+	// plus MemoryOverhead on the embedded broker with a budget, none
+	// otherwise; a size (4GiB) sets it; "off" sets none. GOMEMLIMIT, when
+	// set, wins. See MemoryLimitResolved.
+	MemoryLimit string `env:"SPINE_MEMORY_LIMIT, default=auto"`
 
 	// DataDir is SPINE_DATA_DIR, where the embedded broker persists.
 	// Default ./spine-data.
@@ -198,6 +207,41 @@ func (c *Config) ThreadRetentionBytesResolved() int64 {
 		return EmbeddedRetentionBytes
 	}
 	return -1
+}
+
+// MemoryOverhead is what a whole embedded stack holds beside its broker's
+// data: the projections view (SPINE_VIEW_MAX_RUNS runs), the runner's and
+// the orchestrator's state of the runs of their retention windows, client
+// buffers and the garbage collector's headroom. SPINE_MEMORY_LIMIT's auto
+// value and the memory soak's mark (e2e/scale/soak-memory.sh) add it to
+// SPINE_EMBEDDED_MEMORY.
+const MemoryOverhead = 3 << 30
+
+// MemoryLimitResolved is the soft memory limit SPINE_MEMORY_LIMIT asks for
+// (0: none) and where it comes from: "SPINE_MEMORY_LIMIT" for a size,
+// "auto" for 90 % of the budget plus MemoryOverhead (the embedded broker
+// with a budget only; the GC's target sits below the mark so that memory
+// the runtime does not count — the binary, freed pages not yet returned —
+// fits too), "" for none.
+func (c *Config) MemoryLimitResolved() (int64, string, error) {
+	switch v := strings.ToLower(strings.TrimSpace(c.MemoryLimit)); v {
+	case "", "auto":
+		if b := c.EmbeddedMemoryResolved(); b > 0 {
+			return (b + MemoryOverhead) / 10 * 9, "auto", nil
+		}
+		return 0, "", nil
+	case "off", "none", "0":
+		return 0, "", nil
+	default:
+		var n ByteSize
+		if err := n.UnmarshalText([]byte(v)); err != nil {
+			return 0, "", fmt.Errorf("SPINE_MEMORY_LIMIT: %w, \"auto\" or \"off\"", err)
+		}
+		if n < 256<<20 {
+			return 0, "", fmt.Errorf("SPINE_MEMORY_LIMIT: %s is less than 256MiB (\"off\" sets none)", n)
+		}
+		return int64(n), "SPINE_MEMORY_LIMIT", nil
+	}
 }
 
 // EmbeddedRetentionBytes is the thread topics' retention.bytes per
@@ -344,6 +388,9 @@ func (c *Config) Validate() []error {
 	}
 	if c.EmbeddedMemory < 0 || (c.EmbeddedMemory > 0 && c.EmbeddedMemory < 64<<20) {
 		bad("SPINE_EMBEDDED_MEMORY: %s is neither 0 (no budget) nor at least 64MiB", c.EmbeddedMemory)
+	}
+	if _, _, err := c.MemoryLimitResolved(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.DataDir == "" {
 		bad("SPINE_DATA_DIR: must not be empty")

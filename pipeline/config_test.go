@@ -110,3 +110,37 @@ func TestThreadRetentionBytesAuto(t *testing.T) {
 		t.Error("-5 accepted")
 	}
 }
+
+// SPINE_MEMORY_LIMIT: auto follows the embedded budget (90 % of it plus
+// MemoryOverhead), none on an external cluster or without a budget; a size
+// is taken as given; "off" sets none; anything else is refused by name.
+func TestMemoryLimitResolved(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		env  map[string]string
+		want int64
+		src  string
+	}{
+		{map[string]string{}, ((1 << 30) + MemoryOverhead) / 10 * 9, "auto"},
+		{map[string]string{"SPINE_EMBEDDED_MEMORY": "512MiB"}, ((512 << 20) + MemoryOverhead) / 10 * 9, "auto"},
+		{map[string]string{"SPINE_EMBEDDED_MEMORY": "0"}, 0, ""},
+		{map[string]string{"KAFKA_BROKERS": "k:9092"}, 0, ""},
+		{map[string]string{"SPINE_MEMORY_LIMIT": "6GiB"}, 6 << 30, "SPINE_MEMORY_LIMIT"},
+		{map[string]string{"SPINE_MEMORY_LIMIT": "OFF"}, 0, ""},
+	} {
+		cfg, err := LoadConfigFrom(t.Context(), envconfig.MapLookuper(tc.env))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, src, err := cfg.MemoryLimitResolved()
+		if err != nil || got != tc.want || src != tc.src {
+			t.Errorf("%v: limit %d from %q (%v), want %d from %q", tc.env, got, src, err, tc.want, tc.src)
+		}
+	}
+	for _, bad := range []string{"lots", "-1GiB", "100MiB"} {
+		_, err := LoadConfigFrom(t.Context(), envconfig.MapLookuper(map[string]string{"SPINE_MEMORY_LIMIT": bad}))
+		if err == nil || !strings.Contains(err.Error(), "SPINE_MEMORY_LIMIT") {
+			t.Errorf("SPINE_MEMORY_LIMIT=%s: %v, want an error naming it", bad, err)
+		}
+	}
+}

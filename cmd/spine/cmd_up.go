@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -69,6 +70,13 @@ func runUp(ctx context.Context, a *app, cfg *stack.Config) error {
 		log.Info("embedded Kafka broker started", "addrs", brokers, "data_dir", cfg.DataDir)
 	} else {
 		log.Info("using external Kafka", "brokers", brokers)
+	}
+
+	// The embedded broker's data, the state and the views share this
+	// process's heap: the runtime's soft memory limit follows the budget
+	// (SPINE_MEMORY_LIMIT).
+	if cfg.Embedded() {
+		stack.ApplyMemoryLimit(cfg)
 	}
 
 	// 2. Topics.
@@ -185,6 +193,7 @@ func logMemoryPlan(log *slog.Logger, p stack.MemoryPlan) {
 		return
 	}
 	log.Info("embedded broker memory budget (SPINE_EMBEDDED_MEMORY)", "budget", p.BudgetText, "reserve_percent", p.ReservePercent,
+		"memory_limit", cmp.Or(p.MemoryLimitText, "none"), "memory_limit_source", p.MemoryLimitSource,
 		"run_retention", p.RunRetention, "thread_retention", p.ThreadRetention, "projection_retention", p.ProjectionRetention,
 		"view_max_runs", p.ViewMaxRuns, "detail", "/v1/stack")
 	for _, a := range p.Topics {

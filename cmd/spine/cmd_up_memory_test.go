@@ -3,7 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"testing"
 
@@ -47,6 +49,11 @@ func TestUpMemoryBudget(t *testing.T) {
 		}
 		if !plan.Embedded || plan.Budget != budget || len(plan.Topics) == 0 || plan.RunRetention != "15m0s" {
 			t.Fatalf("/v1/stack: %+v, want the embedded budget %d", plan, budget)
+		}
+		// The stack set the process's soft memory limit from the budget
+		// (parallel tests' stacks may have set it since, from theirs).
+		if lim := debug.SetMemoryLimit(-1); plan.MemoryLimit <= 0 || plan.MemoryLimitSource == "" || lim == math.MaxInt64 {
+			t.Errorf("/v1/stack: memory limit %d from %q (runtime: %d), want one set", plan.MemoryLimit, plan.MemoryLimitSource, lim)
 		}
 		var want int64
 		for _, a := range plan.Topics {

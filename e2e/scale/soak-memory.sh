@@ -6,6 +6,10 @@
 #   SOAK_WARMUP=5m  time left out before the first window
 #   SOAK_WINDOW=10m length of the first and the last window compared
 #   SOAK_OVERHEAD_MIB=3072  stated overhead above the broker budget
+#                   (pipeline.MemoryOverhead, which SPINE_MEMORY_LIMIT's
+#                   auto value also adds: the stack's soft memory limit is
+#                   90 % of budget + overhead; SPINE_MEMORY_LIMIT=off to
+#                   soak without it)
 #   SPINE_EMBEDDED_MEMORY (default 1GiB) the budget; SPINE (bin/spine)
 #   SOAK_OUT (a new temporary directory) where the report goes
 # It passes when the peak RSS stays under budget + overhead and the last
