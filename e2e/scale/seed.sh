@@ -9,7 +9,10 @@
 # Environment: SPINE (binary, default bin/spine), SPINE_EMBEDDED_MEMORY
 # (default 16GiB: retention for 1,000,000 runs), ports SPINE_KAFKA_PORT /
 # SPINE_HTTP_ADDR / SPINE_REGISTRY_ADDR (defaults 29392, 127.0.0.1:28380,
-# 127.0.0.1:28381). Needs curl.
+# 127.0.0.1:28381), SEED_TX=1 (the thread and cells in transactions, as
+# the processors write them, for `spine verify` to judge; their markers
+# carry the time they are written, so lookups by time land on them: leave
+# it off for `spine trace` and restarts). Needs curl.
 set -euo pipefail
 dir=${1:?usage: seed.sh DIR N [SPAN]}
 n=${2:?usage: seed.sh DIR N [SPAN]}
@@ -36,5 +39,5 @@ kill -INT $up; wait $up || true
 trap - EXIT
 
 start=$(date +%s)
-go run ./e2e/scale/gen -dir "$dir" -runs "$n" -span "$span"
+go run ./e2e/scale/gen -dir "$dir" -runs "$n" -span "$span" ${SEED_TX:+-tx}
 echo "seeded $n runs over $span into $dir in $(( $(date +%s) - start ))s ($(du -sh "$dir" | cut -f1))"

@@ -51,17 +51,19 @@ func main() {
 	partitions := flag.Int("partitions", 6, "SPINE_PARTITIONS of the stack")
 	prefix := flag.String("prefix", os.Getenv("SPINE_TOPIC_PREFIX"), "SPINE_TOPIC_PREFIX of the stack")
 	format := flag.String("trace", "minted", `trace id of run i: "minted" (as Spine mints them, its time first; the ids of three runs, early, middle and late, are written to DIR/trace-ids) or a fmt format ("m-%07d")`)
+	tx := flag.Bool("tx", false, "write the thread and the cells in transactions, as the processors do, for `spine verify` to judge; "+
+		"their markers carry the time they are written, so lookups by time land on them (leave it off for `spine trace` and restarts)")
 	flag.Parse()
 	if *dir == "" || *runs <= 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(context.Background(), *dir, *runs, *span, pipeline.Layout{Prefix: *prefix, Partitions: int32(*partitions)}, *format); err != nil {
+	if err := run(context.Background(), *dir, *runs, *span, pipeline.Layout{Prefix: *prefix, Partitions: int32(*partitions)}, *format, *tx); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(ctx context.Context, dir string, n int, span time.Duration, l pipeline.Layout, format string) error {
+func run(ctx context.Context, dir string, n int, span time.Duration, l pipeline.Layout, format string, tx bool) error {
 	if _, err := os.Stat(dir + "/kafka"); err != nil {
 		return fmt.Errorf("no stack in %s (run spine up on it once): %w", dir, err)
 	}
@@ -115,10 +117,18 @@ func run(ctx context.Context, dir string, n int, span time.Duration, l pipeline.
 		return err
 	}
 	defer plain.Close()
-	// Plainly, not in transactions: a marker is stamped with the time it is
-	// written, and markers of now among runs of the past day would break
-	// the lookups by time this thread is for.
+	// Plainly, not in transactions (unless -tx): a marker is stamped with
+	// the time it is written, and markers of now among runs of the past day
+	// would break the lookups by time this thread is for.
 	w := threadgen.Writer{Codec: codec, Layout: l, Plain: plain, Batch: 1000}
+	if tx {
+		txc, err := kgo.NewClient(brokers, part, kgo.ProducerLinger(0), kgo.ProducerBatchMaxBytes(1<<20), kgo.TransactionalID(l.Group("scale-gen")))
+		if err != nil {
+			return err
+		}
+		defer txc.Close()
+		w.Tx = txc
+	}
 
 	folder := projections.Folder{}
 	cells := projections.Cells{}
