@@ -112,11 +112,15 @@ func (v *verifier) plan(ctx context.Context, adm *kadm.Client) error {
 }
 
 // idleReads polls of idleRead each without a record end a read: the tail
-// of a partition may be records of aborted transactions a read_committed
-// consumer never sees, so it cannot reach the partition's end offset.
+// of a partition may be records of an open or aborted transaction a
+// read_committed consumer never sees, so it cannot reach the partition's
+// end offset. Unless the broker says more is to come (behind): then the
+// read waits on, up to idleWait without a record (an embedded broker
+// compacting a large topic answers no fetch for seconds).
 const (
 	idleRead  = 2 * time.Second
 	idleReads = 5
+	idleWait  = 2 * time.Minute
 )
 
 // read consumes topics between their planned offsets and applies every
@@ -151,6 +155,7 @@ func (v *verifier) read(ctx context.Context, topics []*topicInfo) error {
 	}
 	defer cl.Close()
 	idles := 0
+	lastRecord := time.Now()
 	for left > 0 {
 		pctx, cancel := context.WithTimeout(ctx, idleRead)
 		fs := cl.PollRecords(pctx, 50000)
@@ -168,9 +173,16 @@ func (v *verifier) read(ctx context.Context, topics []*topicInfo) error {
 		if ferr != nil {
 			return ferr
 		}
+		if fs.NumRecords() > 0 {
+			lastRecord = time.Now()
+		}
 		if !idle || fs.NumRecords() > 0 {
 			idles = 0
 		} else if idles++; idles >= idleReads {
+			if time.Since(lastRecord) < idleWait && v.behind(ctx, cl, topics) {
+				idles = 0
+				continue
+			}
 			for _, ti := range topics {
 				for p, st := range ti.parts {
 					if st != nil && !st.done && st.end > st.from {
@@ -195,6 +207,9 @@ func (v *verifier) read(ctx context.Context, topics []*topicInfo) error {
 				}
 				v.record(ti, st, r)
 			}
+			if n := len(p.Records); n > 0 {
+				st.next = p.Records[n-1].Offset + 1
+			}
 			if n := len(p.Records); n > 0 && p.Records[n-1].Offset+1 >= st.end {
 				st.done = true
 				left--
@@ -218,6 +233,54 @@ func (v *verifier) read(ctx context.Context, topics []*topicInfo) error {
 		}
 	}
 	return nil
+}
+
+// behind reports whether a partition the read has not finished has, below
+// its planned end, records it will still see: a read_committed read sees
+// every committed record and, its control records kept, every
+// transaction's marker, so offsets it has not seen below the last stable
+// offset (the end offset, read uncommitted) mean a broker slow to answer,
+// not a tail it can never see. A failed listing counts as behind: the
+// caller's idleWait bounds the wait.
+func (v *verifier) behind(ctx context.Context, cl *kgo.Client, topics []*topicInfo) bool {
+	var names []string
+	for _, ti := range topics {
+		for _, st := range ti.parts {
+			if st != nil && !st.done && st.end > st.from {
+				names = append(names, ti.name)
+				break
+			}
+		}
+	}
+	if len(names) == 0 {
+		return false
+	}
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(cl)
+	list := adm.ListCommittedOffsets
+	if v.cfg.ReadUncommitted {
+		list = adm.ListEndOffsets
+	}
+	offs, err := list(lctx, names...)
+	if err != nil {
+		return true
+	}
+	for _, ti := range topics {
+		for p, st := range ti.parts {
+			if st == nil || st.done || st.end <= st.from {
+				continue
+			}
+			o, ok := offs.Lookup(ti.name, int32(p))
+			if !ok || o.Err != nil {
+				return true
+			}
+			if min(o.Offset, st.end) > max(st.next, st.from) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func where(ti *topicInfo, r *kgo.Record) string {

@@ -47,6 +47,8 @@ func locOf(ti *topicInfo, r *kgo.Record) loc {
 type partState struct {
 	from, end int64
 	done      bool
+	// next is the offset after the last record read (0 before any).
+	next int64
 	// dlq holds the dead letters of this partition's records, by offset.
 	dlq map[int64]*deadLetter
 	// pending holds transactional records by producer id until their
