@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -185,7 +186,7 @@ func (v *verifier) read(ctx context.Context, topics []*topicInfo) error {
 			}
 			for _, ti := range topics {
 				for p, st := range ti.parts {
-					if st != nil && !st.done && st.end > st.from {
+					if st.reading() {
 						v.rep.EndedIdle = append(v.rep.EndedIdle, fmt.Sprintf("%s/%d", ti.short, p))
 					}
 				}
@@ -209,10 +210,10 @@ func (v *verifier) read(ctx context.Context, topics []*topicInfo) error {
 			}
 			if n := len(p.Records); n > 0 {
 				st.next = p.Records[n-1].Offset + 1
-			}
-			if n := len(p.Records); n > 0 && p.Records[n-1].Offset+1 >= st.end {
-				st.done = true
-				left--
+				if st.next >= st.end {
+					st.done = true
+					left--
+				}
 			}
 		})
 	}
@@ -245,11 +246,8 @@ func (v *verifier) read(ctx context.Context, topics []*topicInfo) error {
 func (v *verifier) behind(ctx context.Context, cl *kgo.Client, topics []*topicInfo) bool {
 	var names []string
 	for _, ti := range topics {
-		for _, st := range ti.parts {
-			if st != nil && !st.done && st.end > st.from {
-				names = append(names, ti.name)
-				break
-			}
+		if slices.ContainsFunc(ti.parts, (*partState).reading) {
+			names = append(names, ti.name)
 		}
 	}
 	if len(names) == 0 {
@@ -268,7 +266,7 @@ func (v *verifier) behind(ctx context.Context, cl *kgo.Client, topics []*topicIn
 	}
 	for _, ti := range topics {
 		for p, st := range ti.parts {
-			if st == nil || st.done || st.end <= st.from {
+			if !st.reading() {
 				continue
 			}
 			o, ok := offs.Lookup(ti.name, int32(p))

@@ -56,6 +56,10 @@ type partState struct {
 	pending map[int64][]*kgo.Record
 }
 
+// reading reports whether the read of the partition is planned and not
+// yet done.
+func (st *partState) reading() bool { return st != nil && !st.done && st.end > st.from }
+
 type deadLetter struct {
 	where   string
 	trace   string
