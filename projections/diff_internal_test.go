@@ -4,13 +4,16 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
+	"github.com/spinerun/spine/schemas"
 	"github.com/spinerun/spine/schemas/thread"
 )
 
-// diffCells compares thousands of cells in chunks, one per CPU, and still
+// diffCells compares thousands of cells, one worker per shard, and still
 // names every difference — changed, missing live, missing rebuilt — once,
-// in key order.
+// in key order, whichever shard of the rebuilt cells holds a key, encoded
+// or not.
 func TestDiffCellsManyCells(t *testing.T) {
 	t.Parallel()
 	live, rebuilt := map[string][]byte{}, Cells{}
@@ -29,7 +32,22 @@ func TestDiffCellsManyCells(t *testing.T) {
 	rebuilt[key(10)] = &RunPart{TraceID: "r00010", LastEvent: "run.failed"} // changed
 	delete(live, key(2500))                                                 // missing live
 	delete(rebuilt, key(4999))                                              // missing rebuilt
-	diffs := diffCells(live, rebuilt)
+	// Two shards, as two fold workers leave them; a part that ended is
+	// held encoded, as a fold worker holds it.
+	shards := []*shard{newShard(0), newShard(0)}
+	for k, c := range rebuilt {
+		sh := shards[len(k)%2]
+		if c.(*RunPart).TraceID < "r02000" {
+			b, err := EncodeCell(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sh.done[k] = b
+		} else {
+			sh.open[k] = c
+		}
+	}
+	diffs := diffCells(live, shards)
 	want := []string{key(10), key(2500), key(4999)}
 	slices.Sort(want)
 	if len(diffs) != len(want) {
@@ -44,5 +62,60 @@ func TestDiffCellsManyCells(t *testing.T) {
 		if (d.Key == key(2500) && string(d.Live) != "null") || (d.Key == key(4999) && string(d.Rebuilt) != "null") {
 			t.Errorf("%s: a missing side is not null: live %s, rebuilt %s", d.Key, d.Live, d.Rebuilt)
 		}
+	}
+}
+
+// A fold worker's shard holds a run's part encoded once it has ended; an
+// event after that (a stale result, a refusal) decodes it back and folds
+// it. Its cells equal a plain fold's, byte for byte.
+func TestShardFoldEqualsFold(t *testing.T) {
+	t.Parallel()
+	runs := synth(41, 300, "baseline", schemas.V1, 7)
+	recs := interleave(42, runs)
+	late := 0
+	for i, r := range runs {
+		if i%10 != 0 {
+			continue
+		}
+		p := partOf(r.trace)
+		at := r.start.Add(time.Minute)
+		mk := func(typ schemas.EventType, phase schemas.Phase) *schemas.RuntimeEvent {
+			late++
+			return &schemas.RuntimeEvent{EventID: fmt.Sprintf("late-%d", late), TraceID: r.trace, SpanID: "late", SchemaVersion: r.version,
+				Timestamp: at, RunStarted: r.start, Phase: phase, EventType: typ, State: "completed", Route: r.route}
+		}
+		recs = append(recs,
+			rec{Source{"spine.control", p}, mk("run.stale_event", schemas.PhaseControl)},
+			rec{Source{"spine.dataplane", p}, mk("dataplane.started", schemas.PhaseData)})
+	}
+	var f Folder
+	live := encodeAll(t, foldAll(f, recs))
+
+	sh := newShard(0)
+	f2 := Folder{}
+	for _, r := range recs {
+		sh.fold(&f2, r.src, r.ev, r.ev.SchemaVersion)
+	}
+	if len(sh.done) == 0 {
+		t.Fatal("no finished part held encoded")
+	}
+	if d := diffCells(live, []*shard{sh}); len(d) != 0 {
+		t.Fatalf("%d cells differ from a plain fold; first: %s %+v", len(d), d[0].Key, d[0].Fields)
+	}
+	// The late events found their parts encoded and folded into them: the
+	// control part of a run with a late event counts it.
+	k := Key{Projection: thread.ProjRuns, Source: Source{"spine.control", partOf(runs[0].trace)}, TraceID: runs[0].trace}.String()
+	var p *RunPart
+	if b, ok := sh.done[k]; ok {
+		c, err := decodeCell(thread.ProjRuns, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p = c.(*RunPart)
+	} else if c, ok := sh.open[k]; ok {
+		p = c.(*RunPart)
+	}
+	if p == nil || p.LastEvent != "run.stale_event" {
+		t.Fatalf("%s: %+v, want its last event run.stale_event", k, p)
 	}
 }

@@ -81,12 +81,7 @@ type ReplayReport struct {
 	// were not compared. Empty when the stack was quiet.
 	Skipped []string      `json:"skipped_sources,omitempty"`
 	Took    time.Duration `json:"took_ns"`
-
-	rebuilt Cells
 }
-
-// Rebuilt returns the cells the replay rebuilt (its fresh namespace).
-func (r *ReplayReport) Rebuilt() Cells { return r.rebuilt }
 
 // Replay rebuilds every projection from the thread, from offset zero, into
 // a fresh in-memory namespace, and compares it with the live projection
@@ -96,6 +91,12 @@ func (r *ReplayReport) Rebuilt() Cells { return r.rebuilt }
 // moment those offsets hold still. It retries while the live runner moves;
 // source partitions that never hold still are left out of the comparison
 // and listed in ReplayReport.Skipped.
+//
+// It works one partition number at a time: the cells of source partition
+// p (of every thread topic) are on partition p of the projection topics,
+// so a slice — the live cells of partition p and the thread's partitions p
+// folded — is compared whole and dropped before the next. Its memory is a
+// slice's, not the thread's.
 func Replay(ctx context.Context, cfg ReplayConfig) (*ReplayReport, error) {
 	start := time.Now()
 	if len(cfg.Kafka) == 0 || cfg.Codec == nil {
@@ -115,120 +116,191 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*ReplayReport, error) {
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 
+	// The partition numbers of the thread and the projection topics.
+	ends, _, err := endOffsets(ctx, adm, append(sourceTopicNames(cfg.Layout), projectionTopicNames(cfg.Layout)...), nil)
+	if err != nil {
+		return nil, err
+	}
+	var parts []int32
+	for _, ps := range ends {
+		for p := range ps {
+			if !slices.Contains(parts, p) {
+				parts = append(parts, p)
+			}
+		}
+	}
+	slices.Sort(parts)
+	guess, err := groupOffsets(ctx, adm, cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+
+	rep := &ReplayReport{Offsets: partOffsets{}, LiveCells: map[string]int{}, RebuiltCells: map[string]int{}}
+	tally := &replayTally{total: guess.total()}
+	stop := progress(ctx, cfg, tally)
+	defer stop()
+	for _, p := range parts {
+		if err := replaySlice(ctx, adm, cfg, p, tally, rep, log); err != nil {
+			return nil, err
+		}
+	}
+	stop()
+	slices.SortFunc(rep.Diffs, func(a, b CellDiff) int { return strings.Compare(a.Key, b.Key) })
+	sort.Strings(rep.Skipped)
+	rep.Records, rep.DeadLettered = tally.records, tally.deadLettered
+	rep.Equal = len(rep.Diffs) == 0
+	rep.Took = time.Since(start)
+	log.Info("replay: cells compared", "partitions", len(parts), "records", rep.Records, "diffs", len(rep.Diffs), "took", rep.Took.Round(time.Millisecond))
+	return rep, nil
+}
+
+// replaySlice compares partition p of the projection topics with a fold of
+// partition p of every thread topic, and adds what it found to rep.
+func replaySlice(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, p int32, tally *replayTally, rep *ReplayReport, log *slog.Logger) error {
+	only := func(q int32) bool { return q == p }
 	// The thread is folded up to the offsets the projections group has
 	// committed now, while the live cells are read: on a quiet stack (the
 	// usual case, and always under spine verify) the snapshot holds at
 	// these offsets, and the two long reads overlap. If it does not, that
 	// fold is dropped and the thread folded again to the snapshot's.
-	guess, err := groupOffsets(ctx, adm, cfg)
+	guess, err := groupOffsets(ctx, adm, cfg, only)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	sctx, scancel := context.WithCancel(ctx)
 	defer scancel()
 	spec := make(chan *threadFold, 1)
 	specFold := newThreadFold(guess)
-	stop := progress(ctx, cfg, specFold.total, &specFold.pos, &specFold.records)
+	tally.current.Store(specFold)
 	go func() { spec <- specFold.run(sctx, cfg) }()
-
-	offsets, live, moving, err := liveSnapshot(ctx, adm, cfg, log)
-	if err != nil {
+	abandon := func() {
 		scancel()
 		<-spec
-		stop()
-		return nil, err
 	}
-	log.Info("replay: live projections read", "cells", len(live), "took", time.Since(start).Round(time.Millisecond))
+
+	offsets, live, moving, err := liveSnapshot(ctx, adm, cfg, only, log)
+	if err != nil {
+		abandon()
+		return err
+	}
 
 	// The thread must still start at zero where there is something to fold.
-	var srcTopics []string
-	for _, t := range SourceTopics(cfg.Layout) {
-		srcTopics = append(srcTopics, string(t))
-	}
-	_, starts, err := endOffsets(ctx, adm, srcTopics, nil)
+	_, starts, err := endOffsets(ctx, adm, sourceTopicNames(cfg.Layout), only)
 	if err != nil {
-		scancel()
-		<-spec
-		stop()
-		return nil, err
+		abandon()
+		return err
 	}
 	var trunc []string
 	for t, ps := range offsets {
-		for p, o := range ps {
-			if o > 0 && starts[t][p] > 0 {
-				trunc = append(trunc, fmt.Sprintf("%s/%d starts at %d", t, p, starts[t][p]))
+		for q, o := range ps {
+			if o > 0 && starts[t][q] > 0 {
+				trunc = append(trunc, fmt.Sprintf("%s/%d starts at %d", t, q, starts[t][q]))
 			}
 		}
 	}
 	if len(trunc) > 0 {
-		scancel()
-		<-spec
-		stop()
+		abandon()
 		sort.Strings(trunc)
-		return nil, fmt.Errorf("replay: %w: %s (raise SPINE_THREAD_RETENTION)", ErrThreadTruncated, strings.Join(trunc, ", "))
+		return fmt.Errorf("replay: %w: %s (raise SPINE_THREAD_RETENTION)", ErrThreadTruncated, strings.Join(trunc, ", "))
 	}
 
-	rep := &ReplayReport{Offsets: offsets, LiveCells: map[string]int{}, RebuiltCells: map[string]int{}}
 	var tf *threadFold
 	if sameOffsets(guess, offsets) {
 		tf = <-spec
 	} else {
-		log.Info("replay: the live projections moved while the thread was folded; folding it again to the snapshot's offsets")
-		scancel()
-		<-spec
-		stop()
+		log.Info("replay: the live projections moved while the thread was folded; folding it again to the snapshot's offsets", "partition", p)
+		abandon()
 		tf = newThreadFold(offsets)
-		stop = progress(ctx, cfg, tf.total, &tf.pos, &tf.records)
+		tally.current.Store(tf)
 		tf = tf.run(ctx, cfg)
 	}
-	tf.pos.Store(tf.total)
-	stop()
-	rep.Records, rep.DeadLettered = atomic.LoadInt64(&tf.records), atomic.LoadInt64(&tf.deadLettered)
+	tally.add(tf)
 	if tf.err != nil {
-		return nil, fmt.Errorf("replay: read the thread: %w", tf.err)
+		return fmt.Errorf("replay: read the thread: %w", tf.err)
+	}
+	for t, ps := range offsets {
+		for q, o := range ps {
+			partOffsets(rep.Offsets).set(t, q, o)
+		}
 	}
 	rebuilt := tf.cells
-
-	log.Info("replay: thread folded", "records", rep.Records, "cells", len(rebuilt), "took", time.Since(start).Round(time.Millisecond))
-	rep.rebuilt = rebuilt
 	if len(moving) > 0 {
 		// Leave out the cells of source partitions that kept moving.
 		for s := range moving {
 			rep.Skipped = append(rep.Skipped, s.String())
 		}
-		sort.Strings(rep.Skipped)
 		keep := func(k string) bool {
 			kk, err := ParseKey(k)
 			return err != nil || !moving[kk.Source]
 		}
-		live = maps.Collect(func(yield func(string, []byte) bool) {
-			for k, v := range live {
-				if keep(k) && !yield(k, v) {
-					return
-				}
-			}
-		})
-		cmp := Cells{}
-		for k, c := range rebuilt {
-			if keep(k) {
-				cmp[k] = c
-			}
+		maps.DeleteFunc(live, func(k string, _ []byte) bool { return !keep(k) })
+		for _, sh := range rebuilt {
+			maps.DeleteFunc(sh.open, func(k string, _ Cell) bool { return !keep(k) })
+			maps.DeleteFunc(sh.done, func(k string, _ []byte) bool { return !keep(k) })
 		}
-		rebuilt = cmp
 	}
-	rep.Diffs = diffCells(live, rebuilt)
-	log.Info("replay: cells compared", "diffs", len(rep.Diffs), "took", time.Since(start).Round(time.Millisecond))
+	diffs := diffCells(live, rebuilt)
+	rep.Diffs = append(rep.Diffs, diffs...)
 	for k := range live {
 		if kk, err := ParseKey(k); err == nil {
 			rep.LiveCells[kk.Projection]++
 		}
 	}
-	for _, c := range rebuilt {
-		rep.RebuiltCells[c.Projection()]++
+	for _, sh := range rebuilt {
+		for _, c := range sh.open {
+			rep.RebuiltCells[c.Projection()]++
+		}
+		rep.RebuiltCells[thread.ProjRuns] += len(sh.done)
 	}
-	rep.Equal = len(rep.Diffs) == 0
-	rep.Took = time.Since(start)
-	return rep, nil
+	log.Info("replay: partition compared", "partition", p, "records", tf.records, "live_cells", len(live), "diffs", len(diffs))
+	return nil
+}
+
+// sourceTopicNames and projectionTopicNames name the topics a replay reads.
+func sourceTopicNames(l pipeline.Layout) []string {
+	var ts []string
+	for _, t := range SourceTopics(l) {
+		ts = append(ts, string(t))
+	}
+	return ts
+}
+
+func projectionTopicNames(l pipeline.Layout) []string {
+	var ts []string
+	for _, n := range thread.ProjectionNames {
+		ts = append(ts, string(l.Projection(n)))
+	}
+	return ts
+}
+
+// replayTally counts a replay's progress over its slices: what the folds
+// it kept read, and the fold under way.
+type replayTally struct {
+	total                      int64
+	pos, records, deadLettered int64 // of the folds kept; read by progress
+	current                    atomic.Pointer[threadFold]
+	mu                         sync.Mutex
+}
+
+func (t *replayTally) add(f *threadFold) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.current.Store(nil)
+	t.pos += f.total
+	t.records += atomic.LoadInt64(&f.records)
+	t.deadLettered += atomic.LoadInt64(&f.deadLettered)
+}
+
+// read returns the position and the records read so far.
+func (t *replayTally) read() (pos, records int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	pos, records = t.pos, t.records
+	if f := t.current.Load(); f != nil {
+		pos += f.pos.Load()
+		records += atomic.LoadInt64(&f.records)
+	}
+	return pos, records
 }
 
 // threadFold is one fold of the thread up to offsets.
@@ -237,7 +309,7 @@ type threadFold struct {
 	total                 int64
 	pos                   atomic.Int64
 	records, deadLettered int64
-	cells                 Cells
+	cells                 []*shard // one per worker; their keys never meet
 	err                   error
 }
 
@@ -309,9 +381,10 @@ func decodeEvent(ctx context.Context, codec pipeline.Codec, rec *kgo.Record) (*s
 	return nil, 0, fmt.Errorf("decode %s/%d@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
 }
 
-// progress prints "replay: read N records, offset P / T (x%)" every
-// interval until stop is called, and once more at the end.
-func progress(ctx context.Context, cfg ReplayConfig, total int64, pos *atomic.Int64, records *int64) func() {
+// progress prints "replay: N records read, offset P / T (x%)" every
+// interval until stop is called, and once more at the end; stop may be
+// called more than once.
+func progress(ctx context.Context, cfg ReplayConfig, tally *replayTally) (stop func()) {
 	if cfg.Progress == nil {
 		return func() {}
 	}
@@ -320,12 +393,12 @@ func progress(ctx context.Context, cfg ReplayConfig, total int64, pos *atomic.In
 		every = time.Second
 	}
 	print := func() {
-		p := pos.Load()
+		p, records := tally.read()
 		pct := 100.0
-		if total > 0 {
-			pct = 100 * float64(p) / float64(total)
+		if tally.total > 0 {
+			pct = 100 * float64(p) / float64(tally.total)
 		}
-		fmt.Fprintf(cfg.Progress, "replay: %d records read, offset %d / %d (%.1f%%)\n", atomic.LoadInt64(records), p, total, pct)
+		fmt.Fprintf(cfg.Progress, "replay: %d records read, offset %d / %d (%.1f%%)\n", records, p, tally.total, pct)
 	}
 	done := make(chan struct{})
 	finished := make(chan struct{})
@@ -345,12 +418,13 @@ func progress(ctx context.Context, cfg ReplayConfig, total int64, pos *atomic.In
 			}
 		}
 	}()
-	return func() { close(done); <-finished }
+	var once sync.Once
+	return func() { once.Do(func() { close(done); <-finished }) }
 }
 
 // groupOffsets returns the offsets the projections group has committed on
-// the source topics.
-func groupOffsets(ctx context.Context, adm *kadm.Client, cfg ReplayConfig) (partOffsets, error) {
+// the source topics (on the partitions only accepts; nil: all).
+func groupOffsets(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, only func(int32) bool) (partOffsets, error) {
 	group := cfg.Layout.Group(ProcessorName)
 	resp, err := adm.FetchOffsets(ctx, group)
 	if err != nil {
@@ -361,7 +435,7 @@ func groupOffsets(ctx context.Context, adm *kadm.Client, cfg ReplayConfig) (part
 		out[string(t)] = map[int32]int64{}
 	}
 	resp.Each(func(o kadm.OffsetResponse) {
-		if _, ok := out[o.Topic]; ok && o.Err == nil && o.At >= 0 {
+		if _, ok := out[o.Topic]; ok && o.Err == nil && o.At >= 0 && (only == nil || only(o.Partition)) {
 			out[o.Topic][o.Partition] = o.At
 		}
 	})
@@ -372,17 +446,15 @@ func groupOffsets(ctx context.Context, adm *kadm.Client, cfg ReplayConfig) (part
 // partition moved; the last try accepts the partitions that held still.
 const snapshotAttempts = 8
 
-// liveSnapshot reads the live projection cells at a moment when the
-// projections group's committed offsets hold still. If some source
+// liveSnapshot reads the live projection cells (of the partitions only
+// accepts) at a moment when the projections group's committed offsets
+// (of the same partitions) hold still. If some source
 // partitions keep moving (say the canary analysis publishing while the
 // stack runs), the last attempt returns them in moving: their cells are not
 // comparable and the caller leaves them out.
-func liveSnapshot(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, log *slog.Logger) (partOffsets, map[string][]byte, map[Source]bool, error) {
-	var projTopics []string
-	for _, n := range thread.ProjectionNames {
-		projTopics = append(projTopics, string(cfg.Layout.Projection(n)))
-	}
-	fetch := func() (partOffsets, error) { return groupOffsets(ctx, adm, cfg) }
+func liveSnapshot(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, only func(int32) bool, log *slog.Logger) (partOffsets, map[string][]byte, map[Source]bool, error) {
+	projTopics := projectionTopicNames(cfg.Layout)
+	fetch := func() (partOffsets, error) { return groupOffsets(ctx, adm, cfg, only) }
 	for attempt := range snapshotAttempts {
 		if attempt > 0 {
 			log.Info("live projections moved while reading them; trying again", "attempt", attempt)
@@ -396,7 +468,7 @@ func liveSnapshot(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, log *
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		ends, starts, err := endOffsets(ctx, adm, projTopics, nil)
+		ends, starts, err := endOffsets(ctx, adm, projTopics, only)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -451,35 +523,56 @@ func movingSources(a, b partOffsets, prefix string) map[Source]bool {
 	return moving
 }
 
-// diffCells compares live encoded cells with rebuilt ones and returns the
-// differences in key order.
-func diffCells(live map[string][]byte, rebuilt Cells) []CellDiff {
-	// Every key once, unsorted: sorting millions of keys cost more than
-	// comparing them; only the (few) differences are sorted.
-	keys := make([]string, 0, max(len(live), len(rebuilt)))
-	for k := range live {
-		keys = append(keys, k)
-	}
-	for k := range rebuilt {
-		if _, ok := live[k]; !ok {
-			keys = append(keys, k)
-		}
-	}
-	// Encoding every rebuilt cell is most of the comparison's work: the
-	// keys are compared in one chunk per CPU.
-	n := min(runtime.GOMAXPROCS(0), max(1, len(keys)/1024))
-	found := make([][]CellDiff, n)
+// diffCells compares live encoded cells with rebuilt ones (in shards whose
+// keys never meet) and returns the differences in key order.
+func diffCells(live map[string][]byte, rebuilt []*shard) []CellDiff {
+	// One worker per shard (a fold worker's): every rebuilt cell is
+	// looked up in the live ones once, and the live keys are walked again
+	// only if some had no rebuilt cell. Only the (few) differences are
+	// sorted: sorting millions of keys cost more than comparing them.
+	found := make([][]CellDiff, len(rebuilt))
+	matched := make([]int, len(rebuilt))
 	var wg sync.WaitGroup
-	for w := range n {
+	for w, sh := range rebuilt {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lo, hi := w*len(keys)/n, (w+1)*len(keys)/n
+			for k, b := range sh.done {
+				lb, lok := live[k]
+				if lok {
+					matched[w]++
+					if bytes.Equal(b, lb) {
+						continue
+					}
+				}
+				c, err := decodeCell(thread.ProjRuns, b)
+				if err != nil {
+					c = nil // cannot be: appendCell wrote it; shown as missing
+				}
+				if d, ok := diffCell(k, lb, lok, c); ok {
+					found[w] = append(found[w], d)
+				}
+			}
 			var buf []byte
-			for _, k := range keys[lo:hi] {
-				var d CellDiff
-				var ok bool
-				if d, ok, buf = diffCell(k, live, rebuilt, buf); ok {
+			for k, c := range sh.open {
+				lb, lok := live[k]
+				if lok {
+					matched[w]++
+					// The common case first: the live cell holds exactly
+					// the bytes the rebuilt one encodes to (both written
+					// by EncodeCell), so the cells are equal without
+					// decoding one and marshalling both. appendCell
+					// writes EncodeCell's bytes without its reflection.
+					enc, fast := appendCell(buf[:0], c)
+					buf = enc
+					if !fast {
+						enc, _ = EncodeCell(c)
+					}
+					if bytes.Equal(enc, lb) {
+						continue
+					}
+				}
+				if d, ok := diffCell(k, lb, lok, c); ok {
 					found[w] = append(found[w], d)
 				}
 			}
@@ -487,48 +580,45 @@ func diffCells(live map[string][]byte, rebuilt Cells) []CellDiff {
 	}
 	wg.Wait()
 	diffs := slices.Concat(found...)
+	total := 0
+	for _, n := range matched {
+		total += n
+	}
+	if total < len(live) {
+		for k, lb := range live {
+			if !slices.ContainsFunc(rebuilt, func(sh *shard) bool { return sh.has(k) }) {
+				if d, ok := diffCell(k, lb, true, nil); ok {
+					diffs = append(diffs, d)
+				}
+			}
+		}
+	}
 	slices.SortFunc(diffs, func(a, b CellDiff) int { return strings.Compare(a.Key, b.Key) })
 	return diffs
 }
 
-// diffCell compares the cell of key k, live and rebuilt (either may be
-// missing), and returns their difference, if any; buf is scratch space,
-// returned for the next call.
-func diffCell(k string, live map[string][]byte, rebuilt Cells, buf []byte) (CellDiff, bool, []byte) {
-	// The common case first: the live cell holds exactly the bytes the
-	// rebuilt one encodes to (both written by EncodeCell), so the cells
-	// are equal without decoding one and marshalling both. appendCell
-	// writes EncodeCell's bytes without its reflection.
-	if b, ok := live[k]; ok {
-		if c, ok := rebuilt[k]; ok {
-			enc, fast := appendCell(buf[:0], c)
-			buf = enc
-			if !fast {
-				enc, _ = EncodeCell(c)
-			}
-			if bytes.Equal(enc, b) {
-				return CellDiff{}, false, buf
-			}
-		}
-	}
+// diffCell compares the live cell lb (if lok) of key k with the rebuilt
+// cell c (nil if none), field by field, and returns their difference, if
+// any.
+func diffCell(k string, lb []byte, lok bool, c Cell) (CellDiff, bool) {
 	var lj, rj []byte
-	if b, ok := live[k]; ok {
-		c, err := DecodeCell(k, b)
+	if lok {
+		lc, err := DecodeCell(k, lb)
 		if err != nil {
 			lj, _ = json.Marshal(map[string]string{"undecodable": err.Error()})
 		} else {
-			lj, _ = json.Marshal(c)
+			lj, _ = json.Marshal(lc)
 		}
 	}
-	if c, ok := rebuilt[k]; ok {
+	if c != nil {
 		rj, _ = json.Marshal(c)
 	}
 	if bytes.Equal(lj, rj) {
-		return CellDiff{}, false, buf
+		return CellDiff{}, false
 	}
 	d := CellDiff{Key: k, Live: nullable(lj), Rebuilt: nullable(rj)}
 	d.Fields = fieldDiffs(lj, rj)
-	return d, true, buf
+	return d, true
 }
 
 func nullable(b []byte) json.RawMessage {
@@ -649,7 +739,7 @@ type parallelFold struct {
 	cfg     ReplayConfig
 	workers []chan []*kgo.Record
 	batches [][]*kgo.Record
-	cells   []Cells
+	shards  []*shard
 	errs    []error
 	wg      sync.WaitGroup
 	failed  atomic.Bool
@@ -667,10 +757,11 @@ func newParallelFold(ctx context.Context, cfg ReplayConfig, n int, records int64
 	n = max(n, 1)
 	hint := int(min(float64(records)*cellsPerRecord/float64(n), 1<<26))
 	f := &parallelFold{ctx: ctx, cfg: cfg, workers: make([]chan []*kgo.Record, n), batches: make([][]*kgo.Record, n),
-		cells: make([]Cells, n), errs: make([]error, n)}
+		shards: make([]*shard, n), errs: make([]error, n)}
 	for i := range n {
 		f.workers[i] = make(chan []*kgo.Record, 4)
-		f.cells[i] = make(Cells, hint)
+		sh := newShard(hint)
+		f.shards[i] = sh
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
@@ -691,7 +782,7 @@ func newParallelFold(ctx context.Context, cfg ReplayConfig, n int, records int64
 						break
 					}
 					src := Source{Topic: strings.TrimPrefix(rec.Topic, cfg.Layout.Prefix), Partition: rec.Partition}
-					folder.Fold(f.cells[i], src, ev, writer)
+					sh.fold(&folder, src, ev, writer)
 					atomic.AddInt64(folded, 1)
 				}
 			}
@@ -720,8 +811,9 @@ func (f *parallelFold) add(rec *kgo.Record) error {
 }
 
 // wait hands over what is left, waits for the workers and returns their
-// cells, merged, or the first error.
-func (f *parallelFold) wait() (Cells, error) {
+// cells (one map per worker, whose keys never meet: merging them would
+// hash every key again), or the first error.
+func (f *parallelFold) wait() ([]*shard, error) {
 	for i, b := range f.batches {
 		if len(b) > 0 {
 			f.workers[i] <- b
@@ -732,11 +824,7 @@ func (f *parallelFold) wait() (Cells, error) {
 	if err := errors.Join(f.errs...); err != nil {
 		return nil, err
 	}
-	out := f.cells[0]
-	for _, c := range f.cells[1:] {
-		maps.Copy(out, c)
-	}
-	return out, nil
+	return f.shards, nil
 }
 
 // topicHash spreads topics over the workers.
@@ -746,4 +834,72 @@ func topicHash(t string) uint32 {
 		h = (h ^ uint32(t[i])) * 16777619
 	}
 	return h
+}
+
+// shard is what one fold worker rebuilt: the cells still open, decoded,
+// and the finished run parts (runFinished), encoded as appendCell encodes
+// them. A finished part is encoded once, while it is still in the cache,
+// and compared as bytes; held encoded it is a fraction of its decoded
+// size and nothing for the collector to scan. An event for a finished
+// part (a stale result, a refusal) decodes it back first.
+type shard struct {
+	open  Cells
+	done  map[string][]byte
+	arena []byte // backs done's values
+	enc   []byte // scratch
+	// key builds a run key; prefix is its "runs|<topic>|<partition>|" for
+	// src.
+	key    []byte
+	src    Source
+	prefix string
+}
+
+func newShard(hint int) *shard {
+	return &shard{open: make(Cells, hint/4), done: make(map[string][]byte, hint)}
+}
+
+// has reports whether the shard rebuilt a cell of key k.
+func (sh *shard) has(k string) bool {
+	if _, ok := sh.done[k]; ok {
+		return true
+	}
+	_, ok := sh.open[k]
+	return ok
+}
+
+// arenaChunk is the size of the blocks finished parts are copied into.
+const arenaChunk = 1 << 20
+
+// fold folds ev read from src, as Folder.Fold into a single Cells would.
+func (sh *shard) fold(f *Folder, src Source, ev *schemas.RuntimeEvent, writer schemas.ContractVersion) {
+	if len(sh.done) > 0 && ev != nil && ev.TraceID != "" {
+		if src != sh.src || sh.prefix == "" {
+			sh.src, sh.prefix = src, Key{Projection: thread.ProjRuns, Source: src}.String()
+		}
+		sh.key = append(append(sh.key[:0], sh.prefix...), ev.TraceID...)
+		if b, ok := sh.done[string(sh.key)]; ok {
+			if c, err := decodeCell(thread.ProjRuns, b); err == nil {
+				sh.open[string(sh.key)] = c
+			}
+			delete(sh.done, string(sh.key))
+		}
+	}
+	for _, k := range f.Fold(sh.open, src, ev, writer) {
+		p, ok := sh.open[k].(*RunPart)
+		if !ok || !runFinished(src.Topic, p) {
+			continue
+		}
+		enc, exact := appendCell(sh.enc[:0], p)
+		sh.enc = enc[:0]
+		if !exact {
+			continue // stays decoded; compared through EncodeCell
+		}
+		if len(enc) > cap(sh.arena)-len(sh.arena) {
+			sh.arena = make([]byte, 0, max(arenaChunk, len(enc)))
+		}
+		at := len(sh.arena)
+		sh.arena = append(sh.arena, enc...)
+		sh.done[k] = sh.arena[at:len(sh.arena):len(sh.arena)]
+		delete(sh.open, k)
+	}
 }
