@@ -11,9 +11,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // EmbeddedConfig configures the in-process Kafka-protocol broker.
@@ -38,6 +42,9 @@ type EmbeddedConfig struct {
 	SASL *EmbeddedSASL
 	// CleanerIntervalMs is how often compaction and retention run
 	// (log.cleaner.backoff.ms); kfake's default is an hour. Default 30000.
+	// Without TLS and SASL, a pass runs only when something was written
+	// since the last one, or IdleCleanerInterval after it (see
+	// Embedded.clean); with them, on every tick.
 	CleanerIntervalMs int
 	// Logger receives kfake's warnings; nil discards them.
 	Logger *slog.Logger
@@ -50,7 +57,15 @@ type Embedded struct {
 
 	mu      sync.Mutex
 	cluster *kfake.Cluster
+	// stopClean ends the cleaner; cleaned is closed when it has.
+	stopClean, cleaned chan struct{}
+	passes, skipped    atomic.Int64
 }
+
+// IdleCleanerInterval is how often compaction and retention still run on
+// a broker nothing is written to (time-based retention and tombstones
+// expire without writes): Kafka's log.retention.check.interval.ms.
+const IdleCleanerInterval = 5 * time.Minute
 
 // NewEmbedded returns an embedded broker; Start binds its ports.
 func NewEmbedded(cfg EmbeddedConfig) *Embedded {
@@ -74,10 +89,17 @@ func (e *Embedded) Start() error {
 	if e.cluster != nil {
 		return errors.New("embedded broker already started")
 	}
+	// The cleaner is Spine's when it can connect as a plain client;
+	// kfake's own ticker then never fires.
+	own := e.cfg.TLS == nil && e.cfg.SASL == nil
+	backoff := e.cfg.CleanerIntervalMs
+	if own {
+		backoff = int((100 * 365 * 24 * time.Hour).Milliseconds())
+	}
 	opts := []kfake.Opt{
 		kfake.ClusterID("spine-embedded"),
 		kfake.BrokerConfigs(map[string]string{
-			"log.cleaner.backoff.ms":     fmt.Sprint(e.cfg.CleanerIntervalMs),
+			"log.cleaner.backoff.ms":     fmt.Sprint(backoff),
 			"transaction.max.timeout.ms": "900000",
 		}),
 		kfake.ListenFn(e.listen),
@@ -112,7 +134,69 @@ func (e *Embedded) Start() error {
 		return fmt.Errorf("start embedded Kafka broker: %w", err)
 	}
 	e.cluster = c
+	if own {
+		e.stopClean, e.cleaned = make(chan struct{}), make(chan struct{})
+		go e.clean(c, c.ListenAddrs(), e.stopClean, e.cleaned)
+	}
 	return nil
+}
+
+// clean runs compaction and retention every CleanerIntervalMs, but only
+// when a partition's end offset moved since the last pass, or
+// IdleCleanerInterval after it. kfake compacts every compacted partition
+// whole on its one request loop, and nothing else is served meanwhile:
+// with a few million cells held that is seconds. A quiet broker (a stack
+// between loads, one being verified or replayed) skips the passes that
+// would find nothing new; a written one is cleaned as before.
+func (e *Embedded) clean(c *kfake.Cluster, addrs []string, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		return // cannot be: no option to refuse
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	t := time.NewTicker(time.Duration(e.cfg.CleanerIntervalMs) * time.Millisecond)
+	defer t.Stop()
+	last, lastPass := int64(-1), time.Now()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ends, err := adm.ListEndOffsets(ctx)
+		cancel()
+		written := int64(-1) // unknown: clean
+		if err == nil {
+			written = 0
+			ends.Each(func(o kadm.ListedOffset) {
+				if o.Err == nil && o.Offset > 0 {
+					written += o.Offset
+				}
+			})
+		}
+		if written >= 0 && written == last && time.Since(lastPass) < IdleCleanerInterval {
+			e.skipped.Add(1)
+			continue
+		}
+		start := time.Now()
+		c.Compact()
+		e.passes.Add(1)
+		last, lastPass = written, time.Now()
+		if took := lastPass.Sub(start); took >= time.Second && e.cfg.Logger != nil {
+			// The broker answered no request meanwhile.
+			e.cfg.Logger.Info("embedded broker: compaction and retention pass", "took", took.Round(time.Millisecond))
+		}
+	}
+}
+
+// CleanerPasses returns how many compaction passes Spine's cleaner ran and
+// how many it skipped, nothing having been written (both 0 with TLS or
+// SASL, where kfake's own ticker runs them).
+func (e *Embedded) CleanerPasses() (ran, skipped int64) {
+	return e.passes.Load(), e.skipped.Load()
 }
 
 // listen binds kfake's address (always 127.0.0.1:port) on the configured
@@ -190,7 +274,13 @@ func (e *Embedded) Close() {
 	e.mu.Lock()
 	c := e.cluster
 	e.cluster = nil
+	stop, cleaned := e.stopClean, e.cleaned
+	e.stopClean = nil
 	e.mu.Unlock()
+	if stop != nil {
+		close(stop)
+		<-cleaned
+	}
 	if c != nil {
 		c.Close()
 	}

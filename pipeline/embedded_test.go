@@ -194,6 +194,50 @@ func readAll(t *testing.T, brokers []string, topic string) map[string]string {
 	return out
 }
 
+// The cleaner passes over a broker nothing is written to (a pass would find
+// nothing new, and holds kfake's one request loop); a write makes the next
+// tick clean again.
+func TestEmbeddedCleansOnlyAfterWrites(t *testing.T) {
+	t.Parallel()
+	e := NewEmbedded(EmbeddedConfig{CleanerIntervalMs: 50})
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	waitFor := func(what string, ok func(ran, skipped int64) bool) (int64, int64) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			ran, skipped := e.CleanerPasses()
+			if ok(ran, skipped) {
+				return ran, skipped
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: after 20s the cleaner ran %d passes and skipped %d", what, ran, skipped)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	ran, skipped := waitFor("quiet", func(_, skipped int64) bool { return skipped >= 5 })
+	if r, _ := e.CleanerPasses(); r != ran || ran > 1 {
+		t.Fatalf("the cleaner ran %d passes on a broker nothing was written to (want at most the first)", r)
+	}
+	cl := kgoClient(t, e.Addrs())
+	l := Layout{Partitions: 1}
+	if err := EnsureTopics(t.Context(), kadm.NewClient(cl), l, -1); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: string(l.Flags()), Key: []byte("k"), Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	ran2, _ := waitFor("after a write", func(r, _ int64) bool { return r > ran })
+	// And quiet again.
+	waitFor("quiet again", func(_, s int64) bool { return s >= skipped+5 })
+	if r, _ := e.CleanerPasses(); r > ran2+1 {
+		t.Fatalf("the cleaner ran %d passes after one write, want %d or %d", r, ran2, ran2+1)
+	}
+}
+
 // kfake's cleaner runs on the embedded broker: a compacted topic keeps only
 // the latest record per key once the cleaner has passed.
 func TestEmbeddedCompactsStateTopics(t *testing.T) {
