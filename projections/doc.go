@@ -51,7 +51,9 @@
 // recent runs' events for the dashboard (served live as server-sent
 // events, GET /v1/stream); DeadLetters tails the DLQ for it. Replay rebuilds every projection from
 // the thread into memory and diffs it with the live topics, up to the
-// offsets the live runner committed.
+// offsets the live runner committed, one partition number at a time (the
+// cells of thread partition p are on projection partition p), so that it
+// holds one partition's cells, not the thread's.
 //
 // # Goroutines and locks
 //
@@ -64,5 +66,8 @@
 // records under DeadLetters.mu; Snapshot reads under it. Each /v1/stream
 // client is one handler goroutine sharing the API's encoded snapshot
 // (under API.snaps.mu).
-// Replay runs on the caller's goroutine plus one progress printer.
+// Replay runs on the caller's goroutine with, while it runs, a fold of each
+// partition number read alongside its live cells, one fold worker per CPU
+// (each owns its cells), one comparison worker per fold worker and a
+// progress printer; all have ended when it returns.
 package projections

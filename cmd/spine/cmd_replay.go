@@ -31,7 +31,8 @@ executor, model or tool.
 It folds each thread partition up to the offsets the live projections have
 committed, read at a moment they hold still, so it compares like with like
 while the stack runs; a partition that keeps moving through every attempt
-(load still running) is left out of the comparison and named. Progress goes
+(load still running) is left out of the comparison and named. It works one
+partition number at a time, so it holds one partition's cells. Progress goes
 to stderr. Prints "equal" and exits 0, or prints every differing cell with
 its differing fields and exits 1.`,
 		Example: `  spine replay
