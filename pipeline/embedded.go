@@ -58,8 +58,9 @@ type Embedded struct {
 	mu      sync.Mutex
 	cluster *kfake.Cluster
 	// stopClean ends the cleaner; cleaned is closed when it has.
-	stopClean, cleaned chan struct{}
-	passes, skipped    atomic.Int64
+	stopClean       context.CancelFunc
+	cleaned         chan struct{}
+	passes, skipped atomic.Int64
 }
 
 // IdleCleanerInterval is how often compaction and retention still run on
@@ -135,8 +136,9 @@ func (e *Embedded) Start() error {
 	}
 	e.cluster = c
 	if own {
-		e.stopClean, e.cleaned = make(chan struct{}), make(chan struct{})
-		go e.clean(c, c.ListenAddrs(), e.stopClean, e.cleaned)
+		ctx, stop := context.WithCancel(context.Background())
+		e.stopClean, e.cleaned = stop, make(chan struct{})
+		go e.clean(ctx, c, c.ListenAddrs(), e.cleaned)
 	}
 	return nil
 }
@@ -148,7 +150,7 @@ func (e *Embedded) Start() error {
 // with a few million cells held that is seconds. A quiet broker (a stack
 // between loads, one being verified or replayed) skips the passes that
 // would find nothing new; a written one is cleaned as before.
-func (e *Embedded) clean(c *kfake.Cluster, addrs []string, stop <-chan struct{}, done chan<- struct{}) {
+func (e *Embedded) clean(ctx context.Context, c *kfake.Cluster, addrs []string, done chan<- struct{}) {
 	defer close(done)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
 	if err != nil {
@@ -161,13 +163,16 @@ func (e *Embedded) clean(c *kfake.Cluster, addrs []string, stop <-chan struct{},
 	last, lastPass := int64(-1), time.Now()
 	for {
 		select {
-		case <-stop:
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		ends, err := adm.ListEndOffsets(ctx)
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		ends, err := adm.ListEndOffsets(lctx)
 		cancel()
+		if ctx.Err() != nil {
+			return
+		}
 		written := int64(-1) // unknown: clean
 		if err == nil {
 			written = 0
@@ -278,7 +283,7 @@ func (e *Embedded) Close() {
 	e.stopClean = nil
 	e.mu.Unlock()
 	if stop != nil {
-		close(stop)
+		stop()
 		<-cleaned
 	}
 	if c != nil {
