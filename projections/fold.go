@@ -41,6 +41,30 @@ type Folder struct {
 	// window, version and route, so their keys are built once. A Folder
 	// with last belongs to one goroutine (see Replay).
 	last *aggKeys
+	// canon, when set, maps short strings to their kept copies: a
+	// thread's event types, states, routes and gate names are a handful of
+	// values, and a map lookup costs a fraction of unique.Make. Like last,
+	// it belongs to one goroutine.
+	canon map[string]string
+}
+
+// canonLen and canonMax bound Folder.canon: only strings no kept call
+// clips (every limit is at least canonLen) and at most canonMax of them.
+const canonLen, canonMax = 32, 4096
+
+// keep is kept(s, n), through f.canon when f has one.
+func (f Folder) keep(s string, n int) string {
+	if f.canon == nil || s == "" || len(s) > canonLen {
+		return kept(s, n)
+	}
+	if v, ok := f.canon[s]; ok {
+		return v
+	}
+	v := kept(s, n)
+	if v == s && len(f.canon) < canonMax {
+		f.canon[v] = v // v is the kept copy: the key pins no record
+	}
+	return v
 }
 
 // aggKeys are the aggregate keys of one source partition, version, route
@@ -104,9 +128,11 @@ func kept(s string, n int) string {
 func owned(s string, n int) string { return strings.Clone(textclip.Clip(s, n)) }
 
 // routeOf returns the event's route, "baseline" when a v1 event has none.
-func routeOf(ev *schemas.RuntimeEvent) string {
+func routeOf(ev *schemas.RuntimeEvent) string { return Folder{}.routeOf(ev) }
+
+func (f Folder) routeOf(ev *schemas.RuntimeEvent) string {
 	if r := strings.TrimSpace(ev.Route); r != "" {
-		return kept(r, 32)
+		return f.keep(r, 32)
 	}
 	return "baseline"
 }
@@ -191,13 +217,18 @@ func (p Plan) Keys() []string {
 
 // Plan returns the keys Fold changes for ev read from src.
 func (f Folder) Plan(src Source, ev *schemas.RuntimeEvent, writer schemas.ContractVersion) Plan {
+	p, _, _ := f.plan(src, ev, writer)
+	return p
+}
+
+// plan is Plan, with the event's contract version and route it used.
+func (f Folder) plan(src Source, ev *schemas.RuntimeEvent, writer schemas.ContractVersion) (p Plan, ver, route string) {
 	if ev == nil {
-		return Plan{}
+		return Plan{}, "", ""
 	}
-	ver, route := versionOf(ev, writer), routeOf(ev)
+	ver, route = versionOf(ev, writer), f.routeOf(ev)
 	win := f.window(ev.Timestamp)
 	agg := func(proj string) string { return f.aggKey(proj, src, ver, route, win) }
-	var p Plan
 	// Canary analysis events and drift windows are not about one run, nor
 	// a golden-path hop.
 	canary := src.Topic == thread.TopicGatePrefix+thread.CanaryGate || thread.IsDriftTrace(ev.TraceID)
@@ -213,7 +244,7 @@ func (f Folder) Plan(src Source, ev *schemas.RuntimeEvent, writer schemas.Contra
 	if ev.EventType == thread.ArtifactDelivered || ev.EventType == thread.DataplaneFailed {
 		p.Artifacts = agg(thread.ProjArtifacts)
 	}
-	return p
+	return p, ver, route
 }
 
 // Fold folds one event read from src into cells and returns the keys it
@@ -223,8 +254,7 @@ func (f Folder) Fold(cells Cells, src Source, ev *schemas.RuntimeEvent, writer s
 	if ev == nil {
 		return nil
 	}
-	plan := f.Plan(src, ev, writer)
-	ver, route := versionOf(ev, writer), routeOf(ev)
+	plan, ver, route := f.plan(src, ev, writer)
 
 	// runs: per-run parts.
 	if k := plan.Runs; k != "" {
@@ -233,7 +263,7 @@ func (f Folder) Fold(cells Cells, src Source, ev *schemas.RuntimeEvent, writer s
 			p = &RunPart{TraceID: strings.Clone(ev.TraceID)}
 			cells[k] = p
 		}
-		foldRun(p, src, ev, ver, route)
+		f.foldRun(p, src, ev, ver, route)
 	}
 
 	// golden: counts and latencies per hop and per terminal outcome.
@@ -244,7 +274,7 @@ func (f Folder) Fold(cells Cells, src Source, ev *schemas.RuntimeEvent, writer s
 			cells[k] = g
 		}
 		lat, hasLat := latencyMs(ev)
-		et := kept(string(ev.EventType), 64)
+		et := f.keep(string(ev.EventType), 64)
 		if _, ok := g.Events[et]; ok || len(g.Events) < maxEventKind {
 			if g.Events == nil {
 				g.Events = map[string]int64{}
@@ -266,7 +296,7 @@ func (f Folder) Fold(cells Cells, src Source, ev *schemas.RuntimeEvent, writer s
 			c = &GatesCell{}
 			cells[k] = c
 		}
-		name := kept(ev.Gate.Name, 64)
+		name := f.keep(ev.Gate.Name, 64)
 		if name == "" {
 			name = strings.TrimPrefix(src.Topic, thread.TopicGatePrefix)
 		}
@@ -343,11 +373,11 @@ func addStat(m map[string]*Stat, name string, lat int64, hasLat bool) map[string
 	return m
 }
 
-func foldRun(p *RunPart, src Source, ev *schemas.RuntimeEvent, ver, route string) {
+func (f Folder) foldRun(p *RunPart, src Source, ev *schemas.RuntimeEvent, ver, route string) {
 	p.Events++
 	set := func(dst *string, v string) {
 		if v != "" && *dst != v {
-			*dst = kept(v, maxFieldLen)
+			*dst = f.keep(v, maxFieldLen)
 		}
 	}
 	set(&p.Actor, ev.Actor)
@@ -361,10 +391,10 @@ func foldRun(p *RunPart, src Source, ev *schemas.RuntimeEvent, ver, route string
 		p.RunStarted = ms(ev.RunStarted)
 	}
 	at := ms(ev.Timestamp)
-	et := kept(string(ev.EventType), 64)
+	et := f.keep(string(ev.EventType), 64)
 	p.LastEvent, p.LastAt = et, at
 	if ev.Phase == schemas.PhaseControl || src.Topic == thread.TopicControl {
-		p.State = kept(ev.State, 64)
+		p.State = f.keep(ev.State, 64)
 	}
 	if ev.Attempt > p.Attempt {
 		p.Attempt = ev.Attempt
@@ -389,7 +419,7 @@ func foldRun(p *RunPart, src Source, ev *schemas.RuntimeEvent, ver, route string
 		p.Score = &s
 	}
 	if g := ev.Gate; g != nil {
-		name := kept(g.Name, 64)
+		name := f.keep(g.Name, 64)
 		if _, ok := p.Gates[name]; ok || len(p.Gates) < maxRunGates {
 			if p.Gates == nil {
 				p.Gates = map[string]GateResult{}

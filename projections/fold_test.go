@@ -6,8 +6,10 @@ import (
 	"hash/fnv"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spinerun/spine/schemas"
 	"github.com/spinerun/spine/schemas/thread"
@@ -523,16 +525,39 @@ func TestFoldDriftWindow(t *testing.T) {
 }
 
 // TestFoldKeyCacheSameCells: a Folder that remembers its last aggregate
-// keys (the replay's) folds exactly the cells a plain one does, however
-// the sources, windows, versions and routes interleave.
+// keys and its short strings (the replay's) folds exactly the cells a
+// plain one does, however the sources, windows, versions and routes
+// interleave, and whatever strings the events carry.
 func TestFoldKeyCacheSameCells(t *testing.T) {
 	t.Parallel()
 	runs := append(synth(21, 300, "baseline", schemas.V1, 4), synth(22, 300, "canary", schemas.V2, 0)...)
 	recs := interleave(3, runs)
+	// Strings kept changes (invalid UTF-8, past a limit) and long ones,
+	// each twice, so a cache that kept them would be read.
+	odd := func(r rec, f func(*schemas.RuntimeEvent)) rec {
+		ev := *r.ev
+		f(&ev)
+		return rec{r.src, &ev}
+	}
+	for range 2 {
+		recs = append(recs,
+			odd(recs[0], func(e *schemas.RuntimeEvent) { e.Route = "can\xffary" }),
+			odd(recs[1], func(e *schemas.RuntimeEvent) { e.EventType = schemas.EventType(strings.Repeat("x", 70)) }),
+			odd(recs[2], func(e *schemas.RuntimeEvent) { e.Actor = "actor\xfe"; e.State = strings.Repeat("s", 40) }))
+	}
 	plain := encodeAll(t, foldAll(Folder{Window: time.Second}, recs))
-	cached := encodeAll(t, foldAll(Folder{Window: time.Second, last: &aggKeys{}}, recs))
+	canon := map[string]string{}
+	cached := encodeAll(t, foldAll(Folder{Window: time.Second, last: &aggKeys{}, canon: canon}, recs))
 	if !reflect.DeepEqual(plain, cached) {
 		t.Fatalf("cached keys fold %d cells, plain %d, or different ones", len(cached), len(plain))
+	}
+	if len(canon) == 0 || canon["canary"] != "canary" {
+		t.Fatalf("the string cache holds %v", canon)
+	}
+	for k := range canon {
+		if len(k) > canonLen || strings.ContainsRune(k, utf8.RuneError) {
+			t.Errorf("the string cache holds %q", k)
+		}
 	}
 	windows := map[string]bool{}
 	for k := range plain {

@@ -765,7 +765,7 @@ func newParallelFold(ctx context.Context, cfg ReplayConfig, n int, records int64
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
-			folder := Folder{Window: cfg.Window, last: &aggKeys{}}
+			folder := Folder{Window: cfg.Window, last: &aggKeys{}, canon: map[string]string{}}
 			for batch := range f.workers[i] {
 				if f.errs[i] != nil {
 					continue // drain
