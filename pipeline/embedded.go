@@ -43,9 +43,14 @@ type EmbeddedConfig struct {
 	// CleanerIntervalMs is how often compaction and retention run
 	// (log.cleaner.backoff.ms); kfake's default is an hour. Default 30000.
 	// Without TLS and SASL, a pass runs only when something was written
-	// since the last one, or IdleCleanerInterval after it (see
-	// Embedded.clean); with them, on every tick.
+	// since the last one; a quiet broker only applies retention, every
+	// RetentionCheckInterval (see Embedded.clean). With them, a pass runs
+	// on every tick.
 	CleanerIntervalMs int
+	// RetentionCheckInterval is how often a broker nothing is written to
+	// still applies time-based retention (Kafka's
+	// log.retention.check.interval.ms). Default 5 minutes.
+	RetentionCheckInterval time.Duration
 	// Logger receives kfake's warnings; nil discards them.
 	Logger *slog.Logger
 }
@@ -58,15 +63,10 @@ type Embedded struct {
 	mu      sync.Mutex
 	cluster *kfake.Cluster
 	// stopClean ends the cleaner; cleaned is closed when it has.
-	stopClean       context.CancelFunc
-	cleaned         chan struct{}
-	passes, skipped atomic.Int64
+	stopClean                 context.CancelFunc
+	cleaned                   chan struct{}
+	passes, skipped, retained atomic.Int64
 }
-
-// IdleCleanerInterval is how often compaction and retention still run on
-// a broker nothing is written to (time-based retention and tombstones
-// expire without writes): Kafka's log.retention.check.interval.ms.
-const IdleCleanerInterval = 5 * time.Minute
 
 // NewEmbedded returns an embedded broker; Start binds its ports.
 func NewEmbedded(cfg EmbeddedConfig) *Embedded {
@@ -75,6 +75,9 @@ func NewEmbedded(cfg EmbeddedConfig) *Embedded {
 	}
 	if cfg.CleanerIntervalMs <= 0 {
 		cfg.CleanerIntervalMs = 30000
+	}
+	if cfg.RetentionCheckInterval <= 0 {
+		cfg.RetentionCheckInterval = 5 * time.Minute
 	}
 	return &Embedded{cfg: cfg}
 }
@@ -144,15 +147,21 @@ func (e *Embedded) Start() error {
 }
 
 // clean runs compaction and retention every CleanerIntervalMs, but only
-// when a partition's end offset moved since the last pass, or
-// IdleCleanerInterval after it. kfake compacts every compacted partition
-// whole on its one request loop, and nothing else is served meanwhile:
-// with a few million cells held that is seconds. A quiet broker (a stack
-// between loads, one being verified or replayed) skips the passes that
-// would find nothing new; a written one is cleaned as before.
+// when a partition's end offset moved since the last pass. kfake compacts
+// every compacted partition whole on its one request loop, and nothing
+// else is served meanwhile: with a few million cells held that is
+// seconds. A quiet broker (a stack between loads, one being verified or
+// replayed) skips the passes that would find nothing new; a written one is
+// cleaned as before. Time still passes on a quiet broker, so every
+// RetentionCheckInterval it applies retention alone (kfake reads only its
+// batches' metadata for that); tombstones past delete.retention.ms wait
+// for the next pass, after the next write.
 func (e *Embedded) clean(ctx context.Context, c *kfake.Cluster, addrs []string, done chan<- struct{}) {
 	defer close(done)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	// Metadata as fresh as each tick: listing every topic's end offsets
+	// names the topics of the client's metadata, and a topic created since
+	// must count.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.MetadataMinAge(10*time.Millisecond))
 	if err != nil {
 		return // cannot be: no option to refuse
 	}
@@ -160,7 +169,7 @@ func (e *Embedded) clean(ctx context.Context, c *kfake.Cluster, addrs []string, 
 	adm := kadm.NewClient(cl)
 	t := time.NewTicker(time.Duration(e.cfg.CleanerIntervalMs) * time.Millisecond)
 	defer t.Stop()
-	last, lastPass := int64(-1), time.Now()
+	last, lastRetention := int64(-1), time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -182,26 +191,32 @@ func (e *Embedded) clean(ctx context.Context, c *kfake.Cluster, addrs []string, 
 				}
 			})
 		}
-		if written >= 0 && written == last && time.Since(lastPass) < IdleCleanerInterval {
+		if written >= 0 && written == last {
 			e.skipped.Add(1)
+			if time.Since(lastRetention) >= e.cfg.RetentionCheckInterval {
+				c.ApplyRetention()
+				e.retained.Add(1)
+				lastRetention = time.Now()
+			}
 			continue
 		}
 		start := time.Now()
 		c.Compact()
 		e.passes.Add(1)
-		last, lastPass = written, time.Now()
-		if took := lastPass.Sub(start); took >= time.Second && e.cfg.Logger != nil {
+		last, lastRetention = written, time.Now()
+		if took := lastRetention.Sub(start); took >= time.Second && e.cfg.Logger != nil {
 			// The broker answered no request meanwhile.
 			e.cfg.Logger.Info("embedded broker: compaction and retention pass", "took", took.Round(time.Millisecond))
 		}
 	}
 }
 
-// CleanerPasses returns how many compaction passes Spine's cleaner ran and
-// how many it skipped, nothing having been written (both 0 with TLS or
-// SASL, where kfake's own ticker runs them).
-func (e *Embedded) CleanerPasses() (ran, skipped int64) {
-	return e.passes.Load(), e.skipped.Load()
+// CleanerPasses returns how many compaction passes Spine's cleaner ran, how
+// many it skipped, nothing having been written, and how many of those it
+// applied retention alone (all 0 with TLS or SASL, where kfake's own
+// ticker runs the passes).
+func (e *Embedded) CleanerPasses() (ran, skipped, retained int64) {
+	return e.passes.Load(), e.skipped.Load(), e.retained.Load()
 }
 
 // listen binds kfake's address (always 127.0.0.1:port) on the configured

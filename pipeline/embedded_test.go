@@ -196,45 +196,70 @@ func readAll(t *testing.T, brokers []string, topic string) map[string]string {
 
 // The cleaner passes over a broker nothing is written to (a pass would find
 // nothing new, and holds kfake's one request loop); a write makes the next
-// tick clean again.
+// tick clean again. A quiet broker still applies time-based retention, alone.
 func TestEmbeddedCleansOnlyAfterWrites(t *testing.T) {
 	t.Parallel()
-	e := NewEmbedded(EmbeddedConfig{CleanerIntervalMs: 50})
+	e := NewEmbedded(EmbeddedConfig{CleanerIntervalMs: 50, RetentionCheckInterval: 300 * time.Millisecond})
 	if err := e.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	waitFor := func(what string, ok func(ran, skipped int64) bool) (int64, int64) {
+	waitFor := func(what string, ok func(ran, skipped, retained int64) bool) (int64, int64) {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
 		for {
-			ran, skipped := e.CleanerPasses()
-			if ok(ran, skipped) {
+			ran, skipped, retained := e.CleanerPasses()
+			if ok(ran, skipped, retained) {
 				return ran, skipped
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: after 20s the cleaner ran %d passes and skipped %d", what, ran, skipped)
+				t.Fatalf("%s: after 20s the cleaner ran %d passes, skipped %d, applied retention alone %d times", what, ran, skipped, retained)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	ran, skipped := waitFor("quiet", func(_, skipped int64) bool { return skipped >= 5 })
-	if r, _ := e.CleanerPasses(); r != ran || ran > 1 {
+	ran, skipped := waitFor("quiet", func(_, skipped, _ int64) bool { return skipped >= 5 })
+	if r, _, _ := e.CleanerPasses(); r != ran || ran > 1 {
 		t.Fatalf("the cleaner ran %d passes on a broker nothing was written to (want at most the first)", r)
 	}
+
+	// A write: the next tick passes. The topic keeps its records 1 s.
 	cl := kgoClient(t, e.Addrs())
-	l := Layout{Partitions: 1}
-	if err := EnsureTopics(t.Context(), kadm.NewClient(cl), l, -1); err != nil {
+	adm := kadm.NewClient(cl)
+	const topic = "retained-briefly"
+	if _, err := adm.CreateTopic(t.Context(), 1, 1, map[string]*string{"retention.ms": kadm.StringPtr("1000")}, topic); err != nil {
 		t.Fatal(err)
 	}
-	if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: string(l.Flags()), Key: []byte("k"), Value: []byte("v")}).FirstErr(); err != nil {
-		t.Fatal(err)
+	for range 3 {
+		if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: topic, Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	ran2, _ := waitFor("after a write", func(r, _ int64) bool { return r > ran })
-	// And quiet again.
-	waitFor("quiet again", func(_, s int64) bool { return s >= skipped+5 })
-	if r, _ := e.CleanerPasses(); r > ran2+1 {
-		t.Fatalf("the cleaner ran %d passes after one write, want %d or %d", r, ran2, ran2+1)
+	ran2, _ := waitFor("after a write", func(r, _, _ int64) bool { return r > ran })
+	if starts, err := adm.ListStartOffsets(t.Context(), topic); err != nil {
+		t.Fatal(err)
+	} else if o, _ := starts.Lookup(topic, 0); o.Offset != 0 {
+		t.Fatalf("the pass after the write already removed records (start %d): it came late", o.Offset)
+	}
+
+	// Quiet again: no pass, but the records expire.
+	waitFor("quiet again", func(_, s, _ int64) bool { return s >= skipped+5 })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		starts, err := adm.ListStartOffsets(t.Context(), topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o, _ := starts.Lookup(topic, 0); o.Offset == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the quiet broker kept the records past their retention: %+v", starts)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r, _, retained := e.CleanerPasses(); r > ran2+1 || retained == 0 {
+		t.Fatalf("after one write the cleaner ran %d passes (want %d or %d) and applied retention alone %d times", r, ran2, ran2+1, retained)
 	}
 }
 
