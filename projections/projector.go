@@ -567,10 +567,7 @@ func (r *projector) restore(ctx context.Context, need map[int32][]Source) error 
 	if err != nil {
 		return err
 	}
-	var topics []string
-	for _, n := range thread.ProjectionNames {
-		topics = append(topics, string(r.layout.Projection(n)))
-	}
+	topics := projectionTopicNames(r.layout)
 	ends, starts, err := endOffsets(ctx, adm, topics, func(p int32) bool { _, ok := need[p]; return ok })
 	if err != nil {
 		return err

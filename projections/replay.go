@@ -256,23 +256,6 @@ func replaySlice(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, p int3
 	return nil
 }
 
-// sourceTopicNames and projectionTopicNames name the topics a replay reads.
-func sourceTopicNames(l pipeline.Layout) []string {
-	var ts []string
-	for _, t := range SourceTopics(l) {
-		ts = append(ts, string(t))
-	}
-	return ts
-}
-
-func projectionTopicNames(l pipeline.Layout) []string {
-	var ts []string
-	for _, n := range thread.ProjectionNames {
-		ts = append(ts, string(l.Projection(n)))
-	}
-	return ts
-}
-
 // replayTally counts a replay's progress over its slices: what the folds
 // it kept read, and the fold under way.
 type replayTally struct {

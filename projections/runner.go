@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spinerun/spine/pipeline"
+	"github.com/spinerun/spine/schemas/thread"
 )
 
 // ProcessorName is the projections processor's name: its consumer group is
@@ -180,6 +181,24 @@ func SourceTopics(l pipeline.Layout) []pipeline.Topic {
 		if t != l.Intents() {
 			ts = append(ts, t)
 		}
+	}
+	return ts
+}
+
+// sourceTopicNames and projectionTopicNames name the thread topics the
+// projections fold and the projection topics, as Kafka names them.
+func sourceTopicNames(l pipeline.Layout) []string {
+	var ts []string
+	for _, t := range SourceTopics(l) {
+		ts = append(ts, string(t))
+	}
+	return ts
+}
+
+func projectionTopicNames(l pipeline.Layout) []string {
+	var ts []string
+	for _, n := range thread.ProjectionNames {
+		ts = append(ts, string(l.Projection(n)))
 	}
 	return ts
 }

@@ -105,10 +105,7 @@ func NewMemStore(cells Cells, window time.Duration) *Store {
 
 // Run consumes the projection topics until ctx ends.
 func (s *Store) Run(ctx context.Context) error {
-	var topics []string
-	for _, n := range thread.ProjectionNames {
-		topics = append(topics, string(s.cfg.Layout.Projection(n)))
-	}
+	topics := projectionTopicNames(s.cfg.Layout)
 	// Ready once caught up with the ends as of the start.
 	admCl, err := kgo.NewClient(s.cfg.Kafka...)
 	if err != nil {
