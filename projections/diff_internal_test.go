@@ -2,9 +2,12 @@ package projections
 
 import (
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spinerun/spine/schemas"
 	"github.com/spinerun/spine/schemas/thread"
@@ -117,5 +120,92 @@ func TestShardFoldEqualsFold(t *testing.T) {
 	}
 	if p == nil || p.LastEvent != "run.stale_event" {
 		t.Fatalf("%s: %+v, want its last event run.stale_event", k, p)
+	}
+}
+
+// The digests of a slice are equal exactly when its live and rebuilt
+// cells are: the live cells as a compacted topic holds them (the last
+// record of a key wins, a tombstone removes it), the rebuilt ones in
+// shards, encoded or not.
+func TestSliceDigests(t *testing.T) {
+	t.Parallel()
+	seed := maphash.MakeSeed()
+	key := func(i int) string {
+		return Key{Projection: thread.ProjRuns, Source: Source{Topic: "spine.control", Partition: 1}, TraceID: fmt.Sprintf("r%04d", i)}.String()
+	}
+	part := func(i int, last string) Cell { return &RunPart{TraceID: fmt.Sprintf("r%04d", i), LastEvent: last} }
+	enc := func(c Cell) []byte {
+		b, err := EncodeCell(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	const n = 1000
+	shards := func(change func(i int) Cell) []*shard {
+		shs := []*shard{newShard(0), newShard(0)}
+		for i := range n {
+			c := part(i, "run.completed")
+			if change != nil {
+				if c = change(i); c == nil {
+					continue
+				}
+			}
+			if i%3 == 0 {
+				shs[i%2].done[key(i)] = enc(c)
+			} else {
+				shs[i%2].open[key(i)] = c
+			}
+		}
+		return shs
+	}
+	live := newLiveDigest(seed)
+	for i := range n {
+		// An older cell of the key first, and a key that was deleted.
+		live.add(&kgo.Record{Key: []byte(key(i)), Value: enc(part(i, "run.started"))})
+		live.add(&kgo.Record{Key: []byte(key(i)), Value: enc(part(i, "run.completed"))})
+		live.add(&kgo.Record{Key: []byte(key(n + i)), Value: enc(part(n+i, "run.completed"))})
+		live.add(&kgo.Record{Key: []byte(key(n + i))})
+	}
+	lsum, ln := live.sum()
+	if ln != n {
+		t.Fatalf("live digest holds %d cells, want %d", ln, n)
+	}
+	same := func(shs []*shard) bool {
+		rsum, rn, ok := shardsDigest(seed, shs)
+		return ok && rsum == lsum && rn == ln
+	}
+	if !same(shards(nil)) {
+		t.Fatal("equal cells, different digests")
+	}
+	for name, change := range map[string]func(i int) Cell{
+		"one cell changed": func(i int) Cell {
+			if i == 500 {
+				return part(i, "run.failed")
+			}
+			return part(i, "run.completed")
+		},
+		"one cell missing": func(i int) Cell {
+			if i == 999 {
+				return nil
+			}
+			return part(i, "run.completed")
+		},
+		"two cells swapped": func(i int) Cell {
+			switch i {
+			case 3:
+				return part(4, "run.completed")
+			case 4:
+				return part(3, "run.completed")
+			}
+			return part(i, "run.completed")
+		},
+	} {
+		if same(shards(change)) {
+			t.Errorf("%s: equal digests", name)
+		}
+	}
+	if same(append(shards(nil), &shard{open: Cells{key(2 * n): part(2*n, "run.completed")}})) {
+		t.Error("one cell more: equal digests")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"maps"
@@ -139,8 +140,9 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*ReplayReport, error) {
 	tally := &replayTally{total: guess.total()}
 	stop := progress(ctx, cfg, tally)
 	defer stop()
+	seed := maphash.MakeSeed()
 	for _, p := range parts {
-		if err := replaySlice(ctx, adm, cfg, p, tally, rep, log); err != nil {
+		if err := replaySlice(ctx, adm, cfg, p, seed, tally, rep, log); err != nil {
 			return nil, err
 		}
 	}
@@ -156,7 +158,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (*ReplayReport, error) {
 
 // replaySlice compares partition p of the projection topics with a fold of
 // partition p of every thread topic, and adds what it found to rep.
-func replaySlice(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, p int32, tally *replayTally, rep *ReplayReport, log *slog.Logger) error {
+func replaySlice(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, p int32, seed maphash.Seed, tally *replayTally, rep *ReplayReport, log *slog.Logger) error {
 	only := func(q int32) bool { return q == p }
 	// The thread is folded up to the offsets the projections group has
 	// committed now, while the live cells are read: on a quiet stack (the
@@ -178,11 +180,12 @@ func replaySlice(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, p int3
 		<-spec
 	}
 
-	offsets, live, moving, err := liveSnapshot(ctx, adm, cfg, only, log)
+	snap, err := liveSnapshot(ctx, adm, cfg, only, seed, log)
 	if err != nil {
 		abandon()
 		return err
 	}
+	offsets := snap.offsets
 
 	// The thread must still start at zero where there is something to fold.
 	_, starts, err := endOffsets(ctx, adm, sourceTopicNames(cfg.Layout), only)
@@ -224,19 +227,61 @@ func replaySlice(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, p int3
 		}
 	}
 	rebuilt := tf.cells
-	if len(moving) > 0 {
+	rebuiltCells := map[string]int{}
+	for _, sh := range rebuilt {
+		for _, c := range sh.open {
+			rebuiltCells[c.Projection()]++
+		}
+		rebuiltCells[thread.ProjRuns] += len(sh.done)
+	}
+	for proj, n := range rebuiltCells {
+		rep.RebuiltCells[proj] += n
+	}
+
+	// Equal digests: every cell is equal, and the live ones are the
+	// rebuilt ones, counted already.
+	if len(snap.moving) == 0 {
+		rsum, rn, ok := shardsDigest(seed, rebuilt)
+		if lsum, ln := snap.cells.sum(); ok && rsum == lsum && rn == ln {
+			for proj, n := range rebuiltCells {
+				rep.LiveCells[proj] += n
+			}
+			log.Info("replay: partition compared", "partition", p, "records", tf.records, "live_cells", ln, "diffs", 0)
+			return nil
+		}
+	}
+
+	// Otherwise cell by cell, to name the differences.
+	snap.cells = nil
+	live, err := readLive(ctx, cfg, snap.ends)
+	if err != nil {
+		return err
+	}
+	if len(snap.moving) > 0 {
 		// Leave out the cells of source partitions that kept moving.
-		for s := range moving {
+		for s := range snap.moving {
 			rep.Skipped = append(rep.Skipped, s.String())
 		}
 		keep := func(k string) bool {
 			kk, err := ParseKey(k)
-			return err != nil || !moving[kk.Source]
+			return err != nil || !snap.moving[kk.Source]
 		}
 		maps.DeleteFunc(live, func(k string, _ []byte) bool { return !keep(k) })
 		for _, sh := range rebuilt {
-			maps.DeleteFunc(sh.open, func(k string, _ Cell) bool { return !keep(k) })
-			maps.DeleteFunc(sh.done, func(k string, _ []byte) bool { return !keep(k) })
+			maps.DeleteFunc(sh.open, func(k string, c Cell) bool {
+				if keep(k) {
+					return false
+				}
+				rep.RebuiltCells[c.Projection()]--
+				return true
+			})
+			maps.DeleteFunc(sh.done, func(k string, _ []byte) bool {
+				if keep(k) {
+					return false
+				}
+				rep.RebuiltCells[thread.ProjRuns]--
+				return true
+			})
 		}
 	}
 	diffs := diffCells(live, rebuilt)
@@ -245,12 +290,6 @@ func replaySlice(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, p int3
 		if kk, err := ParseKey(k); err == nil {
 			rep.LiveCells[kk.Projection]++
 		}
-	}
-	for _, sh := range rebuilt {
-		for _, c := range sh.open {
-			rep.RebuiltCells[c.Projection()]++
-		}
-		rep.RebuiltCells[thread.ProjRuns] += len(sh.done)
 	}
 	log.Info("replay: partition compared", "partition", p, "records", tf.records, "live_cells", len(live), "diffs", len(diffs))
 	return nil
@@ -429,13 +468,27 @@ func groupOffsets(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, only 
 // partition moved; the last try accepts the partitions that held still.
 const snapshotAttempts = 8
 
+// liveSnap is the live projection cells of a slice, read while the
+// projections group's committed offsets held still.
+type liveSnap struct {
+	// offsets are the group's committed offsets on the source topics the
+	// cells were read at; moving the source partitions that kept moving
+	// (their cells are not comparable).
+	offsets partOffsets
+	moving  map[Source]bool
+	// ends are the projection topics' offsets the cells were read up to;
+	// cells their digest.
+	ends  partOffsets
+	cells *liveDigest
+}
+
 // liveSnapshot reads the live projection cells (of the partitions only
 // accepts) at a moment when the projections group's committed offsets
-// (of the same partitions) hold still. If some source
+// (of the same partitions) hold still, into a digest. If some source
 // partitions keep moving (say the canary analysis publishing while the
 // stack runs), the last attempt returns them in moving: their cells are not
 // comparable and the caller leaves them out.
-func liveSnapshot(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, only func(int32) bool, log *slog.Logger) (partOffsets, map[string][]byte, map[Source]bool, error) {
+func liveSnapshot(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, only func(int32) bool, seed maphash.Seed, log *slog.Logger) (*liveSnap, error) {
 	projTopics := projectionTopicNames(cfg.Layout)
 	fetch := func() (partOffsets, error) { return groupOffsets(ctx, adm, cfg, only) }
 	for attempt := range snapshotAttempts {
@@ -443,17 +496,17 @@ func liveSnapshot(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, only 
 			log.Info("live projections moved while reading them; trying again", "attempt", attempt)
 			select {
 			case <-ctx.Done():
-				return nil, nil, nil, ctx.Err()
+				return nil, ctx.Err()
 			case <-time.After(500 * time.Millisecond):
 			}
 		}
 		before, err := fetch()
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, err
 		}
 		ends, starts, err := endOffsets(ctx, adm, projTopics, only)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, err
 		}
 		for t, ps := range ends {
 			for p, o := range ps {
@@ -462,27 +515,43 @@ func liveSnapshot(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, only 
 				}
 			}
 		}
-		live := map[string][]byte{}
+		cells := newLiveDigest(seed)
 		if err := readUntil(ctx, cfg.Kafka, ends, time.Minute, func(r *kgo.Record) error {
-			if r.Value == nil {
-				delete(live, string(r.Key))
-			} else {
-				live[string(r.Key)] = r.Value
-			}
+			cells.add(r)
 			return nil
 		}); err != nil {
-			return nil, nil, nil, fmt.Errorf("read live projections: %w", err)
+			return nil, fmt.Errorf("read live projections: %w", err)
 		}
 		after, err := fetch()
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, err
 		}
 		moving := movingSources(before, after, cfg.Layout.Prefix)
 		if len(moving) == 0 || attempt == snapshotAttempts-1 {
-			return after, live, moving, nil
+			return &liveSnap{offsets: after, moving: moving, ends: ends, cells: cells}, nil
 		}
 	}
 	panic("unreachable")
+}
+
+// readLive reads the live projection cells up to ends (a snapshot's), by
+// key. A compacted topic read again to the same offsets holds the same
+// last cell of each key, unless the live runner wrote the key since and
+// the broker compacted the older cell away: readLive serves a slice whose
+// digests differ, on a stack that should be quiet.
+func readLive(ctx context.Context, cfg ReplayConfig, ends partOffsets) (map[string][]byte, error) {
+	live := map[string][]byte{}
+	if err := readUntil(ctx, cfg.Kafka, ends, time.Minute, func(r *kgo.Record) error {
+		if r.Value == nil {
+			delete(live, string(r.Key))
+		} else {
+			live[string(r.Key)] = r.Value
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("read live projections: %w", err)
+	}
+	return live, nil
 }
 
 // movingSources lists the source partitions whose committed offset changed
