@@ -37,7 +37,8 @@ func TestDiffCellsManyCells(t *testing.T) {
 	delete(rebuilt, key(4999))                                              // missing rebuilt
 	// Two shards, as two fold workers leave them; a part that ended is
 	// held encoded, as a fold worker holds it.
-	shards := []*shard{newShard(0), newShard(0)}
+	seed := maphash.MakeSeed()
+	shards := []*shard{newShard(0, seed), newShard(0, seed)}
 	for k, c := range rebuilt {
 		sh := shards[len(k)%2]
 		if c.(*RunPart).TraceID < "r02000" {
@@ -45,9 +46,9 @@ func TestDiffCellsManyCells(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sh.done[k] = b
+			sh.putEncoded(k, b)
 		} else {
-			sh.open[k] = c
+			sh.put(k, c)
 		}
 	}
 	diffs := diffCells(live, shards)
@@ -94,29 +95,40 @@ func TestShardFoldEqualsFold(t *testing.T) {
 	var f Folder
 	live := encodeAll(t, foldAll(f, recs))
 
-	sh := newShard(0)
+	seed := maphash.MakeSeed()
+	sh := newShard(0, seed)
 	f2 := Folder{}
 	for _, r := range recs {
 		sh.fold(&f2, r.src, r.ev, r.ev.SchemaVersion)
 	}
-	if len(sh.done) == 0 {
+	if _, encoded := sh.len(); encoded == 0 {
 		t.Fatal("no finished part held encoded")
 	}
 	if d := diffCells(live, []*shard{sh}); len(d) != 0 {
 		t.Fatalf("%d cells differ from a plain fold; first: %s %+v", len(d), d[0].Key, d[0].Fields)
 	}
+	// The shard's digest, whose ended parts it summed as it went (and took
+	// out again when a late event reopened one), is the plain fold's.
+	ld := newLiveDigest(seed)
+	for k, b := range live {
+		ld.add(&kgo.Record{Key: []byte(k), Value: b})
+	}
+	lsum, ln := ld.sum()
+	if rsum, rn, ok := shardsDigest(seed, []*shard{sh}); !ok || rsum != lsum || rn != ln {
+		t.Fatalf("digest of the shard: %x over %d cells (ok %v), of a plain fold %x over %d", rsum, rn, ok, lsum, ln)
+	}
 	// The late events found their parts encoded and folded into them: the
 	// control part of a run with a late event counts it.
 	k := Key{Projection: thread.ProjRuns, Source: Source{"spine.control", partOf(runs[0].trace)}, TraceID: runs[0].trace}.String()
 	var p *RunPart
-	if b, ok := sh.done[k]; ok {
-		c, err := decodeCell(thread.ProjRuns, b)
+	if s, ok := sh.runs[k]; ok && s.open == nil {
+		c, err := decodeCell(thread.ProjRuns, s.enc)
 		if err != nil {
 			t.Fatal(err)
 		}
 		p = c.(*RunPart)
-	} else if c, ok := sh.open[k]; ok {
-		p = c.(*RunPart)
+	} else if ok {
+		p = s.open
 	}
 	if p == nil || p.LastEvent != "run.stale_event" {
 		t.Fatalf("%s: %+v, want its last event run.stale_event", k, p)
@@ -143,7 +155,7 @@ func TestSliceDigests(t *testing.T) {
 	}
 	const n = 1000
 	shards := func(change func(i int) Cell) []*shard {
-		shs := []*shard{newShard(0), newShard(0)}
+		shs := []*shard{newShard(0, seed), newShard(0, seed)}
 		for i := range n {
 			c := part(i, "run.completed")
 			if change != nil {
@@ -152,9 +164,9 @@ func TestSliceDigests(t *testing.T) {
 				}
 			}
 			if i%3 == 0 {
-				shs[i%2].done[key(i)] = enc(c)
+				shs[i%2].putEncoded(key(i), enc(c))
 			} else {
-				shs[i%2].open[key(i)] = c
+				shs[i%2].put(key(i), c)
 			}
 		}
 		return shs
@@ -205,7 +217,9 @@ func TestSliceDigests(t *testing.T) {
 			t.Errorf("%s: equal digests", name)
 		}
 	}
-	if same(append(shards(nil), &shard{open: Cells{key(2 * n): part(2*n, "run.completed")}})) {
+	extra := newShard(0, seed)
+	extra.put(key(2*n), part(2*n, "run.completed"))
+	if same(append(shards(nil), extra)) {
 		t.Error("one cell more: equal digests")
 	}
 }

@@ -1,7 +1,6 @@
 package projections
 
 import (
-	"encoding/binary"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
@@ -22,26 +21,22 @@ import (
 // slice: about 2^-25) makes the sums differ, so it costs a second read,
 // never a false "equal".
 
-// cellHash is the hash of one cell, its key and its encoded bytes;
-// cellHashBytes the same of a key in bytes (a record's, uncopied).
+// cellHash is the hash of one cell, its key and its encoded bytes.
 func cellHash(seed maphash.Seed, key string, value []byte) uint64 {
-	var h maphash.Hash
-	h.SetSeed(seed)
-	var n [binary.MaxVarintLen64]byte
-	h.Write(n[:binary.PutUvarint(n[:], uint64(len(key)))])
-	h.WriteString(key)
-	h.Write(value)
-	return h.Sum64()
+	return mixHash(maphash.String(seed, key), maphash.Bytes(seed, value))
 }
 
-func cellHashBytes(seed maphash.Seed, key, value []byte) uint64 {
-	var h maphash.Hash
-	h.SetSeed(seed)
-	var n [binary.MaxVarintLen64]byte
-	h.Write(n[:binary.PutUvarint(n[:], uint64(len(key)))])
-	h.Write(key)
-	h.Write(value)
-	return h.Sum64()
+// mixHash combines a key's hash and its value's (splitmix64's finalizer:
+// a bijection, so that distinct pairs collide only as often as random
+// values do).
+func mixHash(k, v uint64) uint64 {
+	x := k ^ (v * 0x9e3779b97f4a7c15)
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
 }
 
 // liveDigest holds a slice's live cells as hashes, the last record of a key
@@ -62,7 +57,7 @@ func (d *liveDigest) add(r *kgo.Record) {
 		delete(d.cells, kh)
 		return
 	}
-	d.cells[kh] = cellHashBytes(d.seed, r.Key, r.Value)
+	d.cells[kh] = mixHash(kh, maphash.Bytes(d.seed, r.Value))
 }
 
 // sum returns the digest of the live cells and their number.
@@ -77,20 +72,21 @@ func (d *liveDigest) sum() (uint64, int) {
 // shardsDigest returns the digest of the rebuilt cells (encoded as
 // diffCells compares them: appendCell's bytes, EncodeCell's where it
 // cannot) and their number, one worker per shard; ok is false if a cell
-// could not be encoded (then only diffCells can compare the slice).
+// could not be encoded (then only diffCells can compare the slice). A
+// shard sums its ended run parts as it encodes them; only the cells still
+// open are encoded here.
 func shardsDigest(seed maphash.Seed, shards []*shard) (sum uint64, n int, ok bool) {
 	sums := make([]uint64, len(shards))
-	counts := make([]int, len(shards))
 	var bad atomic.Bool
 	var wg sync.WaitGroup
 	for w, sh := range shards {
+		if sh.seed != seed {
+			panic("projections: a shard digested with another seed")
+		}
 		wg.Go(func() {
-			var s uint64
-			for k, b := range sh.done {
-				s += cellHash(seed, k, b)
-			}
+			s := sh.doneSum
 			var buf []byte
-			for k, c := range sh.open {
+			sh.eachOpen(func(k string, c Cell) {
 				enc, fast := appendCell(buf[:0], c)
 				buf = enc
 				if !fast {
@@ -100,14 +96,14 @@ func shardsDigest(seed maphash.Seed, shards []*shard) (sum uint64, n int, ok boo
 					}
 				}
 				s += cellHash(seed, k, enc)
-			}
-			sums[w], counts[w] = s, len(sh.done)+len(sh.open)
+			})
+			sums[w] = s
 		})
 	}
 	wg.Wait()
-	for w := range shards {
+	for w, sh := range shards {
 		sum += sums[w]
-		n += counts[w]
+		n += len(sh.agg) + len(sh.runs)
 	}
 	return sum, n, !bad.Load()
 }

@@ -223,8 +223,18 @@ func (f Folder) Plan(src Source, ev *schemas.RuntimeEvent, writer schemas.Contra
 
 // plan is Plan, with the event's contract version and route it used.
 func (f Folder) plan(src Source, ev *schemas.RuntimeEvent, writer schemas.ContractVersion) (p Plan, ver, route string) {
+	p, ver, route, run := f.planAgg(src, ev, writer)
+	if run {
+		p.Runs = Key{Projection: thread.ProjRuns, Source: src, TraceID: ev.TraceID}.String()
+	}
+	return p, ver, route
+}
+
+// planAgg is plan without the run's key: run reports whether the event
+// changes its run's part.
+func (f Folder) planAgg(src Source, ev *schemas.RuntimeEvent, writer schemas.ContractVersion) (p Plan, ver, route string, run bool) {
 	if ev == nil {
-		return Plan{}, "", ""
+		return Plan{}, "", "", false
 	}
 	ver, route = versionOf(ev, writer), f.routeOf(ev)
 	win := f.window(ev.Timestamp)
@@ -232,9 +242,7 @@ func (f Folder) plan(src Source, ev *schemas.RuntimeEvent, writer schemas.Contra
 	// Canary analysis events and drift windows are not about one run, nor
 	// a golden-path hop.
 	canary := src.Topic == thread.TopicGatePrefix+thread.CanaryGate || thread.IsDriftTrace(ev.TraceID)
-	if ev.TraceID != "" && !canary {
-		p.Runs = Key{Projection: thread.ProjRuns, Source: src, TraceID: ev.TraceID}.String()
-	}
+	run = ev.TraceID != "" && !canary
 	if !canary {
 		p.Golden = agg(thread.ProjGolden)
 	}
@@ -244,7 +252,7 @@ func (f Folder) plan(src Source, ev *schemas.RuntimeEvent, writer schemas.Contra
 	if ev.EventType == thread.ArtifactDelivered || ev.EventType == thread.DataplaneFailed {
 		p.Artifacts = agg(thread.ProjArtifacts)
 	}
-	return p, ver, route
+	return p, ver, route, run
 }
 
 // Fold folds one event read from src into cells and returns the keys it
@@ -265,7 +273,13 @@ func (f Folder) Fold(cells Cells, src Source, ev *schemas.RuntimeEvent, writer s
 		}
 		f.foldRun(p, src, ev, ver, route)
 	}
+	f.foldAgg(cells, plan, src, ev)
+	return plan.Keys()
+}
 
+// foldAgg folds ev into the aggregate cells of plan (golden, gates,
+// artifacts).
+func (f Folder) foldAgg(cells Cells, plan Plan, src Source, ev *schemas.RuntimeEvent) {
 	// golden: counts and latencies per hop and per terminal outcome.
 	if k := plan.Golden; k != "" {
 		g, _ := cells[k].(*GoldenCell)
@@ -345,7 +359,6 @@ func (f Folder) Fold(cells Cells, src Source, ev *schemas.RuntimeEvent, writer s
 			a.Failed++
 		}
 	}
-	return plan.Keys()
 }
 
 func artifactsCell(cells Cells, k string) *ArtifactsCell {

@@ -172,7 +172,7 @@ func replaySlice(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, p int3
 	sctx, scancel := context.WithCancel(ctx)
 	defer scancel()
 	spec := make(chan *threadFold, 1)
-	specFold := newThreadFold(guess)
+	specFold := newThreadFold(guess, seed)
 	tally.current.Store(specFold)
 	go func() { spec <- specFold.run(sctx, cfg) }()
 	abandon := func() {
@@ -213,7 +213,7 @@ func replaySlice(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, p int3
 	} else {
 		log.Info("replay: the live projections moved while the thread was folded; folding it again to the snapshot's offsets", "partition", p)
 		abandon()
-		tf = newThreadFold(offsets)
+		tf = newThreadFold(offsets, seed)
 		tally.current.Store(tf)
 		tf = tf.run(ctx, cfg)
 	}
@@ -229,13 +229,7 @@ func replaySlice(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, p int3
 	rebuilt := tf.cells
 	rebuiltCells := map[string]int{}
 	for _, sh := range rebuilt {
-		for _, c := range sh.open {
-			rebuiltCells[c.Projection()]++
-		}
-		rebuiltCells[thread.ProjRuns] += len(sh.done)
-	}
-	for proj, n := range rebuiltCells {
-		rep.RebuiltCells[proj] += n
+		sh.counts(rebuiltCells)
 	}
 
 	// Equal digests: every cell is equal, and the live ones are the
@@ -245,6 +239,7 @@ func replaySlice(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, p int3
 		if lsum, ln := snap.cells.sum(); ok && rsum == lsum && rn == ln {
 			for proj, n := range rebuiltCells {
 				rep.LiveCells[proj] += n
+				rep.RebuiltCells[proj] += n
 			}
 			log.Info("replay: partition compared", "partition", p, "records", tf.records, "live_cells", ln, "diffs", 0)
 			return nil
@@ -267,22 +262,14 @@ func replaySlice(ctx context.Context, adm *kadm.Client, cfg ReplayConfig, p int3
 			return err != nil || !snap.moving[kk.Source]
 		}
 		maps.DeleteFunc(live, func(k string, _ []byte) bool { return !keep(k) })
+		clear(rebuiltCells)
 		for _, sh := range rebuilt {
-			maps.DeleteFunc(sh.open, func(k string, c Cell) bool {
-				if keep(k) {
-					return false
-				}
-				rep.RebuiltCells[c.Projection()]--
-				return true
-			})
-			maps.DeleteFunc(sh.done, func(k string, _ []byte) bool {
-				if keep(k) {
-					return false
-				}
-				rep.RebuiltCells[thread.ProjRuns]--
-				return true
-			})
+			sh.drop(keep)
+			sh.counts(rebuiltCells)
 		}
+	}
+	for proj, n := range rebuiltCells {
+		rep.RebuiltCells[proj] += n
 	}
 	diffs := diffCells(live, rebuilt)
 	rep.Diffs = append(rep.Diffs, diffs...)
@@ -332,11 +319,12 @@ type threadFold struct {
 	pos                   atomic.Int64
 	records, deadLettered int64
 	cells                 []*shard // one per worker; their keys never meet
+	seed                  maphash.Seed
 	err                   error
 }
 
-func newThreadFold(offsets partOffsets) *threadFold {
-	return &threadFold{offsets: offsets, total: offsets.total()}
+func newThreadFold(offsets partOffsets, seed maphash.Seed) *threadFold {
+	return &threadFold{offsets: offsets, total: offsets.total(), seed: seed}
 }
 
 // run reads the thread up to f.offsets and folds it. Decoding is most of a
@@ -345,7 +333,7 @@ func newThreadFold(offsets partOffsets) *threadFold {
 // names its source partition, so the workers' cells never meet.
 func (f *threadFold) run(ctx context.Context, cfg ReplayConfig) *threadFold {
 	positions := partOffsets{}
-	folds := newParallelFold(ctx, cfg, runtime.GOMAXPROCS(0), f.total, &f.records, &f.deadLettered)
+	folds := newParallelFold(ctx, cfg, runtime.GOMAXPROCS(0), f.total, f.seed, &f.records, &f.deadLettered)
 	err := readUntil(ctx, cfg.Kafka, f.offsets, time.Minute, func(rec *kgo.Record) error {
 		prev := positions[rec.Topic][rec.Partition]
 		positions.set(rec.Topic, rec.Partition, rec.Offset+1)
@@ -589,27 +577,21 @@ func diffCells(live map[string][]byte, rebuilt []*shard) []CellDiff {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for k, b := range sh.done {
-				lb, lok := live[k]
-				if lok {
-					matched[w]++
-					if bytes.Equal(b, lb) {
-						continue
-					}
-				}
-				c, err := decodeCell(thread.ProjRuns, b)
-				if err != nil {
-					c = nil // cannot be: appendCell wrote it; shown as missing
-				}
-				if d, ok := diffCell(k, lb, lok, c); ok {
-					found[w] = append(found[w], d)
-				}
-			}
 			var buf []byte
-			for k, c := range sh.open {
+			sh.each(func(k string, c Cell, b []byte) {
 				lb, lok := live[k]
 				if lok {
 					matched[w]++
+				}
+				if c == nil {
+					if lok && bytes.Equal(b, lb) {
+						return
+					}
+					var err error
+					if c, err = decodeCell(thread.ProjRuns, b); err != nil {
+						c = nil // cannot be: appendCell wrote it; shown as missing
+					}
+				} else if lok {
 					// The common case first: the live cell holds exactly
 					// the bytes the rebuilt one encodes to (both written
 					// by EncodeCell), so the cells are equal without
@@ -621,13 +603,13 @@ func diffCells(live map[string][]byte, rebuilt []*shard) []CellDiff {
 						enc, _ = EncodeCell(c)
 					}
 					if bytes.Equal(enc, lb) {
-						continue
+						return
 					}
 				}
 				if d, ok := diffCell(k, lb, lok, c); ok {
 					found[w] = append(found[w], d)
 				}
-			}
+			})
 		}()
 	}
 	wg.Wait()
@@ -805,14 +787,14 @@ const foldBatch = 256
 // up front: growing a map of millions of cells rehashes every key again.
 const cellsPerRecord = 0.4
 
-func newParallelFold(ctx context.Context, cfg ReplayConfig, n int, records int64, folded, deadLettered *int64) *parallelFold {
+func newParallelFold(ctx context.Context, cfg ReplayConfig, n int, records int64, seed maphash.Seed, folded, deadLettered *int64) *parallelFold {
 	n = max(n, 1)
 	hint := int(min(float64(records)*cellsPerRecord/float64(n), 1<<26))
 	f := &parallelFold{ctx: ctx, cfg: cfg, workers: make([]chan []*kgo.Record, n), batches: make([][]*kgo.Record, n),
 		shards: make([]*shard, n), errs: make([]error, n)}
 	for i := range n {
 		f.workers[i] = make(chan []*kgo.Record, 4)
-		sh := newShard(hint)
+		sh := newShard(hint, seed)
 		f.shards[i] = sh
 		f.wg.Add(1)
 		go func() {
@@ -888,17 +870,24 @@ func topicHash(t string) uint32 {
 	return h
 }
 
-// shard is what one fold worker rebuilt: the cells still open, decoded,
-// and the finished run parts (runFinished), encoded as appendCell encodes
-// them. A finished part is encoded once, while it is still in the cache,
-// and compared as bytes; held encoded it is a fraction of its decoded
-// size and nothing for the collector to scan. An event for a finished
-// part (a stale result, a refusal) decodes it back first.
+// shard is what one fold worker rebuilt: the aggregate cells, and the
+// run parts, each still open (decoded) or, once it has ended
+// (runFinished), encoded as appendCell encodes it. A finished part is
+// encoded once, while it is still in the cache, and compared as bytes;
+// held encoded it is a fraction of its decoded size and nothing for the
+// collector to scan. An event for a finished part (a stale result, a
+// refusal) decodes it back first. A run's part is found with one lookup
+// of its key, built without allocating.
 type shard struct {
-	open  Cells
-	done  map[string][]byte
-	arena []byte // backs done's values
-	enc   []byte // scratch
+	agg  Cells
+	runs map[string]runSlot
+	// doneSum is the sum of the cellHash of the parts held encoded, with
+	// seed: the digest's share of the ended parts, summed while they were
+	// in the cache.
+	seed    maphash.Seed
+	doneSum uint64
+	arena   []byte // backs the encoded parts
+	enc     []byte // scratch
 	// key builds a run key; prefix is its "runs|<topic>|<partition>|" for
 	// src.
 	key    []byte
@@ -906,16 +895,98 @@ type shard struct {
 	prefix string
 }
 
-func newShard(hint int) *shard {
-	return &shard{open: make(Cells, hint/4), done: make(map[string][]byte, hint)}
+// runSlot is one run part of a shard: open, or ended and encoded. It holds
+// its own key, so that it is stored again without building the key.
+type runSlot struct {
+	key  string
+	open *RunPart
+	enc  []byte
+}
+
+func newShard(hint int, seed maphash.Seed) *shard {
+	return &shard{agg: Cells{}, runs: make(map[string]runSlot, hint), seed: seed}
+}
+
+// put adds a cell to the shard (a run part open, any other cell as an
+// aggregate); putEncoded adds an ended run part's bytes.
+func (sh *shard) put(k string, c Cell) {
+	if p, ok := c.(*RunPart); ok {
+		sh.runs[k] = runSlot{key: k, open: p}
+		return
+	}
+	sh.agg[k] = c
+}
+
+func (sh *shard) putEncoded(k string, b []byte) {
+	sh.runs[k] = runSlot{key: k, enc: b}
+	sh.doneSum += cellHash(sh.seed, k, b)
+}
+
+// len returns the number of cells in the shard, and of them the ended
+// parts held encoded.
+func (sh *shard) len() (cells, encoded int) {
+	for _, s := range sh.runs {
+		if s.open == nil {
+			encoded++
+		}
+	}
+	return len(sh.agg) + len(sh.runs), encoded
+}
+
+// each calls fn with every cell: c when open, enc when held encoded.
+func (sh *shard) each(fn func(k string, c Cell, enc []byte)) {
+	for k, c := range sh.agg {
+		fn(k, c, nil)
+	}
+	for k, s := range sh.runs {
+		if s.open != nil {
+			fn(k, s.open, nil)
+		} else {
+			fn(k, nil, s.enc)
+		}
+	}
+}
+
+// eachOpen calls fn with every cell not held encoded.
+func (sh *shard) eachOpen(fn func(k string, c Cell)) {
+	for k, c := range sh.agg {
+		fn(k, c)
+	}
+	for k, s := range sh.runs {
+		if s.open != nil {
+			fn(k, s.open)
+		}
+	}
+}
+
+// counts adds the number of cells by projection to into.
+func (sh *shard) counts(into map[string]int) {
+	for _, c := range sh.agg {
+		into[c.Projection()]++
+	}
+	into[thread.ProjRuns] += len(sh.runs)
+}
+
+// drop removes the cells whose keys keep refuses.
+func (sh *shard) drop(keep func(k string) bool) {
+	maps.DeleteFunc(sh.agg, func(k string, _ Cell) bool { return !keep(k) })
+	maps.DeleteFunc(sh.runs, func(k string, s runSlot) bool {
+		if keep(k) {
+			return false
+		}
+		if s.open == nil {
+			sh.doneSum -= cellHash(sh.seed, k, s.enc)
+		}
+		return true
+	})
 }
 
 // has reports whether the shard rebuilt a cell of key k.
 func (sh *shard) has(k string) bool {
-	if _, ok := sh.done[k]; ok {
+	if _, ok := sh.runs[k]; ok {
 		return true
 	}
-	_, ok := sh.open[k]
+	_, ok := sh.agg[k]
 	return ok
 }
 
@@ -924,34 +995,47 @@ const arenaChunk = 1 << 20
 
 // fold folds ev read from src, as Folder.Fold into a single Cells would.
 func (sh *shard) fold(f *Folder, src Source, ev *schemas.RuntimeEvent, writer schemas.ContractVersion) {
-	if len(sh.done) > 0 && ev != nil && ev.TraceID != "" {
+	if ev == nil {
+		return
+	}
+	plan, ver, route, run := f.planAgg(src, ev, writer)
+	if run {
 		if src != sh.src || sh.prefix == "" {
 			sh.src, sh.prefix = src, Key{Projection: thread.ProjRuns, Source: src}.String()
 		}
 		sh.key = append(append(sh.key[:0], sh.prefix...), ev.TraceID...)
-		if b, ok := sh.done[string(sh.key)]; ok {
-			if c, err := decodeCell(thread.ProjRuns, b); err == nil {
-				sh.open[string(sh.key)] = c
+		slot, ok := sh.runs[string(sh.key)]
+		switch {
+		case !ok:
+			slot = runSlot{key: string(sh.key), open: &RunPart{TraceID: strings.Clone(ev.TraceID)}}
+		case slot.open == nil:
+			// An event after the part ended: decoded back first.
+			c, err := decodeCell(thread.ProjRuns, slot.enc)
+			p, _ := c.(*RunPart)
+			if err != nil || p == nil {
+				p = &RunPart{TraceID: strings.Clone(ev.TraceID)} // cannot be: appendCell wrote it
 			}
-			delete(sh.done, string(sh.key))
+			sh.doneSum -= cellHash(sh.seed, slot.key, slot.enc)
+			slot = runSlot{key: slot.key, open: p}
 		}
+		p := slot.open
+		f.foldRun(p, src, ev, ver, route)
+		if runFinished(src.Topic, p) {
+			if enc, exact := appendCell(sh.enc[:0], p); exact {
+				// Else it stays decoded, compared through EncodeCell.
+				sh.enc = enc[:0]
+				if len(enc) > cap(sh.arena)-len(sh.arena) {
+					sh.arena = make([]byte, 0, max(arenaChunk, len(enc)))
+				}
+				at := len(sh.arena)
+				sh.arena = append(sh.arena, enc...)
+				slot = runSlot{key: slot.key, enc: sh.arena[at:len(sh.arena):len(sh.arena)]}
+				sh.doneSum += cellHash(sh.seed, slot.key, slot.enc)
+			} else {
+				sh.enc = enc[:0]
+			}
+		}
+		sh.runs[slot.key] = slot
 	}
-	for _, k := range f.Fold(sh.open, src, ev, writer) {
-		p, ok := sh.open[k].(*RunPart)
-		if !ok || !runFinished(src.Topic, p) {
-			continue
-		}
-		enc, exact := appendCell(sh.enc[:0], p)
-		sh.enc = enc[:0]
-		if !exact {
-			continue // stays decoded; compared through EncodeCell
-		}
-		if len(enc) > cap(sh.arena)-len(sh.arena) {
-			sh.arena = make([]byte, 0, max(arenaChunk, len(enc)))
-		}
-		at := len(sh.arena)
-		sh.arena = append(sh.arena, enc...)
-		sh.done[k] = sh.arena[at:len(sh.arena):len(sh.arena)]
-		delete(sh.open, k)
-	}
+	f.foldAgg(sh.agg, plan, src, ev)
 }
