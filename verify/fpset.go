@@ -15,6 +15,7 @@ func (s *fpSet) init(size int) {
 		n <<= 1
 	}
 	s.slots = make([]uint64, n)
+	adviseHuge(s.slots)
 	s.n = 0
 }
 

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package verify
+
+func adviseHuge([]uint64) {}
