@@ -110,6 +110,12 @@ func listOffsets(ctx context.Context, adm *kadm.Client, topics []string, only fu
 // make it wait until that transaction ends. stall bounds how long no
 // progress is tolerated. fn is called from this goroutine only.
 func readUntil(ctx context.Context, opts []kgo.Opt, targets partOffsets, stall time.Duration, fn func(*kgo.Record) error) error {
+	return readRecords(ctx, opts, targets, stall, false, fn)
+}
+
+// readRecords is readUntil, calling fn for the control records below the
+// targets too if control.
+func readRecords(ctx context.Context, opts []kgo.Opt, targets partOffsets, stall time.Duration, control bool, fn func(*kgo.Record) error) error {
 	consume := map[string]map[int32]kgo.Offset{}
 	remaining := 0
 	for t, ps := range targets {
@@ -175,7 +181,7 @@ func readUntil(ctx context.Context, opts []kgo.Opt, targets partOffsets, stall t
 					remaining--
 					cl.PauseFetchPartitions(map[string][]int32{fp.Topic: {fp.Partition}})
 				}
-				if r.Offset < target && !r.Attrs.IsControl() && cerr == nil {
+				if r.Offset < target && (control || !r.Attrs.IsControl()) && cerr == nil {
 					cerr = fn(r)
 				}
 			}

@@ -43,6 +43,14 @@ type ReplayConfig struct {
 	ProgressEvery time.Duration
 	// Logger receives logs; nil discards them.
 	Logger *slog.Logger
+	// Tap, when set, receives every record the replay reads from the
+	// thread (the source topics), transaction markers included, in offset
+	// order per partition, so that another check can share the read. It
+	// is called on the reading goroutine: it must hand the record on, not
+	// work on it. A slice folded again, because the live projections moved
+	// meanwhile, is read again from its start: Tap sees those records
+	// twice and must tell by their offsets.
+	Tap func(*kgo.Record)
 }
 
 // CellDiff is one projection key whose live and rebuilt cells differ.
@@ -334,7 +342,13 @@ func newThreadFold(offsets partOffsets, seed maphash.Seed) *threadFold {
 func (f *threadFold) run(ctx context.Context, cfg ReplayConfig) *threadFold {
 	positions := partOffsets{}
 	folds := newParallelFold(ctx, cfg, runtime.GOMAXPROCS(0), f.total, f.seed, &f.records, &f.deadLettered)
-	err := readUntil(ctx, cfg.Kafka, f.offsets, time.Minute, func(rec *kgo.Record) error {
+	err := readRecords(ctx, cfg.Kafka, f.offsets, time.Minute, cfg.Tap != nil, func(rec *kgo.Record) error {
+		if cfg.Tap != nil {
+			cfg.Tap(rec)
+			if rec.Attrs.IsControl() {
+				return nil
+			}
+		}
 		prev := positions[rec.Topic][rec.Partition]
 		positions.set(rec.Topic, rec.Partition, rec.Offset+1)
 		f.pos.Add(rec.Offset + 1 - prev)

@@ -124,24 +124,27 @@ const (
 	idleWait  = 2 * time.Minute
 )
 
-// read consumes topics between their planned offsets and applies every
-// record.
+// read consumes topics between their planned offsets (from where a
+// shared read left a partition, if it did) and applies every record.
 func (v *verifier) read(ctx context.Context, topics []*topicInfo) error {
 	assign := map[string]map[int32]kgo.Offset{}
 	left := 0
 	for _, ti := range topics {
 		for p, st := range ti.parts {
-			if st == nil || st.end <= st.from {
+			if !st.reading() {
 				continue
 			}
 			if assign[ti.name] == nil {
 				assign[ti.name] = map[int32]kgo.Offset{}
 			}
-			assign[ti.name][int32(p)] = kgo.NewOffset().At(st.from)
+			assign[ti.name][int32(p)] = kgo.NewOffset().At(max(st.from, st.next))
 			left++
 		}
 	}
 	if left == 0 {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		v.settle(topics)
 		return nil
 	}
 	iso := kgo.ReadCommitted()
@@ -157,9 +160,15 @@ func (v *verifier) read(ctx context.Context, topics []*topicInfo) error {
 	defer cl.Close()
 	idles := 0
 	lastRecord := time.Now()
+	// The verifier is shared with a tap (see tap.go): it is locked while
+	// a poll's records are applied.
+	v.mu.Lock()
+	defer v.mu.Unlock()
 	for left > 0 {
 		pctx, cancel := context.WithTimeout(ctx, idleRead)
+		v.mu.Unlock()
 		fs := cl.PollRecords(pctx, 50000)
+		v.mu.Lock()
 		idle := pctx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if ctx.Err() != nil {
@@ -217,9 +226,15 @@ func (v *verifier) read(ctx context.Context, topics []*topicInfo) error {
 			}
 		})
 	}
-	// Transactions whose marker lies past the read: below the last stable
-	// offset they are committed; read_uncommitted cannot tell, and applies
-	// them as well.
+	v.settle(topics)
+	return nil
+}
+
+// settle applies the transactional records still waiting for a marker
+// when the read of topics ended: a marker past the read, below the last
+// stable offset, is a commit; read_uncommitted cannot tell, and applies
+// them as well.
+func (v *verifier) settle(topics []*topicInfo) {
 	for _, ti := range topics {
 		for _, st := range ti.parts {
 			if st == nil {
@@ -233,7 +248,6 @@ func (v *verifier) read(ctx context.Context, topics []*topicInfo) error {
 			}
 		}
 	}
-	return nil
 }
 
 // behind reports whether a partition the read has not finished has, below

@@ -71,15 +71,23 @@ func (r *Report) WriteText(w io.Writer, max int) {
 		if len(r.Projections.Skipped) > 0 {
 			fmt.Fprintf(w, " (%d moving partitions not compared: %s)", len(r.Projections.Skipped), strings.Join(r.Projections.Skipped, ", "))
 		}
-		fmt.Fprintf(w, ", in %s\n", r.Projections.Took.Round(time.Millisecond))
+		fmt.Fprintf(w, ", in %s", r.Projections.Took.Round(time.Millisecond))
+		if r.SharedRead > 0 {
+			fmt.Fprintf(w, "; %d of the records checked were read once for both", r.SharedRead)
+		}
+		fmt.Fprintln(w)
 	case r.ProjectionsNote != "":
 		fmt.Fprintln(w, r.ProjectionsNote)
 	}
+	scan := fmt.Sprintf("scan %s", r.ScanTook.Round(time.Millisecond))
+	if r.SharedRead > 0 {
+		scan = "scan and replay together" // one read: the scan ends with the replay
+	}
 	if r.Clean {
-		fmt.Fprintf(w, "clean: no anomaly, in %s (scan %s)\n", r.Took.Round(time.Millisecond), r.ScanTook.Round(time.Millisecond))
+		fmt.Fprintf(w, "clean: no anomaly, in %s (%s)\n", r.Took.Round(time.Millisecond), scan)
 		return
 	}
-	fmt.Fprintf(w, "ANOMALIES: %d, in %s (scan %s)\n", r.total(), r.Took.Round(time.Millisecond), r.ScanTook.Round(time.Millisecond))
+	fmt.Fprintf(w, "ANOMALIES: %d, in %s (%s)\n", r.total(), r.Took.Round(time.Millisecond), scan)
 }
 
 func (r *Report) total() int {

@@ -3,6 +3,7 @@ package verify
 import (
 	"fmt"
 	"hash/maphash"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -110,6 +111,9 @@ type delivered struct {
 }
 
 type verifier struct {
+	// mu is held while records are applied: by read, and by a tap's
+	// goroutine (tap.go).
+	mu      sync.Mutex
 	cfg     Config
 	rep     *Report
 	seed    maphash.Seed

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -191,9 +192,13 @@ type Report struct {
 	// for.
 	Projections     *ProjectionsSummary `json:"projections,omitempty"`
 	ProjectionsNote string              `json:"projections_note,omitempty"`
+	// SharedRead counts the records of the thread read through the
+	// projections replay's read (a tap) instead of the verifier's own.
+	SharedRead int64 `json:"shared_read,omitempty"`
 	// Isolation is the read's isolation level.
 	Isolation string `json:"isolation"`
-	// Took is the whole check; ScanTook the thread's read and checks.
+	// Took is the whole check; ScanTook the thread's read and checks (with
+	// a shared read, SharedRead > 0, they end with the replay's read).
 	Took     time.Duration `json:"took_ns"`
 	ScanTook time.Duration `json:"scan_took_ns"`
 }
@@ -239,25 +244,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	v := newVerifier(cfg)
 
-	type replayResult struct {
-		rep *projections.ReplayReport
-		err error
-	}
-	var replayed chan replayResult
-	if cfg.Projections {
-		// The replay reads alongside; a read that fails ends it and waits
-		// for it, so Run leaves no goroutine behind.
-		rctx, cancel := context.WithCancel(ctx)
-		replayed = make(chan replayResult, 1)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			rep, err := projections.Replay(rctx, projections.ReplayConfig{Kafka: cfg.Kafka, Layout: cfg.Layout, Codec: cfg.Codec, Logger: cfg.Logger})
-			replayed <- replayResult{rep, err}
-		}()
-		defer func() { cancel(); <-done }()
-	}
-
 	cl, err := kgo.NewClient(cfg.Kafka...)
 	if err != nil {
 		return nil, fmt.Errorf("verify: client: %w", err)
@@ -269,17 +255,69 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := v.read(ctx, []*topicInfo{v.dlq}); err != nil {
 		return nil, err
 	}
-	if err := v.read(ctx, v.scanned); err != nil {
+
+	type replayResult struct {
+		rep *projections.ReplayReport
+		err error
+	}
+	var replayed chan replayResult
+	var t *tap
+	own := v.scanned
+	if cfg.Projections {
+		// The replay reads alongside. Read committed, as the verifier
+		// reads, it shares its read of the thread through a tap (tap.go);
+		// the verifier reads the rest itself meanwhile. A read that fails
+		// ends the replay and waits for it, so Run leaves no goroutine
+		// behind.
+		rcfg := projections.ReplayConfig{Kafka: cfg.Kafka, Layout: cfg.Layout, Codec: cfg.Codec, Logger: cfg.Logger}
+		if !cfg.ReadUncommitted {
+			var folded []string
+			for _, tp := range projections.SourceTopics(cfg.Layout) {
+				folded = append(folded, string(tp))
+			}
+			t = v.newTap(folded)
+			rcfg.Tap = t.add
+			own = slices.DeleteFunc(slices.Clone(own), func(ti *topicInfo) bool { return slices.Contains(t.topics, ti) })
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		replayed = make(chan replayResult, 1)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			rep, err := projections.Replay(rctx, rcfg)
+			if t != nil {
+				t.close()
+			}
+			replayed <- replayResult{rep, err}
+		}()
+		defer func() { cancel(); <-done }()
+	}
+
+	if err := v.read(ctx, own); err != nil {
 		return nil, err
+	}
+	var r replayResult
+	if replayed != nil && t != nil {
+		// What the replay did not read of the tapped topics.
+		r = <-replayed
+		replayed = nil
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err := v.read(ctx, t.topics); err != nil {
+			return nil, err
+		}
 	}
 	v.finish()
 	v.rep.ScanTook = time.Since(start)
 
 	if replayed != nil {
-		r := <-replayed
+		r = <-replayed
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+	}
+	if cfg.Projections {
 		v.projections(r.rep, r.err)
 	}
 	v.rep.Clean = len(v.rep.Counts) == 0

@@ -3,6 +3,8 @@ package verify_test
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -342,4 +344,72 @@ func TestForeignRecordsAreCountedNotJudged(t *testing.T) {
 	if !rep.Clean || rep.Foreign["spine.dataplane"] != len(runs[2].Data) || rep.Foreign["gate.verdict"] != 1 {
 		t.Fatalf("clean %v, anomalies %v, foreign %v: want clean, with the replayed records foreign", rep.Clean, rep.Counts, rep.Foreign)
 	}
+}
+
+// TestSharedReadFindsWhatItsOwnReadFinds: with the projections compared,
+// the verifier reads the topics the replay folds through the replay's own
+// read (a tap), the rest itself, and what lies past the projections'
+// committed offsets itself, from where the tap left each partition. Its
+// report is the one of a verify that reads everything itself: the same
+// records, runs and anomalies, each once.
+func TestSharedReadFindsWhatItsOwnReadFinds(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	at := time.Now().Add(-10 * time.Minute)
+	runs := r.goldenRuns(30, at)
+	runs[4].Control = runs[4].Control[:6] // stuck in gating: lost terminal
+	c := runs[2].Control
+	runs[2].Control = append([]*schemas.RuntimeEvent{c[0], c[1]}, c[4:]...) // no dispatch
+	runs[7].Artifact = nil
+	r.write(t, runs, false)
+	r.write(t, []*run{{Trace: runs[3].Trace, Data: runs[3].Data[1:2]}}, false)
+	r.fold(t, time.Minute)
+	// Past the projections' offsets: runs, and a copy of an event, that
+	// the replay does not read.
+	var later []*run
+	for i := range 10 {
+		later = append(later, r.golden(100+i, at))
+	}
+	r.write(t, later, false)
+	r.write(t, []*run{{Trace: later[5].Trace, Control: later[5].Control[2:3]}}, false)
+
+	own := r.verify(t, nil)
+	shared := r.verify(t, func(c *verify.Config) { c.Projections = true })
+	want := map[verify.Kind]int{verify.DuplicateEvent: 2, verify.LostTerminal: 1, verify.IllegalTransition: 1, verify.MissingArtifact: 1}
+	if !maps.Equal(own.Counts, want) {
+		t.Fatalf("own read: anomalies %v, want %v", own.Counts, want)
+	}
+	if !maps.Equal(shared.Counts, want) {
+		var text strings.Builder
+		shared.WriteText(&text, 0)
+		t.Fatalf("shared read: anomalies %v, want %v:\n%s", shared.Counts, want, text.String())
+	}
+	key := func(a verify.Anomaly) string { return string(a.Kind) + " " + a.TraceID + " " + a.Where }
+	var ka, kb []string
+	for _, a := range own.Anomalies {
+		ka = append(ka, key(a))
+	}
+	for _, a := range shared.Anomalies {
+		kb = append(kb, key(a))
+	}
+	slices.Sort(ka)
+	slices.Sort(kb)
+	if !slices.Equal(ka, kb) {
+		t.Errorf("anomalies differ:\nown    %q\nshared %q", ka, kb)
+	}
+	if !maps.Equal(own.Records, shared.Records) || own.Runs != shared.Runs || !maps.Equal(own.Outcomes, shared.Outcomes) ||
+		own.Intents != shared.Intents || own.Verdicts != shared.Verdicts || own.Artifacts != shared.Artifacts {
+		t.Errorf("the reads differ:\nown    records %v runs %d outcomes %v intents %d verdicts %d artifacts %d\nshared records %v runs %d outcomes %v intents %d verdicts %d artifacts %d",
+			own.Records, own.Runs, own.Outcomes, own.Intents, own.Verdicts, own.Artifacts,
+			shared.Records, shared.Runs, shared.Outcomes, shared.Intents, shared.Verdicts, shared.Artifacts)
+	}
+	var folded int64
+	for _, tp := range projections.SourceTopics(r.layout) {
+		folded += shared.Records[strings.TrimPrefix(string(tp), r.layout.Prefix)]
+	}
+	if shared.Projections == nil || shared.Projections.Diffs != 0 || shared.SharedRead == 0 || shared.SharedRead >= folded || own.SharedRead != 0 {
+		t.Errorf("shared %d of the %d records of the folded topics (own read: %d), projections %+v; want some, not all, and the cells equal",
+			shared.SharedRead, folded, own.SharedRead, shared.Projections)
+	}
+	t.Logf("the shared read applied %d of the %d records of the folded topics", shared.SharedRead, folded)
 }
