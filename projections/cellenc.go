@@ -39,6 +39,11 @@ type cellEncoder struct {
 	ok    bool
 	first bool // no field written yet in the current object
 	keys  [maxRunHops]string
+	// date is "2006-01-02T15:04:05" of the second sec, when hasDate: a
+	// cell's times are mostly within one second of each other.
+	date    [19]byte
+	sec     int64
+	hasDate bool
 }
 
 // scratch is room for the keys of one of a run part's maps (the run
@@ -139,13 +144,34 @@ func (e *cellEncoder) time(t time.Time) {
 		e.ok = false
 		return
 	}
-	if y := t.Year(); y < 0 || y > 9999 {
-		e.ok = false
-		return
+	// RFC 3339 with the nanoseconds' trailing zeros cut, as MarshalJSON
+	// writes a UTC time; the date and clock are formatted once a second.
+	if sec := t.Unix(); !e.hasDate || sec != e.sec {
+		if y := t.Year(); y < 0 || y > 9999 {
+			e.ok = false
+			return
+		}
+		var buf [32]byte
+		d := t.AppendFormat(buf[:0], time.RFC3339) // 2006-01-02T15:04:05Z
+		copy(e.date[:], d)
+		e.sec, e.hasDate = sec, true
 	}
 	e.b = append(e.b, '"')
-	e.b = t.AppendFormat(e.b, time.RFC3339Nano)
-	e.b = append(e.b, '"')
+	e.b = append(e.b, e.date[:]...)
+	if ns := t.Nanosecond(); ns != 0 {
+		var f [10]byte
+		f[0] = '.'
+		for i := 9; i > 0; i-- {
+			f[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := len(f)
+		for f[n-1] == '0' {
+			n--
+		}
+		e.b = append(e.b, f[:n]...)
+	}
+	e.b = append(e.b, 'Z', '"')
 }
 
 func (e *cellEncoder) timeField(name string, t time.Time) {

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -43,6 +44,17 @@ func TestAppendCellMatchesEncodeCell(t *testing.T) {
 	}
 	wantSameEncoding(t, "odd run part", odd, true)
 	wantSameEncoding(t, "empty run part", &RunPart{TraceID: "t"}, true)
+	// Times in one second and across seconds, with and without trailing
+	// zeros, before 1970 and at the ends of the years encoding/json takes:
+	// appendCell formats a second's date once.
+	for i, at := range []time.Time{t0, time.Date(1969, 12, 31, 23, 59, 59, 999_000_000, time.UTC),
+		time.Date(0, 1, 1, 0, 0, 0, 1, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 100, time.UTC)} {
+		p := &RunPart{TraceID: "t", RunStarted: at, LastAt: at.Add(120 * time.Millisecond), OutcomeAt: at.Add(time.Second + 7),
+			Hops: map[string]time.Time{"a": at.Add(time.Millisecond), "b": at.Add(10 * time.Millisecond), "c": at.Add(100 * time.Millisecond),
+				"d": at.Add(999*time.Millisecond + 999_999), "e": at.Add(-time.Nanosecond), "f": at.Add(1500 * time.Millisecond)},
+			Gates: map[string]GateResult{"g": {At: at.Add(3 * time.Second)}}}
+		wantSameEncoding(t, fmt.Sprintf("times %d", i), p, i != 3) // 9999-12-31T23:59:59 + 1s is past 9999
+	}
 
 	g := &GoldenCell{Hops: map[string]*Stat{"b": {Count: 2}, "a": nil}, Events: map[string]int64{"x&y": 3, "a": -1}}
 	g.Hops["b"].Latency.Record(123456)
