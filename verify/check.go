@@ -355,7 +355,9 @@ func (v *verifier) finish() {
 			if t.flags&fIntent == 0 {
 				continue // gate or data events of a run not on the control topic: nothing to judge here
 			}
-			if !v.cfg.Since.IsZero() && t.intentMs < v.cfg.Since.UnixMilli() {
+			if (!v.cfg.Since.IsZero() && t.intentMs < v.cfg.Since.UnixMilli()) || t.intentMs < v.horizonMs {
+				// Before the window, or before what retention left of
+				// the control topic: its run's records may be gone.
 				v.rep.OutOfWindow++
 				continue
 			}

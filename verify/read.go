@@ -303,6 +303,12 @@ func where(ti *topicInfo, r *kgo.Record) string {
 // its producer's pending records, a transactional record waits for its
 // marker, anything else is applied at once.
 func (v *verifier) record(ti *topicInfo, st *partState, r *kgo.Record) {
+	if !st.seen {
+		st.seen = true
+		if ti.kind == kindControl && st.from > 0 {
+			v.horizonMs = max(v.horizonMs, r.Timestamp.UnixMilli())
+		}
+	}
 	if r.Attrs.IsControl() {
 		if len(r.Key) < 4 {
 			return

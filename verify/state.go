@@ -52,6 +52,8 @@ type partState struct {
 	next int64
 	// dlq holds the dead letters of this partition's records, by offset.
 	dlq map[int64]*deadLetter
+	// seen is set once a record of the partition was read.
+	seen bool
 	// pending holds transactional records by producer id until their
 	// transaction's marker says commit (apply them) or abort (report them).
 	pending map[int64][]*kgo.Record
@@ -119,6 +121,10 @@ type verifier struct {
 	seed    maphash.Seed
 	now     time.Time
 	partial bool // the read starts after some run's beginning
+	// horizonMs is the time of the first record read of a control
+	// partition that retention truncated, the latest of them: an intent
+	// before it may have lost its run's records (see finish).
+	horizonMs int64
 
 	dlq     *topicInfo
 	scanned []*topicInfo

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spinerun/spine/loadtest/threadgen"
@@ -412,4 +413,41 @@ func TestSharedReadFindsWhatItsOwnReadFinds(t *testing.T) {
 			shared.SharedRead, folded, own.SharedRead, shared.Projections)
 	}
 	t.Logf("the shared read applied %d of the %d records of the folded topics", shared.SharedRead, folded)
+}
+
+// TestRetentionTruncatedControl: retention removed the control records of
+// the oldest runs (here DeleteRecords, as a retention pass does), not yet
+// their intents. Those intents are out of the read's reach, not lost:
+// their runs' records may be gone. Runs after the cut are judged.
+func TestRetentionTruncatedControl(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	old := r.goldenRuns(20, time.Now().Add(-20*time.Minute))
+	r.write(t, old, false)
+	adm := kadm.NewClient(r.plain)
+	ends, err := adm.ListEndOffsets(t.Context(), string(r.layout.Control()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cut kadm.Offsets
+	ends.Each(func(o kadm.ListedOffset) { cut.AddOffset(o.Topic, o.Partition, o.Offset, -1) })
+	var later []*run
+	for i := range 20 {
+		later = append(later, r.golden(100+i, time.Now().Add(-10*time.Minute)))
+	}
+	r.write(t, later, false)
+	dr, err := adm.DeleteRecords(t.Context(), cut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dr.Error(); err != nil {
+		t.Fatal(err)
+	}
+	rep := r.verify(t, nil)
+	var text strings.Builder
+	rep.WriteText(&text, 0)
+	if !rep.Clean || rep.Runs != 20 || rep.OutOfWindow < 20 {
+		t.Fatalf("want a clean report of the 20 later runs, the 20 cut ones out of window:\n%s", text.String())
+	}
+	t.Logf("report:\n%s", text.String())
 }
