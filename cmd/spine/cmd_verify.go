@@ -48,8 +48,10 @@ artifacts topic and the DLQ with a read_committed consumer, and check:
 Prints each anomaly with its kind and trace id, then a summary table; exits 0
 when clean, 1 on any anomaly. --since/--until check only the runs that
 started in the window (RFC 3339 times, or a duration before now: 1h). The
-stateflow and deadlines are the orchestrator's settings (SPINE_EXEC_TIMEOUT,
-SPINE_GATE_TIMEOUT, SPINE_RUN_DEADLINE, ...), read from the environment.`,
+projections replay and the checks share one read of the thread
+(--no-projections leaves the replay out). The stateflow and deadlines are
+the orchestrator's settings (SPINE_EXEC_TIMEOUT, SPINE_GATE_TIMEOUT,
+SPINE_RUN_DEADLINE, ...), read from the environment.`,
 		Example: `  spine verify
   spine verify --since 1h --no-projections
   spine verify --json > verify.json`,
