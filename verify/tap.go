@@ -81,7 +81,9 @@ func (v *verifier) tapped(r *kgo.Record) {
 		return
 	}
 	v.record(ti, st, r)
-	v.rep.SharedRead++
+	if !r.Attrs.IsControl() {
+		v.rep.SharedRead++
+	}
 	st.next = r.Offset + 1
 	if st.next >= st.end {
 		st.done = true

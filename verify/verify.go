@@ -192,8 +192,9 @@ type Report struct {
 	// for.
 	Projections     *ProjectionsSummary `json:"projections,omitempty"`
 	ProjectionsNote string              `json:"projections_note,omitempty"`
-	// SharedRead counts the records of the thread read through the
-	// projections replay's read (a tap) instead of the verifier's own.
+	// SharedRead counts the records of the thread (transaction markers
+	// aside) read through the projections replay's read, a tap, instead
+	// of the verifier's own.
 	SharedRead int64 `json:"shared_read,omitempty"`
 	// Isolation is the read's isolation level.
 	Isolation string `json:"isolation"`
