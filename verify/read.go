@@ -101,7 +101,7 @@ func (v *verifier) plan(ctx context.Context, adm *kadm.Client) error {
 				st.end = o.Offset
 			}
 			ti.parts[p] = st
-			if ti.kind != kindIntents && ti.kind != kindArtifacts && ti.kind != kindDLQ && st.end > st.from {
+			if ti.kind.events() && st.end > st.from {
 				events += st.end - st.from
 			}
 		}
@@ -327,7 +327,7 @@ func (v *verifier) record(ti *topicInfo, st *partState, r *kgo.Record) {
 		st.pending[r.ProducerID] = recs[:0]
 		return
 	}
-	if !r.Attrs.IsTransactional() && (ti.kind == kindControl || ti.kind == kindDataplane || ti.kind == kindGate) {
+	if !r.Attrs.IsTransactional() && ti.kind.events() {
 		if v.rep.Foreign == nil {
 			v.rep.Foreign = map[string]int{}
 		}

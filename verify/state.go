@@ -21,6 +21,10 @@ const (
 	kindDLQ
 )
 
+// events reports whether the topic holds the processors' events
+// (spine.control, spine.dataplane, gate.*), written in transactions.
+func (k topicKind) events() bool { return k == kindControl || k == kindDataplane || k == kindGate }
+
 type topicInfo struct {
 	name    string // with the prefix
 	short   string // without
@@ -28,6 +32,8 @@ type topicInfo struct {
 	index   uint8 // in verifier.topics
 	parts   []*partState
 	records int64
+	// tapped: the replay's read delivers this topic's records (tap.go).
+	tapped bool
 }
 
 // loc is where a record is, kept without formatting it.

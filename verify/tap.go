@@ -30,7 +30,8 @@ type tap struct {
 func (v *verifier) newTap(folded []string) *tap {
 	t := &tap{v: v, ch: make(chan []*kgo.Record, 16), done: make(chan struct{})}
 	for _, n := range folded {
-		if ti := v.byName[n]; ti != nil && ti.kind != kindIntents && ti.kind != kindArtifacts && ti.kind != kindDLQ {
+		if ti := v.byName[n]; ti != nil && ti.kind.events() {
+			ti.tapped = true
 			t.topics = append(t.topics, ti)
 		}
 	}
@@ -73,7 +74,7 @@ func (t *tap) close() {
 // outside the planned offsets.
 func (v *verifier) tapped(r *kgo.Record) {
 	ti := v.byName[r.Topic]
-	if ti == nil || ti.kind == kindIntents || ti.kind == kindArtifacts || ti.kind == kindDLQ || int(r.Partition) >= len(ti.parts) {
+	if ti == nil || !ti.tapped || int(r.Partition) >= len(ti.parts) {
 		return
 	}
 	st := ti.parts[r.Partition]

@@ -278,7 +278,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 			t = v.newTap(folded)
 			rcfg.Tap = t.add
-			own = slices.DeleteFunc(slices.Clone(own), func(ti *topicInfo) bool { return slices.Contains(t.topics, ti) })
+			own = slices.DeleteFunc(slices.Clone(own), func(ti *topicInfo) bool { return ti.tapped })
 		}
 		rctx, cancel := context.WithCancel(ctx)
 		replayed = make(chan replayResult, 1)
