@@ -921,32 +921,6 @@ func newShard(hint int, seed maphash.Seed) *shard {
 	return &shard{agg: Cells{}, runs: make(map[string]runSlot, hint), seed: seed}
 }
 
-// put adds a cell to the shard (a run part open, any other cell as an
-// aggregate); putEncoded adds an ended run part's bytes.
-func (sh *shard) put(k string, c Cell) {
-	if p, ok := c.(*RunPart); ok {
-		sh.runs[k] = runSlot{key: k, open: p}
-		return
-	}
-	sh.agg[k] = c
-}
-
-func (sh *shard) putEncoded(k string, b []byte) {
-	sh.runs[k] = runSlot{key: k, enc: b}
-	sh.doneSum += cellHash(sh.seed, k, b)
-}
-
-// len returns the number of cells in the shard, and of them the ended
-// parts held encoded.
-func (sh *shard) len() (cells, encoded int) {
-	for _, s := range sh.runs {
-		if s.open == nil {
-			encoded++
-		}
-	}
-	return len(sh.agg) + len(sh.runs), encoded
-}
-
 // each calls fn with every cell: c when open, enc when held encoded.
 func (sh *shard) each(fn func(k string, c Cell, enc []byte)) {
 	for k, c := range sh.agg {
@@ -1035,9 +1009,9 @@ func (sh *shard) fold(f *Folder, src Source, ev *schemas.RuntimeEvent, writer sc
 		p := slot.open
 		f.foldRun(p, src, ev, ver, route)
 		if runFinished(src.Topic, p) {
-			if enc, exact := appendCell(sh.enc[:0], p); exact {
-				// Else it stays decoded, compared through EncodeCell.
-				sh.enc = enc[:0]
+			enc, exact := appendCell(sh.enc[:0], p)
+			sh.enc = enc[:0]
+			if exact { // else it stays decoded, compared through EncodeCell
 				if len(enc) > cap(sh.arena)-len(sh.arena) {
 					sh.arena = make([]byte, 0, max(arenaChunk, len(enc)))
 				}
@@ -1045,8 +1019,6 @@ func (sh *shard) fold(f *Folder, src Source, ev *schemas.RuntimeEvent, writer sc
 				sh.arena = append(sh.arena, enc...)
 				slot = runSlot{key: slot.key, enc: sh.arena[at:len(sh.arena):len(sh.arena)]}
 				sh.doneSum += cellHash(sh.seed, slot.key, slot.enc)
-			} else {
-				sh.enc = enc[:0]
 			}
 		}
 		sh.runs[slot.key] = slot
