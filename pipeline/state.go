@@ -2,7 +2,9 @@ package pipeline
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -320,31 +323,25 @@ func (r *restorer) restore(ctx context.Context, partitions []int32) (map[int32]*
 	}
 	var n int
 	if len(consume) > 0 {
-		leaders, err := r.leaders(ctx, keysOf(consume))
-		if err != nil {
-			return nil, err
-		}
-		var answers fetchAnswers
 		cl, err := kgo.NewClient(append(slices.Clone(r.opts),
 			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{string(r.topic): consume}),
 			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 			kgo.KeepControlRecords(),
 			kgo.FetchMaxWait(100*time.Millisecond),
-			kgo.WithHooks(&answers),
 		)...)
 		if err != nil {
 			return nil, fmt.Errorf("restore %s: %w", r.topic, err)
 		}
 		defer cl.Close()
-		// Per partition: when it last yielded a record, and how many
-		// fetches its leader had answered by then.
+		// Per partition: the offset after the last record it yielded, and
+		// when it last yielded one or was last probed.
 		type seen struct {
-			at      time.Time
-			answers int64
+			next int64
+			at   time.Time
 		}
 		last := map[int32]seen{}
 		for p := range consume {
-			last[p] = seen{at: time.Now()}
+			last[p] = seen{next: starts[p], at: time.Now()}
 		}
 		for len(consume) > 0 {
 			pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
@@ -363,7 +360,7 @@ func (r *restorer) restore(ctx context.Context, partitions []int32) (map[int32]*
 				if _, ok := consume[rec.Partition]; !ok {
 					return
 				}
-				last[rec.Partition] = seen{at: time.Now(), answers: answers.from(leaders[rec.Partition])}
+				last[rec.Partition] = seen{next: rec.Offset + 1, at: time.Now()}
 				if !rec.Attrs.IsControl() {
 					ps := out[rec.Partition]
 					if rec.Value == nil {
@@ -381,18 +378,31 @@ func (r *restorer) restore(ctx context.Context, partitions []int32) (map[int32]*
 			})
 			// A partition whose tail holds no visible record (its last
 			// transaction marker was compacted away) never reaches its
-			// target. It is at its end once it yielded nothing for a while
-			// AND its leader answered two more fetches since its last
-			// record: the client fetches again from a broker only after
-			// the previous answer was polled (and, above, applied), so a
-			// slow or stalled broker cannot make a partition look quiet.
+			// target. Once it has yielded nothing for a while, the broker
+			// is asked what lies past its last record; it is at its end
+			// only if nothing visible does. Silence alone proves nothing:
+			// a slow broker, or answers the client drops (a fetch
+			// session reset, a retriable error), yield nothing too.
 			for p := range consume {
 				l := last[p]
-				if time.Since(l.at) > r.quiet && answers.from(leaders[p])-l.answers >= 2 {
-					r.log.Warn("restore: no record up to the last stable offset; taking the partition as read (compacted tail?)",
-						"topic", r.topic, "partition", p, "target", targets[p])
-					delete(consume, p)
+				if time.Since(l.at) <= r.quiet {
+					continue
 				}
+				// A stalled broker must not hold the loop: the consumer's
+				// answers wait to be polled meanwhile.
+				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				end, err := r.tailInvisible(pctx, cl, p, l.next, targets[p])
+				cancel()
+				if err != nil {
+					r.log.Warn("restore: cannot see past the last record yet", "topic", r.topic, "partition", p, "offset", l.next, "err", err)
+				}
+				if end {
+					r.log.Warn("restore: no visible record up to the last stable offset; taking the partition as read (compacted tail?)",
+						"topic", r.topic, "partition", p, "from", l.next, "target", targets[p])
+					delete(consume, p)
+					continue
+				}
+				last[p] = seen{next: l.next, at: time.Now()}
 			}
 		}
 	}
@@ -469,54 +479,110 @@ func (r *restorer) targets(ctx context.Context, partitions []int32) (targets, st
 	return targets, starts, nil
 }
 
-// leaders returns the broker leading each partition of the changelog, or
-// -1 where none is known (then answers from any broker count).
-func (r *restorer) leaders(ctx context.Context, partitions []int32) (map[int32]int32, error) {
+// tailInvisible reports whether the changelog partition p holds no record
+// a read_committed reader keeping control records would see in [from,
+// target): it reads that range from p's leader in a fetch of its own and
+// looks at each batch's header. A batch starting before from was delivered
+// whole with the record before from; a batch at or past it is invisible
+// only if it holds no record or is data of a transaction the broker lists
+// as aborted. Any error, or anything visible, is not the end.
+func (r *restorer) tailInvisible(ctx context.Context, cl *kgo.Client, p int32, from, target int64) (bool, error) {
 	t := string(r.topic)
 	md, err := r.adm.Metadata(ctx, t)
 	if err != nil {
-		return nil, fmt.Errorf("restore %s: metadata: %w", t, err)
+		return false, err
 	}
-	out := make(map[int32]int32, len(partitions))
-	for _, p := range partitions {
-		out[p] = -1
-		if pd, ok := md.Topics[t].Partitions[p]; ok && pd.Err == nil {
-			out[p] = pd.Leader
+	td := md.Topics[t]
+	pd, ok := td.Partitions[p]
+	if !ok || pd.Err != nil || pd.Leader < 0 {
+		return false, fmt.Errorf("no leader known for partition %d", p)
+	}
+	for off := from; off < target; {
+		req := kmsg.NewPtrFetchRequest()
+		req.ReplicaID = -1
+		req.MaxWaitMillis = 0 // what is there now
+		req.MaxBytes = 1 << 20
+		req.IsolationLevel = 1
+		req.SessionEpoch = -1 // a full fetch outside any session
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic, rt.TopicID = t, td.ID
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition, rp.FetchOffset, rp.LogStartOffset, rp.PartitionMaxBytes = p, off, -1, 1<<20
+		rp.CurrentLeaderEpoch = -1
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		kresp, err := cl.Broker(int(pd.Leader)).Request(ctx, req)
+		if err != nil {
+			return false, err
+		}
+		resp := kresp.(*kmsg.FetchResponse)
+		if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+			return false, err
+		}
+		if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+			return false, fmt.Errorf("fetch answered %d topics", len(resp.Topics))
+		}
+		rpr := resp.Topics[0].Partitions[0]
+		if err := kerr.ErrorForCode(rpr.ErrorCode); err != nil {
+			return false, err
+		}
+		next, whole, visible := scanBatches(rpr.RecordBatches, from, target, rpr.AbortedTransactions)
+		switch {
+		case visible:
+			return false, nil
+		case whole == 0 && len(rpr.RecordBatches) > 0:
+			return false, fmt.Errorf("a batch at offset %d is larger than the %d bytes read", off, req.MaxBytes)
+		case whole == 0 || next <= off: // nothing past off: the log ends here
+			return true, nil
+		}
+		off = next
+	}
+	return true, nil
+}
+
+// scanBatches walks the record batches of a read_committed fetch answer by
+// their headers, as a consumer does: a transaction's data is invisible from
+// the first offset the broker lists it aborted at until its producer's
+// marker. It returns the offset after the last whole batch, how many whole
+// batches there were, and whether one starting at or past from holds a
+// record a reader keeping control records sees; batches from until on are
+// not looked at. A batch cut off at the end of the answer is left for the
+// next read.
+func scanBatches(b []byte, from, until int64, aborted []kmsg.FetchResponseTopicPartitionAbortedTransaction) (next int64, whole int, visible bool) {
+	const header = 61 // the v2 batch header, up to and including NumRecords
+	aborted = slices.Clone(aborted)
+	slices.SortFunc(aborted, func(x, y kmsg.FetchResponseTopicPartitionAbortedTransaction) int {
+		return cmp.Compare(x.FirstOffset, y.FirstOffset)
+	})
+	abortedBy := map[int64]bool{}
+	for len(b) >= 12 {
+		first := int64(binary.BigEndian.Uint64(b))
+		size := 12 + int(int32(binary.BigEndian.Uint32(b[8:])))
+		if size < header || size > len(b) || first >= until {
+			break
+		}
+		attrs := binary.BigEndian.Uint16(b[21:])
+		last := first + int64(int32(binary.BigEndian.Uint32(b[23:])))
+		producer := int64(binary.BigEndian.Uint64(b[43:]))
+		records := int32(binary.BigEndian.Uint32(b[57:]))
+		b = b[size:]
+		next, whole = last+1, whole+1
+		for len(aborted) > 0 && aborted[0].FirstOffset <= last {
+			abortedBy[aborted[0].ProducerID] = true
+			aborted = aborted[1:]
+		}
+		control, transactional := attrs&0x20 != 0, attrs&0x10 != 0
+		switch {
+		case control:
+			delete(abortedBy, producer) // its transaction ends here
+		case records == 0, transactional && abortedBy[producer]:
+			continue
+		}
+		if first >= from {
+			return next, whole, true
 		}
 	}
-	return out, nil
-}
-
-// fetchAnswers counts the fetch responses each broker has answered to a
-// client (a kgo hook).
-type fetchAnswers struct {
-	mu     sync.Mutex
-	byNode map[int32]int64
-	all    int64
-}
-
-// OnBrokerRead implements kgo.HookBrokerRead.
-func (a *fetchAnswers) OnBrokerRead(meta kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
-	if key != (&kmsg.FetchRequest{}).Key() || err != nil {
-		return
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.byNode == nil {
-		a.byNode = map[int32]int64{}
-	}
-	a.byNode[meta.NodeID]++
-	a.all++
-}
-
-// from returns how many fetches node has answered; node -1 means any.
-func (a *fetchAnswers) from(node int32) int64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if node < 0 {
-		return a.all
-	}
-	return a.byNode[node]
+	return next, whole, false
 }
 
 func keysOf[V any](m map[int32]V) []int32 {
