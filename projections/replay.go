@@ -937,14 +937,11 @@ func (sh *shard) each(fn func(k string, c Cell, enc []byte)) {
 
 // eachOpen calls fn with every cell not held encoded.
 func (sh *shard) eachOpen(fn func(k string, c Cell)) {
-	for k, c := range sh.agg {
-		fn(k, c)
-	}
-	for k, s := range sh.runs {
-		if s.open != nil {
-			fn(k, s.open)
+	sh.each(func(k string, c Cell, _ []byte) {
+		if c != nil {
+			fn(k, c)
 		}
-	}
+	})
 }
 
 // counts adds the number of cells by projection to into.
